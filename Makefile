@@ -1,0 +1,49 @@
+# `make run`: set everything up and run Liveclass on its embedded defaults.
+# `make test`: set everything up (PostgreSQL and Chromium from apt included) and run every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint check-system deps clean bench
+
+$(STAMPS)/venv: pyproject.toml
+	@mkdir -p $(STAMPS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip>=24"
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+# Debian packages the tests need: PostgreSQL (started per test run, never as a service) and Chromium.
+$(STAMPS)/system:
+	@mkdir -p $(STAMPS)
+	@if ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "installing chromium and postgresql from apt"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+	    chromium postgresql fonts-dejavu-core; \
+	fi
+	@touch $@
+
+deps: $(STAMPS)/venv
+
+run: $(STAMPS)/venv
+	DEBUG=$${DEBUG:-1} $(BIN)/liveclass run
+
+lint: $(STAMPS)/venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
+	DEBUG=1 $(BIN)/mypy src
+
+test: $(STAMPS)/venv $(STAMPS)/system
+	$(MAKE) lint
+	$(BIN)/python tests/run.py sqlite
+	$(BIN)/python tests/run.py postgres
+
+bench: $(STAMPS)/venv $(STAMPS)/system
+	$(BIN)/python bench/enroll_load.py
+
+clean:
+	rm -rf $(STAMPS) $(VENV) var

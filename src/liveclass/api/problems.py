@@ -1,0 +1,100 @@
+"""The one place where errors become HTTP: RFC 9457 `application/problem+json`.
+
+Domain errors map by class; framework errors (validation, auth, CSRF, 404, bad
+JSON, oversized bodies) are reshaped into the same body, so every 4xx a client
+sees has a machine-readable `type` and a human `detail`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+from liveclass import errors
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+# class -> (status, slug, title)
+DOMAIN_STATUS: dict[type[errors.DomainError], tuple[int, str, str]] = {
+    errors.NotFound: (404, "not-found", "Not found"),
+    errors.NotSignedIn: (401, "not-signed-in", "Sign in required"),
+    errors.NotInstructor: (403, "not-instructor", "Instructors only"),
+    errors.NotStreamOwner: (403, "not-stream-owner", "Not your stream"),
+    errors.InvalidInstructorCode: (403, "invalid-instructor-code", "Invalid instructor code"),
+    errors.RateLimited: (429, "rate-limited", "Too many requests"),
+    errors.InsufficientTokens: (402, "insufficient-tokens", "Not enough tokens"),
+    errors.StreamFull: (409, "stream-full", "Class is full"),
+    errors.StreamClosed: (409, "stream-closed", "Enrollment closed"),
+    errors.IllegalTransition: (409, "illegal-transition", "Illegal status change"),
+    errors.NotEnrolled: (403, "not-enrolled", "Not enrolled"),
+    errors.StreamNotLive: (409, "stream-not-live", "Stream not live"),
+    errors.InvalidInput: (400, "invalid-input", "Invalid input"),
+    errors.MediaBackendError: (502, "media-backend-error", "Media backend failed"),
+}
+
+
+def problem(
+    status: int, slug: str, title: str, detail: str, *, headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> HttpResponse:
+    body = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail, **extra}
+    response = HttpResponse(json.dumps(body, default=str), status=status, content_type=PROBLEM_CONTENT_TYPE)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def status_of(exc: errors.DomainError) -> tuple[int, str, str]:
+    for cls in type(exc).__mro__:
+        if cls in DOMAIN_STATUS:
+            return DOMAIN_STATUS[cls]  # type: ignore[index]
+    return 400, "domain-error", "Request refused"
+
+
+def from_domain_error(exc: errors.DomainError) -> HttpResponse:
+    status, slug, title = status_of(exc)
+    headers = {}
+    if isinstance(exc, errors.RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    return problem(status, slug, title, exc.detail, headers=headers, **exc.extra)
+
+
+def install(api: Any) -> None:
+    """Register the handlers on a NinjaAPI instance."""
+    from django.http import Http404
+    from ninja.errors import AuthenticationError, HttpError, ValidationError
+
+    def domain(request: HttpRequest, exc: Exception) -> HttpResponse:
+        assert isinstance(exc, errors.DomainError)
+        return from_domain_error(exc)
+
+    def validation(request: HttpRequest, exc: Exception) -> HttpResponse:
+        assert isinstance(exc, ValidationError)
+        items = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))} for e in exc.errors
+        ]
+        first = items[0] if items else {"loc": [], "msg": "invalid"}
+        detail = f"{'.'.join(first['loc'][1:] or first['loc'])}: {first['msg']}" if first["loc"] else first["msg"]
+        return problem(422, "validation-error", "Invalid request", detail, errors=items)
+
+    def auth(request: HttpRequest, exc: Exception) -> HttpResponse:
+        return problem(401, "not-signed-in", "Sign in required", "Sign in to do this.")
+
+    def http_error(request: HttpRequest, exc: Exception) -> HttpResponse:
+        assert isinstance(exc, HttpError)
+        status = exc.status_code
+        if status == 403 and "CSRF" in str(exc):
+            return problem(403, "csrf-failed", "CSRF check failed",
+                           "Send the csrftoken cookie's value in the X-CSRFToken header.")
+        return problem(status, "http-error", "Request refused", str(exc))
+
+    def not_found(request: HttpRequest, exc: Exception) -> HttpResponse:
+        return problem(404, "not-found", "Not found", str(exc) or "Not found.")
+
+    api.add_exception_handler(errors.DomainError, domain)
+    api.add_exception_handler(ValidationError, validation)
+    api.add_exception_handler(AuthenticationError, auth)
+    api.add_exception_handler(HttpError, http_error)
+    api.add_exception_handler(Http404, not_found)

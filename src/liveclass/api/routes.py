@@ -1,0 +1,218 @@
+"""The JSON API under /api (OpenAPI at /api/openapi.json, docs at /api/docs).
+
+Paths follow the original product: /api/instructor/... for instructors, and the
+original's server actions (getStreams, getUserEnrollments, enrollInStream) as
+/api/streams, /api/enrollments and /api/streams/{id}/enroll.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import NinjaAPI, Query, Router
+
+from liveclass.accounts import services as accounts
+from liveclass.accounts.models import User
+from liveclass.api import problems
+from liveclass.api.auth import session_auth
+from liveclass.api import ratelimit
+from liveclass.api.schemas import (
+    EnrollmentOut,
+    EnrollOut,
+    InstructorLoginIn,
+    InstructorLoginOut,
+    InstructorStreamOut,
+    LedgerEntryOut,
+    PlaybackOut,
+    Problem,
+    PublishOut,
+    StreamCreateIn,
+    StreamOut,
+    WalletOut,
+)
+from liveclass.errors import NotInstructor
+from liveclass.mediabackends.registry import get_backend
+from liveclass.streams import services as streams
+from liveclass.streams.models import Enrollment, LiveStreamSession
+from liveclass.wallet import services as wallet
+
+api = NinjaAPI(
+    title="Liveclass API",
+    version="1",
+    description="Live dance-workout classes: schedule, enrollment, wallet, playback.",
+    urls_namespace="api",
+)
+problems.install(api)
+
+ERRORS: dict[int, type[Problem]] = {
+    code: Problem for code in (400, 401, 402, 403, 404, 409, 413, 422, 429, 502)
+}
+
+
+def _user(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)
+    return user
+
+
+def stream_out(stream: LiveStreamSession) -> dict[str, Any]:
+    return {
+        "id": stream.pk,
+        "title": stream.title,
+        "description": stream.description,
+        "instructor": {"id": stream.instructor_id, "name": stream.instructor.public_name},
+        "scheduled_start": stream.scheduled_start,
+        "duration_minutes": stream.duration_minutes,
+        "price_tokens": stream.price_tokens,
+        "capacity": stream.capacity,
+        "seats_left": streams.seats_left(stream),
+        "status": stream.status,
+        "started_at": stream.started_at,
+        "ended_at": stream.ended_at,
+        "url": f"/streams/{stream.pk}",
+    }
+
+
+def instructor_stream_out(stream: LiveStreamSession) -> dict[str, Any]:
+    return {
+        **stream_out(stream),
+        "input_id": stream.input_id,
+        "whip_url": stream.whip_url,
+        "whep_url": stream.whep_url,
+        "playback_id": stream.playback_id,
+        "publisher_connected": stream.publisher_connected,
+        "media_backend": stream.media_backend,
+    }
+
+
+def enrollment_out(enrollment: Enrollment) -> dict[str, Any]:
+    return {
+        "id": enrollment.pk,
+        "stream": stream_out(enrollment.stream),
+        "status": enrollment.status,
+        "tokens_paid": enrollment.tokens_paid,
+        "enrolled_at": enrollment.enrolled_at,
+    }
+
+
+# ---------------------------------------------------------------- public + viewers
+
+public = Router(tags=["streams"])
+
+
+@public.get("/streams", response={200: list[StreamOut]}, summary="Live and upcoming streams (anonymous)")
+def list_streams(request: HttpRequest, limit: int = Query(100, ge=1, le=500)) -> Any:  # noqa: B008
+    return [stream_out(s) for s in streams.schedule(limit=limit)]
+
+
+@public.get("/streams/{stream_id}", response={200: StreamOut, **ERRORS}, summary="One stream")
+def get_stream(request: HttpRequest, stream_id: int) -> Any:
+    return stream_out(streams.get_stream(stream_id))
+
+
+@public.post(
+    "/streams/{stream_id}/enroll", auth=session_auth, response={200: EnrollOut, 201: EnrollOut, **ERRORS},
+    summary="Enroll: spend the price in tokens (a repeat charges nothing)",
+)
+def enroll(request: HttpRequest, stream_id: int) -> Any:
+    user = _user(request)
+    enrollment, created = streams.enroll(user, stream_id)
+    enrollment = Enrollment.objects.select_related("stream", "stream__instructor").get(pk=enrollment.pk)
+    body = {"enrollment": enrollment_out(enrollment), "created": created, "balance": wallet.balance(user)}
+    return (201 if created else 200), body
+
+
+@public.get(
+    "/streams/{stream_id}/playback", auth=session_auth, response={200: PlaybackOut, **ERRORS},
+    summary="How to watch: WHEP URL and a short-lived play token while live",
+)
+def playback(request: HttpRequest, stream_id: int) -> Any:
+    live = streams.live_playback(_user(request), stream_id)
+    return {"mode": "live", "protocol": "whep", "whep_url": live.whep_url, "token": live.token,
+            "expires_in": live.expires_in}
+
+
+@public.get("/enrollments", auth=session_auth, response={200: list[EnrollmentOut], **ERRORS},
+            tags=["me"], summary="My enrollments")
+def my_enrollments(request: HttpRequest) -> Any:
+    return [enrollment_out(e) for e in streams.enrollments_of(_user(request))]
+
+
+@public.get("/wallet", auth=session_auth, response={200: WalletOut, **ERRORS}, tags=["me"],
+            summary="My token balance and ledger")
+def my_wallet(request: HttpRequest) -> Any:
+    user = _user(request)
+    return {"balance": wallet.balance(user),
+            "history": [LedgerEntryOut.from_orm(e).dict() for e in wallet.history(user)]}
+
+
+# ---------------------------------------------------------------- instructors
+
+instructor = Router(tags=["instructor"])
+
+
+@instructor.post("/login", auth=session_auth, response={200: InstructorLoginOut, **ERRORS},
+                 summary="Enter the instructor code to gain the instructor role")
+def instructor_login(request: HttpRequest, body: InstructorLoginIn) -> Any:
+    user = _user(request)
+    # Per address and per account: the code is guessable only by brute force.
+    ratelimit.limit("instructor-login-ip", ratelimit.client_address(request), max_calls=10, window_seconds=300)
+    ratelimit.limit("instructor-login-user", str(user.pk), max_calls=10, window_seconds=300)
+    accounts.become_instructor(user, body.code)
+    return {"is_instructor": True}
+
+
+def _instructor(request: HttpRequest) -> User:
+    user = _user(request)
+    if not user.is_instructor:
+        raise NotInstructor("Only instructors can do this; enter the instructor code first.")
+    return user
+
+
+@instructor.get("/streams", auth=session_auth, response={200: list[InstructorStreamOut], **ERRORS},
+                summary="My streams")
+def instructor_streams(request: HttpRequest) -> Any:
+    return [instructor_stream_out(s) for s in streams.instructor_streams(_instructor(request))]
+
+
+@instructor.post("/streams/create", auth=session_auth, response={201: InstructorStreamOut, **ERRORS},
+                 summary="Create a stream and its live input")
+def create_stream(request: HttpRequest, body: StreamCreateIn) -> Any:
+    stream = streams.create_stream(
+        _instructor(request),
+        streams.StreamDraft(
+            title=body.title, description=body.description, scheduled_start=body.scheduled_start,
+            duration_minutes=body.duration_minutes, price_tokens=body.price_tokens, capacity=body.capacity,
+        ),
+    )
+    return 201, instructor_stream_out(stream)
+
+
+@instructor.post("/streams/{stream_id}/start", auth=session_auth,
+                 response={200: InstructorStreamOut, **ERRORS}, summary="Mark the stream live")
+def start_stream(request: HttpRequest, stream_id: int) -> Any:
+    return instructor_stream_out(streams.start_stream(_instructor(request), stream_id))
+
+
+@instructor.post("/streams/{stream_id}/end", auth=session_auth,
+                 response={200: InstructorStreamOut, **ERRORS}, summary="End the stream and its input")
+def end_stream(request: HttpRequest, stream_id: int) -> Any:
+    return instructor_stream_out(streams.end_stream(_instructor(request), stream_id))
+
+
+@instructor.post("/streams/{stream_id}/cancel", auth=session_auth,
+                 response={200: InstructorStreamOut, **ERRORS}, summary="Cancel and refund every enrollment")
+def cancel_stream(request: HttpRequest, stream_id: int) -> Any:
+    return instructor_stream_out(streams.cancel_stream(_instructor(request), stream_id))
+
+
+@instructor.get("/streams/{stream_id}/publish", auth=session_auth, response={200: PublishOut, **ERRORS},
+                summary="WHIP URL and publish token (for the browser, OBS or FFmpeg)")
+def publish(request: HttpRequest, stream_id: int) -> Any:
+    stream = streams.publish_target(_instructor(request), stream_id)
+    return {"whip_url": stream.whip_url, "token": get_backend().publish_token(stream.input_id)}
+
+
+api.add_router("/", public)
+api.add_router("/instructor", instructor)

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from ninja import Schema
+from pydantic import Field
+
+
+class InstructorOut(Schema):
+    id: int
+    name: str
+
+
+class StreamOut(Schema):
+    id: int
+    title: str
+    description: str
+    instructor: InstructorOut
+    scheduled_start: datetime
+    duration_minutes: int
+    price_tokens: int
+    capacity: int | None
+    seats_left: int | None
+    status: Literal["scheduled", "live", "ended", "cancelled"]
+    started_at: datetime | None
+    ended_at: datetime | None
+    url: str
+
+
+class InstructorStreamOut(StreamOut):
+    input_id: str
+    whip_url: str
+    whep_url: str
+    playback_id: str
+    publisher_connected: bool
+    media_backend: str
+
+
+class StreamCreateIn(Schema):
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=5000)
+    scheduled_start: datetime
+    duration_minutes: int = Field(45, ge=5, le=600)
+    price_tokens: int = Field(1, ge=0, le=10_000)
+    capacity: int | None = Field(None, ge=1, le=100_000)
+
+
+class InstructorLoginIn(Schema):
+    code: str = Field(min_length=1, max_length=200)
+
+
+class InstructorLoginOut(Schema):
+    is_instructor: bool
+
+
+class EnrollmentOut(Schema):
+    id: int
+    stream: StreamOut
+    status: Literal["active", "refunded"]
+    tokens_paid: int
+    enrolled_at: datetime
+
+
+class EnrollOut(Schema):
+    enrollment: EnrollmentOut
+    created: bool
+    balance: int
+
+
+class LedgerEntryOut(Schema):
+    id: int
+    amount: int
+    kind: str
+    reference: str
+    note: str
+    created_at: datetime
+
+
+class WalletOut(Schema):
+    balance: int
+    history: list[LedgerEntryOut]
+
+
+class PlaybackOut(Schema):
+    mode: Literal["live"]
+    protocol: Literal["whep"]
+    whep_url: str
+    token: str | None
+    expires_in: int
+
+
+class PublishOut(Schema):
+    whip_url: str
+    token: str | None
+
+
+class Problem(Schema):
+    type: str
+    title: str
+    status: int
+    detail: str

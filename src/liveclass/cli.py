@@ -1,0 +1,161 @@
+"""The `liveclass` command: everything the Makefile and operators run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+
+def _django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveclass.settings")
+    import django
+
+    django.setup()
+
+
+def _manage(*args: str) -> None:
+    from django.core.management import call_command
+
+    call_command(*args)
+
+
+def cmd_run(ns: argparse.Namespace) -> int:
+    """Migrate, load demo data into an empty database, serve web."""
+    from liveclass.config import web_config
+
+    config = web_config()
+    _django()
+    _manage("migrate", "--no-input", "-v", "0")
+    if not config.DEBUG:
+        _manage("collectstatic", "--no-input", "-v", "0")
+    if not ns.no_demo:
+        from liveclass.demo import DEMO_INSTRUCTOR, DEMO_USER, load_demo
+
+        load_demo()
+        demo_lines = [
+            f"  demo instructor: {DEMO_INSTRUCTOR[0]} / {DEMO_INSTRUCTOR[1]}",
+            f"  demo user:       {DEMO_USER[0]} / {DEMO_USER[1]}",
+        ]
+    else:
+        demo_lines = []
+    host, port = ns.host or config.HOST, ns.port or config.PORT
+    banner = [
+        "",
+        f"Liveclass is running at http://{host}:{port}/streams",
+        *demo_lines,
+        f"  instructor code: set by INSTRUCTOR_ACCESS_TOKEN{' (dev default: dance-instructor)' if config.DEBUG else ''}",
+        f"  admin:           http://{host}:{port}/admin/ (create staff with: liveclass manage createsuperuser)",
+        "",
+    ]
+    print("\n".join(banner), flush=True)
+    import uvicorn
+
+    uvicorn.run("liveclass.asgi:application", host=host, port=port, log_level="info" if config.DEBUG else "warning",
+                proxy_headers=False, lifespan="off")
+    return 0
+
+
+def cmd_demo(ns: argparse.Namespace) -> int:
+    _django()
+    from liveclass.demo import load_demo
+
+    result = load_demo()
+    print("demo data loaded" if result.created else "database not empty: demo data left alone")
+    return 0
+
+
+def cmd_token(ns: argparse.Namespace) -> int:
+    from liveclass.config import media_config
+    from liveclass.media.tokens import sign_token
+
+    print(sign_token(media_config().MEDIA_SIGNING_KEY, sub=ns.input, role=ns.role, ttl=ns.ttl, uid=ns.uid))
+    return 0
+
+
+def cmd_wallet(ns: argparse.Namespace) -> int:
+    _django()
+    import secrets
+
+    from liveclass.accounts.models import User
+    from liveclass.errors import DomainError
+    from liveclass.wallet import services as wallet
+
+    try:
+        user = User.objects.get(email__iexact=ns.email)
+    except User.DoesNotExist:
+        print(f"no user with email {ns.email}", file=sys.stderr)
+        return 2
+    if ns.action == "grant":
+        try:
+            wallet.grant(user, ns.amount, key=ns.key or f"cli:{secrets.token_hex(8)}", note=ns.note or "Granted by CLI")
+        except DomainError as exc:
+            print(exc.detail, file=sys.stderr)
+            return 2
+    print(f"{user.email}: {wallet.balance(user)} tokens")
+    return 0
+
+
+def cmd_manage(ns: argparse.Namespace) -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveclass.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(["liveclass manage", *ns.args])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="liveclass", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="migrate, load demo data, start web (and media)")
+    run.add_argument("--host")
+    run.add_argument("--port", type=int)
+    run.add_argument("--no-demo", action="store_true", help="do not load demo data")
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="load demo data into an empty database")
+    demo.set_defaults(func=cmd_demo)
+
+    token = sub.add_parser("token", help="print a signed media token (for OBS/FFmpeg users and operators)")
+    token.add_argument("--role", choices=["publish", "play", "operator"], required=True)
+    token.add_argument("--input", required=True, help="input id (or * with --role operator)")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    token.add_argument("--uid", help="viewer id claim (play tokens)")
+    token.set_defaults(func=cmd_token)
+
+    wallet = sub.add_parser("wallet", help="wallet balance and staff grants")
+    wsub = wallet.add_subparsers(dest="action", required=True)
+    grant = wsub.add_parser("grant", help="grant tokens: liveclass wallet grant EMAIL N")
+    grant.add_argument("email")
+    grant.add_argument("amount", type=int)
+    grant.add_argument("--key", help="idempotency key: the same key grants once")
+    grant.add_argument("--note")
+    bal = wsub.add_parser("balance", help="print a balance")
+    bal.add_argument("email")
+    wallet.set_defaults(func=cmd_wallet)
+
+    manage = sub.add_parser("manage", help="Django management commands (migrate, createsuperuser, ...)")
+    manage.add_argument("args", nargs=argparse.REMAINDER)
+    manage.set_defaults(func=cmd_manage)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    try:
+        return int(ns.func(ns))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from liveclass.config import ConfigError
+
+        if isinstance(exc, ConfigError):
+            print(f"liveclass: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Every environment variable Liveclass reads, typed and documented in one place.
+
+`WebConfig` feeds the Django settings module (`liveclass.settings`); `MediaConfig`
+feeds the embedded media server, which must not import Django. Neither reads a
+file: secrets come only from the environment. `README.md` lists every variable
+(a test keeps it in step with this module).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Placeholder secrets for debug mode only; WebConfig.check() refuses them otherwise.
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+DEV_MEDIA_SIGNING_KEY = "dev-only-insecure-media-signing-key"
+DEV_WEBHOOK_SECRET = "dev-only-insecure-webhook-secret"
+DEV_INSTRUCTOR_CODE = "dance-instructor"
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+class ConfigError(RuntimeError):
+    """The environment is not fit to start on; the message names the variable."""
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=True, extra="ignore")
+
+
+class WebConfig(_Base):
+    DEBUG: bool = Field(False, description="Development mode: verbose errors, dev secrets allowed.")
+    SECRET_KEY: str = Field(DEV_SECRET_KEY, description="Django secret (sessions, CSRF).")
+    DATA_DIR: Path = Field(
+        PROJECT_DIR / "var",
+        validation_alias=AliasChoices("LIVECLASS_DATA_DIR"),
+        description="Where the SQLite file and recordings live (env: LIVECLASS_DATA_DIR).",
+    )
+    DATABASE_URL: str = Field(
+        "", description="Database URL; empty means a SQLite file in LIVECLASS_DATA_DIR."
+    )
+    REDIS_URL: str = Field(
+        "", description="Redis URL for the chat channel layer and shared cache; empty = in-memory."
+    )
+    HOST: str = Field("127.0.0.1", description="Address the web process binds.")
+    PORT: int = Field(8000, description="Port the web process binds.")
+    ALLOWED_HOSTS: str = Field(
+        "127.0.0.1,localhost", description="Comma-separated host names web answers to."
+    )
+    CSRF_TRUSTED_ORIGINS: str = Field(
+        "", description="Comma-separated origins trusted for CSRF (https://example.org)."
+    )
+    SECURE_COOKIES: bool = Field(False, description="Mark cookies Secure (set behind HTTPS).")
+
+    MEDIA_BACKEND: Literal["embedded", "cloudflare"] = Field(
+        "embedded", description="Live media engine: the built-in server or Cloudflare Stream."
+    )
+    MEDIA_PUBLIC_URL: str = Field(
+        "http://127.0.0.1:8001", description="Base URL browsers use to reach the media server."
+    )
+    MEDIA_INTERNAL_URL: str = Field(
+        "", description="Base URL web uses to reach the media server; empty = MEDIA_PUBLIC_URL."
+    )
+    MEDIA_SIGNING_KEY: str = Field(
+        DEV_MEDIA_SIGNING_KEY, description="HS256 key for media tokens, shared with the media server."
+    )
+    MEDIA_WEBHOOK_SECRET: str = Field(
+        DEV_WEBHOOK_SECRET, description="HMAC secret of media-server webhooks, shared with it."
+    )
+    PLAY_TOKEN_TTL: int = Field(300, ge=10, le=3600, description="Seconds a play token lives.")
+    PUBLISH_TOKEN_TTL: int = Field(
+        12 * 3600, ge=60, le=7 * 86400, description="Seconds a publish token lives."
+    )
+
+    CLOUDFLARE_ACCOUNT_ID: str = Field("", description="Cloudflare account id (MEDIA_BACKEND=cloudflare).")
+    CLOUDFLARE_API_TOKEN: str = Field("", description="Cloudflare API token with Stream edit rights.")
+    CLOUDFLARE_STREAM_CUSTOMER_CODE: str = Field(
+        "",
+        validation_alias=AliasChoices(
+            "CLOUDFLARE_STREAM_CUSTOMER_CODE", "NEXT_PUBLIC_CLOUDFLARE_STREAM_CUSTOMER_CODE"
+        ),
+        description="Customer code of customer-<CODE>.cloudflarestream.com "
+        "(also read as NEXT_PUBLIC_CLOUDFLARE_STREAM_CUSTOMER_CODE).",
+    )
+    CLOUDFLARE_API_BASE: str = Field(
+        "https://api.cloudflare.com/client/v4",
+        description="Cloudflare API base; tests point it at a loopback fake.",
+    )
+
+    INSTRUCTOR_ACCESS_TOKEN: str = Field(
+        DEV_INSTRUCTOR_CODE, description="The code a signed-in user enters to become an instructor."
+    )
+    WELCOME_TOKENS: int = Field(0, ge=0, description="Tokens granted to each new account.")
+
+    APPLE_CLIENT_ID: str = Field("", description="Sign in with Apple: Services ID.")
+    APPLE_TEAM_ID: str = Field("", description="Sign in with Apple: team id.")
+    APPLE_KEY_ID: str = Field("", description="Sign in with Apple: key id.")
+    APPLE_PRIVATE_KEY: str = Field("", description="Sign in with Apple: the .p8 key (PEM text).")
+    APPLE_BASE_URL: str = Field(
+        "https://appleid.apple.com", description="Apple's id service; tests point it at a fake."
+    )
+
+    @field_validator("DATA_DIR")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.resolve()
+
+    @property
+    def apple_configured(self) -> bool:
+        return all((self.APPLE_CLIENT_ID, self.APPLE_TEAM_ID, self.APPLE_KEY_ID, self.APPLE_PRIVATE_KEY))
+
+    @property
+    def database_url(self) -> str:
+        return self.DATABASE_URL or f"sqlite:///{self.DATA_DIR / 'liveclass.sqlite3'}"
+
+    @property
+    def media_internal_url(self) -> str:
+        return (self.MEDIA_INTERNAL_URL or self.MEDIA_PUBLIC_URL).rstrip("/")
+
+    def check(self) -> None:
+        """Refuse to run outside debug mode with a missing or development secret."""
+        if self.DEBUG:
+            return
+        defaults = {
+            "SECRET_KEY": DEV_SECRET_KEY,
+            "MEDIA_SIGNING_KEY": DEV_MEDIA_SIGNING_KEY,
+            "MEDIA_WEBHOOK_SECRET": DEV_WEBHOOK_SECRET,
+            "INSTRUCTOR_ACCESS_TOKEN": DEV_INSTRUCTOR_CODE,
+        }
+        for name, dev_value in defaults.items():
+            value = getattr(self, name)
+            if not value or value == dev_value:
+                raise ConfigError(
+                    f"{name} is missing or set to its development default; "
+                    f"set {name} in the environment (or DEBUG=1 for development)."
+                )
+        if len(self.SECRET_KEY) < 32:
+            raise ConfigError("SECRET_KEY must be at least 32 characters.")
+        if self.MEDIA_BACKEND == "cloudflare":
+            for name in ("CLOUDFLARE_ACCOUNT_ID", "CLOUDFLARE_API_TOKEN", "CLOUDFLARE_STREAM_CUSTOMER_CODE"):
+                if not getattr(self, name):
+                    raise ConfigError(f"{name} is required when MEDIA_BACKEND=cloudflare.")
+
+
+class MediaConfig(_Base):
+    MEDIA_HOST: str = Field("127.0.0.1", description="Address the media server binds.")
+    MEDIA_PORT: int = Field(8001, description="Port the media server binds.")
+    MEDIA_PUBLIC_URL: str = Field(
+        "http://127.0.0.1:8001", description="Base URL of the media server as browsers see it."
+    )
+    MEDIA_SIGNING_KEY: str = Field(DEV_MEDIA_SIGNING_KEY, description="Shared with web (see above).")
+    MEDIA_ICE_SERVERS: str = Field(
+        "",
+        description="Comma-separated STUN/TURN URLs announced as Link headers; "
+        "credentials as turn:user:pass@host:port.",
+    )
+    MEDIA_ICE_ADDRESSES: str = Field(
+        "", description="Comma-separated addresses to announce as ICE candidates (hosts behind NAT)."
+    )
+    MEDIA_WEBHOOK_URL: str = Field("", description="Where the media server posts its events.")
+    MEDIA_WEBHOOK_SECRET: str = Field(DEV_WEBHOOK_SECRET, description="Shared with web (see above).")
+    MEDIA_RECORDINGS_DIR: Path = Field(
+        PROJECT_DIR / "var" / "recordings", description="Where recordings are written."
+    )
+
+
+@lru_cache(maxsize=1)
+def web_config() -> WebConfig:
+    return WebConfig()
+
+
+@lru_cache(maxsize=1)
+def media_config() -> MediaConfig:
+    return MediaConfig()

@@ -1,0 +1,32 @@
+"""The `MediaBackend` protocol the stream domain consumes, and its value types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class LiveInput:
+    """A live input as the backend created it; stored on the stream."""
+
+    input_id: str
+    whip_url: str
+    whep_url: str
+    playback_id: str
+
+
+class MediaBackend(Protocol):
+    name: str
+
+    def create_input(self, *, name: str) -> LiveInput:
+        """Create a live input; raise `MediaBackendError` if the backend cannot."""
+
+    def end_input(self, input_id: str) -> None:
+        """Cut off any publisher and refuse new ones. Idempotent."""
+
+    def publish_token(self, input_id: str) -> str | None:
+        """Bearer token for WHIP, or None when the WHIP URL itself carries the secret."""
+
+    def play_token(self, input_id: str, *, user_id: str) -> str | None:
+        """Short-lived bearer token for WHEP, or None when the backend does not sign playback."""

@@ -1,0 +1,31 @@
+"""Pick the active backend from configuration (one instance per process)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from liveclass.config import web_config
+from liveclass.mediabackends.base import MediaBackend
+
+
+@lru_cache(maxsize=1)
+def get_backend() -> MediaBackend:
+    config = web_config()
+    if config.MEDIA_BACKEND == "cloudflare":
+        from liveclass.mediabackends.cloudflare import CloudflareBackend
+
+        return CloudflareBackend(
+            api_base=config.CLOUDFLARE_API_BASE,
+            account_id=config.CLOUDFLARE_ACCOUNT_ID,
+            api_token=config.CLOUDFLARE_API_TOKEN,
+            customer_code=config.CLOUDFLARE_STREAM_CUSTOMER_CODE,
+        )
+    from liveclass.mediabackends.embedded import EmbeddedBackend
+
+    return EmbeddedBackend(
+        public_url=config.MEDIA_PUBLIC_URL,
+        internal_url=config.media_internal_url,
+        signing_key=config.MEDIA_SIGNING_KEY,
+        play_ttl=config.PLAY_TOKEN_TTL,
+        publish_ttl=config.PUBLISH_TOKEN_TTL,
+    )

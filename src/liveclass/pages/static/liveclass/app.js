@@ -1,0 +1,29 @@
+// Progressive enhancement only: local times, the sign-in dialog, confirmations.
+(function () {
+  "use strict";
+  const fmt = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", timeZoneName: "short" });
+  document.querySelectorAll("time[data-local]").forEach((el) => {
+    const d = new Date(el.getAttribute("datetime"));
+    if (!isNaN(d)) el.textContent = fmt.format(d);
+  });
+  const tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  document.querySelectorAll('input[name="tz"]').forEach((el) => { el.value = tz; });
+  document.querySelectorAll("[data-tz-name]").forEach((el) => { el.textContent = tz; });
+  document.querySelectorAll("[data-open-dialog]").forEach((el) => {
+    el.addEventListener("click", (ev) => {
+      const dialog = document.getElementById(el.getAttribute("data-open-dialog"));
+      if (dialog && typeof dialog.showModal === "function") {
+        ev.preventDefault();
+        dialog.showModal();
+        const first = dialog.querySelector("input:not([type=hidden])");
+        if (first) first.focus();
+      }
+    });
+  });
+  document.querySelectorAll("[data-close-dialog]").forEach((el) => {
+    el.addEventListener("click", () => el.closest("dialog").close());
+  });
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (ev) => { if (!window.confirm(form.getAttribute("data-confirm"))) ev.preventDefault(); });
+  });
+})();

@@ -1,0 +1,207 @@
+"""Server-rendered pages: usable without JavaScript (JS only adds local times and the sign-in modal)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from liveclass import clock
+from liveclass.accounts import services as accounts
+from liveclass.accounts.models import User
+from liveclass.api import ratelimit
+from liveclass.errors import DomainError, NotFound
+from liveclass.mediabackends.registry import get_backend
+from liveclass.streams import services as streams
+from liveclass.streams.models import StreamStatus
+from liveclass.wallet import services as wallet
+
+
+def _user(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)
+    return user
+
+
+def _see_other(url: str) -> HttpResponseRedirect:
+    """303 after a POST, so a reload does not resubmit the form."""
+    response = HttpResponseRedirect(url)
+    response.status_code = 303
+    return response
+
+
+def schedule(request: HttpRequest) -> HttpResponse:
+    items = streams.schedule()
+    return render(request, "pages/schedule.html", {
+        "live": [s for s in items if s.status == StreamStatus.LIVE],
+        "upcoming": [s for s in items if s.status == StreamStatus.SCHEDULED],
+    })
+
+
+def stream_detail(request: HttpRequest, stream_id: int) -> HttpResponse:
+    try:
+        stream = streams.get_stream(stream_id)
+    except NotFound:
+        return render(request, "pages/not_found.html", {"what": "stream"}, status=404)
+    user = request.user
+    enrollment = streams.active_enrollment(user, stream) if user.is_authenticated else None  # type: ignore[arg-type]
+    return render(request, "pages/stream.html", {
+        "stream": stream,
+        "enrollment": enrollment,
+        "seats_left": streams.seats_left(stream),
+        "is_owner": user.is_authenticated and stream.instructor_id == user.pk,
+        "enrollable": stream.status in (StreamStatus.SCHEDULED, StreamStatus.LIVE),
+    })
+
+
+@require_POST
+@login_required
+def enroll(request: HttpRequest, stream_id: int) -> HttpResponse:
+    target = reverse("stream", args=[stream_id])
+    try:
+        _, created = streams.enroll(_user(request), stream_id)
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+    else:
+        if created:
+            messages.success(request, "You're enrolled. See you in class!")
+        else:
+            messages.info(request, "You were already enrolled; nothing was charged.")
+    return _see_other(target)
+
+
+@login_required
+def me(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    return render(request, "pages/me.html", {
+        "enrollments": streams.enrollments_of(user),
+        "balance": wallet.balance(user),
+        "history": wallet.history(user, limit=50),
+    })
+
+
+class InstructorCodeForm(forms.Form):
+    code = forms.CharField(max_length=200, widget=forms.PasswordInput(attrs={"autocomplete": "off"}),
+                           label="Instructor code")
+
+
+@login_required
+def instructor_login(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    if user.is_instructor:
+        return HttpResponseRedirect(reverse("instructor"))
+    form = InstructorCodeForm(request.POST or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        try:
+            ratelimit.limit("instructor-login-ip", ratelimit.client_address(request),
+                            max_calls=10, window_seconds=300)
+            ratelimit.limit("instructor-login-user", str(user.pk), max_calls=10, window_seconds=300)
+            accounts.become_instructor(user, form.cleaned_data["code"])
+        except DomainError as exc:
+            form.add_error("code", exc.detail)
+            status = 403
+        else:
+            messages.success(request, "Welcome, instructor! Create your first class below.")
+            return _see_other(reverse("instructor"))
+    return render(request, "pages/instructor_login.html", {"form": form}, status=status)
+
+
+class StreamForm(forms.Form):
+    title = forms.CharField(max_length=200)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=5000)
+    scheduled_start = forms.DateTimeField(
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"], label="Starts at",
+    )
+    tz = forms.CharField(widget=forms.HiddenInput, required=False, initial="UTC")
+    duration_minutes = forms.IntegerField(min_value=5, max_value=600, initial=45, label="Duration (minutes)")
+    price_tokens = forms.IntegerField(min_value=0, max_value=10_000, initial=1, label="Price (tokens)")
+    capacity = forms.IntegerField(min_value=1, max_value=100_000, required=False,
+                                  help_text="Leave empty for no limit.")
+
+    def clean(self) -> dict[str, object]:
+        data = super().clean() or {}
+        start = data.get("scheduled_start")
+        if isinstance(start, datetime):
+            try:
+                zone = ZoneInfo(str(data.get("tz") or "UTC"))
+            except (ZoneInfoNotFoundError, ValueError):
+                zone = ZoneInfo("UTC")
+            data["scheduled_start"] = start.replace(tzinfo=zone)
+        return data
+
+
+@login_required
+def instructor_home(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    if not user.is_instructor:
+        return HttpResponseRedirect(reverse("instructor-login"))
+    form = StreamForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            d = form.cleaned_data
+            try:
+                stream = streams.create_stream(user, streams.StreamDraft(
+                    title=d["title"], description=d["description"], scheduled_start=d["scheduled_start"],
+                    duration_minutes=d["duration_minutes"], price_tokens=d["price_tokens"],
+                    capacity=d["capacity"],
+                ))
+            except DomainError as exc:
+                form.add_error(exc.extra.get("field") if exc.extra.get("field") in form.fields else None,
+                               exc.detail)
+                status = 400
+            else:
+                messages.success(request, f"“{stream.title}” is scheduled.")
+                return _see_other(reverse("instructor-stream", args=[stream.pk]))
+        else:
+            status = 400
+    return render(request, "pages/instructor.html", {
+        "form": form, "streams": streams.instructor_streams(user), "now": clock.now(),
+    }, status=status)
+
+
+@login_required
+def instructor_stream(request: HttpRequest, stream_id: int) -> HttpResponse:
+    user = _user(request)
+    try:
+        stream = streams.get_stream(stream_id)
+    except NotFound:
+        return render(request, "pages/not_found.html", {"what": "stream"}, status=404)
+    if stream.instructor_id != user.pk:
+        return render(request, "pages/forbidden.html", {"why": "Only this stream's instructor can manage it."},
+                      status=403)
+    publish_token = None
+    if stream.status in (StreamStatus.SCHEDULED, StreamStatus.LIVE):
+        publish_token = get_backend().publish_token(stream.input_id)
+    return render(request, "pages/instructor_stream.html", {
+        "stream": stream, "publish_token": publish_token,
+        "enrolled": stream.enrollments.filter(status="active").count(),
+    })
+
+
+ACTIONS = {"start": streams.start_stream, "end": streams.end_stream, "cancel": streams.cancel_stream}
+DONE = {"start": "The class is live: enrolled users can watch now.", "end": "The class has ended.",
+        "cancel": "The class was cancelled and every enrollment refunded."}
+
+
+@require_POST
+@login_required
+def instructor_action(request: HttpRequest, stream_id: int, action: str) -> HttpResponse:
+    if action not in ACTIONS:
+        return render(request, "pages/not_found.html", {"what": "action"}, status=404)
+    try:
+        ACTIONS[action](_user(request), stream_id)
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+    else:
+        messages.success(request, DONE[action])
+    return _see_other(reverse("instructor-stream", args=[stream_id]))

@@ -1,0 +1,327 @@
+"""Stream lifecycle, enrollment and access decisions.
+
+Locking order, everywhere: the stream row, then wallet rows (sorted by user id when
+more than one). Keeping one order is what makes concurrent enrollments and a
+cancellation unable to deadlock each other on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Count, Q, QuerySet
+
+from liveclass import clock
+from liveclass.accounts.models import User
+from liveclass.errors import (
+    IllegalTransition,
+    InvalidInput,
+    MediaBackendError,
+    NotEnrolled,
+    NotFound,
+    NotInstructor,
+    NotStreamOwner,
+    StreamClosed,
+    StreamFull,
+    StreamNotLive,
+)
+from liveclass.mediabackends.base import MediaBackend
+from liveclass.mediabackends.registry import get_backend
+from liveclass.streams.models import (
+    Enrollment,
+    EnrollmentStatus,
+    LiveStreamSession,
+    StreamStatus,
+)
+from liveclass.wallet import services as wallet
+from liveclass.wallet.models import EntryKind
+
+MAX_PRICE = 10_000
+MAX_DURATION_MINUTES = 600
+MAX_CAPACITY = 100_000
+
+
+@dataclass(frozen=True)
+class StreamDraft:
+    title: str
+    scheduled_start: datetime
+    duration_minutes: int = 45
+    price_tokens: int = 1
+    description: str = ""
+    capacity: int | None = None
+
+
+@dataclass(frozen=True)
+class LivePlayback:
+    """What a viewer needs to play a live stream over WHEP."""
+
+    whep_url: str
+    token: str | None
+    expires_in: int
+
+
+# ---------------------------------------------------------------- queries
+
+
+def get_stream(stream_id: int) -> LiveStreamSession:
+    try:
+        return LiveStreamSession.objects.select_related("instructor").get(pk=stream_id)
+    except (LiveStreamSession.DoesNotExist, ValueError, OverflowError) as exc:
+        raise NotFound(f"No stream with id {stream_id}.") from exc
+
+
+def with_seats_taken(qs: QuerySet[LiveStreamSession]) -> QuerySet[LiveStreamSession]:
+    return qs.annotate(
+        seats_taken=Count("enrollments", filter=Q(enrollments__status=EnrollmentStatus.ACTIVE))
+    )
+
+
+def schedule(limit: int = 200) -> list[LiveStreamSession]:
+    """Live now, then upcoming by start time: what anyone may browse."""
+    qs = (
+        LiveStreamSession.objects.filter(status__in=[StreamStatus.LIVE, StreamStatus.SCHEDULED])
+        .select_related("instructor")
+        .order_by("-status", "scheduled_start", "id")  # "scheduled" < "live" alphabetically
+    )
+    return list(with_seats_taken(qs)[:limit])
+
+
+def instructor_streams(user: User) -> list[LiveStreamSession]:
+    return list(with_seats_taken(LiveStreamSession.objects.filter(instructor=user)).order_by("-scheduled_start"))
+
+
+def enrollments_of(user: User) -> list[Enrollment]:
+    return list(
+        Enrollment.objects.filter(user=user)
+        .select_related("stream", "stream__instructor")
+        .order_by("-enrolled_at", "-id")
+    )
+
+
+def active_enrollment(user: User, stream: LiveStreamSession) -> Enrollment | None:
+    if not user.is_authenticated:
+        return None
+    return Enrollment.objects.filter(user=user, stream=stream, status=EnrollmentStatus.ACTIVE).first()
+
+
+def seats_left(stream: LiveStreamSession) -> int | None:
+    if stream.capacity is None:
+        return None
+    taken = getattr(stream, "seats_taken", None)
+    if taken is None:
+        taken = stream.enrollments.filter(status=EnrollmentStatus.ACTIVE).count()
+    return max(stream.capacity - taken, 0)
+
+
+# ---------------------------------------------------------------- instructor actions
+
+
+def _require_instructor(user: User) -> None:
+    if not user.is_instructor:
+        raise NotInstructor("Only instructors can do this; enter the instructor code first.")
+
+
+def _owned(user: User, stream_id: int, *, lock: bool = False) -> LiveStreamSession:
+    qs = LiveStreamSession.objects.select_for_update() if lock else LiveStreamSession.objects
+    try:
+        stream = qs.get(pk=stream_id)
+    except (LiveStreamSession.DoesNotExist, ValueError, OverflowError) as exc:
+        raise NotFound(f"No stream with id {stream_id}.") from exc
+    if stream.instructor_id != user.pk:
+        raise NotStreamOwner("Only this stream's instructor can do that.")
+    return stream
+
+
+def validate_draft(draft: StreamDraft) -> StreamDraft:
+    title = draft.title.strip()
+    if not title:
+        raise InvalidInput("A title is required.", field="title")
+    if len(title) > 200:
+        raise InvalidInput("The title is longer than 200 characters.", field="title")
+    if len(draft.description) > 5000:
+        raise InvalidInput("The description is longer than 5000 characters.", field="description")
+    if not 0 <= draft.price_tokens <= MAX_PRICE:
+        raise InvalidInput(f"The price must be between 0 and {MAX_PRICE} tokens.", field="price_tokens")
+    if not 5 <= draft.duration_minutes <= MAX_DURATION_MINUTES:
+        raise InvalidInput(
+            f"The duration must be between 5 and {MAX_DURATION_MINUTES} minutes.", field="duration_minutes"
+        )
+    if draft.capacity is not None and not 1 <= draft.capacity <= MAX_CAPACITY:
+        raise InvalidInput(f"The capacity must be between 1 and {MAX_CAPACITY}.", field="capacity")
+    if draft.scheduled_start.tzinfo is None:
+        raise InvalidInput("The start time needs a time zone.", field="scheduled_start")
+    if draft.scheduled_start < clock.now() - timedelta(minutes=5):
+        raise InvalidInput("The start time is in the past.", field="scheduled_start")
+    if draft.scheduled_start > clock.now() + timedelta(days=366):
+        raise InvalidInput("The start time is more than a year ahead.", field="scheduled_start")
+    return StreamDraft(
+        title=title, description=draft.description.strip(), scheduled_start=draft.scheduled_start,
+        duration_minutes=draft.duration_minutes, price_tokens=draft.price_tokens, capacity=draft.capacity,
+    )
+
+
+def create_stream(user: User, draft: StreamDraft, backend: MediaBackend | None = None) -> LiveStreamSession:
+    """Validate, create the backend's live input, then the row; undo the input if the row fails."""
+    _require_instructor(user)
+    draft = validate_draft(draft)
+    backend = backend or get_backend()
+    live_input = backend.create_input(name=draft.title)
+    try:
+        return LiveStreamSession.objects.create(
+            title=draft.title, description=draft.description, instructor=user,
+            scheduled_start=draft.scheduled_start, duration_minutes=draft.duration_minutes,
+            price_tokens=draft.price_tokens, capacity=draft.capacity, media_backend=backend.name,
+            input_id=live_input.input_id, whip_url=live_input.whip_url, whep_url=live_input.whep_url,
+            playback_id=live_input.playback_id,
+        )
+    except Exception:
+        try:
+            backend.end_input(live_input.input_id)
+        except MediaBackendError:
+            pass
+        raise
+
+
+def _transition_error(stream: LiveStreamSession, action: str) -> IllegalTransition:
+    reasons = {
+        StreamStatus.SCHEDULED: "it has not started yet",
+        StreamStatus.LIVE: "it is already live",
+        StreamStatus.ENDED: "it has already ended",
+        StreamStatus.CANCELLED: "it was cancelled",
+    }
+    return IllegalTransition(
+        f"Cannot {action} this stream: {reasons[StreamStatus(stream.status)]}.",
+        status=stream.status,
+    )
+
+
+def start_stream(user: User, stream_id: int) -> LiveStreamSession:
+    """Mark live: viewers can now watch."""
+    with transaction.atomic():
+        stream = _owned(user, stream_id, lock=True)
+        if stream.status != StreamStatus.SCHEDULED:
+            raise _transition_error(stream, "start")
+        stream.status = StreamStatus.LIVE
+        stream.started_at = clock.now()
+        stream.save(update_fields=["status", "started_at", "updated_at"])
+    return stream
+
+
+def end_stream(user: User, stream_id: int, backend: MediaBackend | None = None) -> LiveStreamSession:
+    with transaction.atomic():
+        stream = _owned(user, stream_id, lock=True)
+        if stream.status != StreamStatus.LIVE:
+            raise _transition_error(stream, "end")
+        stream.status = StreamStatus.ENDED
+        stream.ended_at = clock.now()
+        stream.save(update_fields=["status", "ended_at", "updated_at"])
+    # Outside the transaction: a slow backend must not hold the row lock.
+    (backend or get_backend()).end_input(stream.input_id)
+    return stream
+
+
+def cancel_stream(user: User, stream_id: int, backend: MediaBackend | None = None) -> LiveStreamSession:
+    """Cancel a scheduled or live stream and refund every enrollment through the ledger."""
+    with transaction.atomic():
+        stream = _owned(user, stream_id, lock=True)
+        if stream.status not in (StreamStatus.SCHEDULED, StreamStatus.LIVE):
+            raise _transition_error(stream, "cancel")
+        now = clock.now()
+        enrollments = list(
+            stream.enrollments.filter(status=EnrollmentStatus.ACTIVE).select_related("user").order_by("user_id")
+        )
+        for enrollment in enrollments:
+            wallet.lock(enrollment.user)
+            if enrollment.tokens_paid:
+                wallet.credit(
+                    enrollment.user, enrollment.tokens_paid, key=f"refund:stream:{stream.pk}",
+                    kind=EntryKind.REFUND, reference=f"stream:{stream.pk}",
+                    note=f"Refund: {stream.title} was cancelled",
+                )
+            enrollment.status = EnrollmentStatus.REFUNDED
+            enrollment.refunded_at = now
+            enrollment.save(update_fields=["status", "refunded_at"])
+        stream.status = StreamStatus.CANCELLED
+        stream.cancelled_at = now
+        stream.save(update_fields=["status", "cancelled_at", "updated_at"])
+    (backend or get_backend()).end_input(stream.input_id)
+    return stream
+
+
+# ---------------------------------------------------------------- viewers
+
+
+def enroll(user: User, stream_id: int) -> tuple[Enrollment, bool]:
+    """Spend the price and take a seat, atomically. Returns (enrollment, created).
+
+    A repeat is a no-op that charges nothing; the ledger's unique idempotency key
+    and the enrollment's unique (user, stream) back that up in the database.
+    """
+    with transaction.atomic():
+        try:
+            stream = LiveStreamSession.objects.select_for_update().get(pk=stream_id)
+        except (LiveStreamSession.DoesNotExist, ValueError, OverflowError) as exc:
+            raise NotFound(f"No stream with id {stream_id}.") from exc
+        wallet.lock(user)
+        existing = Enrollment.objects.filter(user=user, stream=stream).first()
+        if existing is not None and existing.status == EnrollmentStatus.ACTIVE:
+            return existing, False
+        if stream.status == StreamStatus.ENDED:
+            raise StreamClosed("This class has ended; enrollment is closed.", status=stream.status)
+        if stream.status == StreamStatus.CANCELLED:
+            raise StreamClosed("This class was cancelled.", status=stream.status)
+        if stream.capacity is not None:
+            taken = stream.enrollments.filter(status=EnrollmentStatus.ACTIVE).count()
+            if taken >= stream.capacity:
+                raise StreamFull("This class is full.", capacity=stream.capacity)
+        if stream.price_tokens:
+            wallet.debit_locked(
+                user, stream.price_tokens, key=f"enroll:stream:{stream.pk}", kind=EntryKind.ENROLLMENT,
+                reference=f"stream:{stream.pk}", note=f"Enrolled in {stream.title}",
+            )
+        enrollment = Enrollment.objects.create(
+            user=user, stream=stream, tokens_paid=stream.price_tokens, enrolled_at=clock.now()
+        )
+    return enrollment, True
+
+
+def can_watch(user: User, stream: LiveStreamSession) -> bool:
+    if not user.is_authenticated:
+        return False
+    return stream.instructor_id == user.pk or active_enrollment(user, stream) is not None
+
+
+def live_playback(user: User, stream_id: int, backend: MediaBackend | None = None) -> LivePlayback:
+    """The WHEP URL and a short-lived play token, for enrolled users while live."""
+    stream = get_stream(stream_id)
+    if not can_watch(user, stream):
+        raise NotEnrolled("Enroll in this class to watch it.", stream_id=stream.pk)
+    if stream.status == StreamStatus.SCHEDULED:
+        raise StreamNotLive(
+            "This class has not started yet.", status=stream.status,
+            scheduled_start=stream.scheduled_start.isoformat(),
+        )
+    if stream.status == StreamStatus.CANCELLED:
+        raise StreamNotLive("This class was cancelled.", status=stream.status)
+    if stream.status == StreamStatus.ENDED:
+        raise StreamNotLive(
+            "This class has ended and its recording is not available for replay.", status=stream.status
+        )
+    backend = backend or get_backend()
+    from liveclass.config import web_config
+
+    return LivePlayback(
+        whep_url=stream.whep_url,
+        token=backend.play_token(stream.input_id, user_id=str(user.pk)),
+        expires_in=web_config().PLAY_TOKEN_TTL,
+    )
+
+
+def publish_target(user: User, stream_id: int) -> LiveStreamSession:
+    """The stream whose WHIP URL and publish token its instructor may fetch: not once it is over."""
+    stream = _owned(user, stream_id)
+    if stream.status in (StreamStatus.ENDED, StreamStatus.CANCELLED):
+        raise _transition_error(stream, "broadcast to")
+    return stream

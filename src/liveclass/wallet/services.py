@@ -1,0 +1,93 @@
+"""Wallet operations. Anything that spends must run inside `transaction.atomic()` after
+`lock()`, so one user's balance check and debit cannot interleave with another's."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+
+from liveclass import clock
+from liveclass.accounts.models import User
+from liveclass.errors import InsufficientTokens, InvalidInput
+from liveclass.wallet.models import EntryKind, LedgerEntry, Wallet
+
+MAX_GRANT = 1_000_000
+
+
+def open_wallet(user: User) -> Wallet:
+    wallet, _ = Wallet.objects.get_or_create(user=user)
+    return wallet
+
+
+def lock(user: User) -> Wallet:
+    """Take the user's wallet row lock (FOR UPDATE on PostgreSQL; SQLite's IMMEDIATE
+    transactions already hold the database write lock)."""
+    try:
+        return Wallet.objects.select_for_update().get(user=user)
+    except Wallet.DoesNotExist:
+        Wallet.objects.get_or_create(user=user)
+        return Wallet.objects.select_for_update().get(user=user)
+
+
+def balance(user: User) -> int:
+    total = LedgerEntry.objects.filter(user=user).aggregate(total=Sum("amount"))["total"]
+    return int(total or 0)
+
+
+def history(user: User, limit: int = 100) -> list[LedgerEntry]:
+    return list(LedgerEntry.objects.filter(user=user).order_by("-created_at", "-id")[:limit])
+
+
+def _existing(user: User, key: str) -> LedgerEntry | None:
+    return LedgerEntry.objects.filter(user=user, idempotency_key=key).first()
+
+
+def _append(user: User, amount: int, kind: str, key: str, reference: str, note: str) -> LedgerEntry:
+    return LedgerEntry.objects.create(
+        user=user, amount=amount, kind=kind, idempotency_key=key,
+        reference=reference, note=note, created_at=clock.now(),
+    )
+
+
+def credit(
+    user: User, amount: int, *, key: str, kind: str = EntryKind.GRANT, reference: str = "",
+    note: str = "",
+) -> LedgerEntry:
+    """Add tokens once per idempotency key; a repeat returns the first entry."""
+    if not 0 < amount <= MAX_GRANT:
+        raise InvalidInput(f"amount must be between 1 and {MAX_GRANT}")
+    if not key or len(key) > 120:
+        raise InvalidInput("an idempotency key of 1-120 characters is required")
+    with transaction.atomic():
+        lock(user)
+        found = _existing(user, key)
+        if found is not None:
+            if found.amount != amount or found.kind != kind:
+                raise InvalidInput("idempotency key already used for a different entry", key=key)
+            return found
+        return _append(user, amount, kind, key, reference, note)
+
+
+def grant(user: User, amount: int, *, key: str, note: str = "") -> LedgerEntry:
+    return credit(user, amount, key=key, kind=EntryKind.GRANT, note=note)
+
+
+def debit_locked(
+    user: User, amount: int, *, key: str, kind: str, reference: str = "", note: str = ""
+) -> LedgerEntry:
+    """Spend `amount`; the caller holds `lock(user)` inside a transaction."""
+    assert transaction.get_connection().in_atomic_block, "debit outside a transaction"
+    found = _existing(user, key)
+    if found is not None:
+        return found
+    current = balance(user)
+    if current < amount:
+        raise InsufficientTokens(
+            f"This costs {amount} tokens and your balance is {current}.",
+            balance=current, price=amount,
+        )
+    try:
+        with transaction.atomic():
+            return _append(user, -amount, kind, key, reference, note)
+    except IntegrityError as exc:  # same key raced in through another path
+        raise InvalidInput("duplicate ledger entry", key=key) from exc

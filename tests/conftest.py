@@ -1,0 +1,95 @@
+"""Shared fixtures. Run through `tests/run.py` (sets the environment; see its docstring)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+
+from liveclass import clock
+from liveclass.accounts.models import User
+from liveclass.streams import services as streams
+from liveclass.streams.models import LiveStreamSession
+from liveclass.wallet import services as wallet
+
+ON_POSTGRES = os.environ.get("LIVECLASS_TEST_DB") == "postgres"
+_seq = itertools.count(1)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if ON_POSTGRES:
+        return
+    skip = pytest.mark.skip(reason="PostgreSQL only: run via `tests/run.py postgres`")
+    for item in items:
+        if "postgres_only" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    cache.clear()  # rate-limit buckets must not leak between tests
+
+
+@pytest.fixture
+def make_user(db: None) -> Callable[..., User]:
+    def make(email: str | None = None, *, tokens: int = 0, instructor: bool = False, password: str = "pw-1234567") -> User:
+        user = User.objects.create_user(email or f"user{next(_seq)}@example.test", password)
+        if instructor:
+            user.is_instructor = True
+            user.save()
+        if tokens:
+            wallet.grant(user, tokens, key=f"fixture:{user.pk}")
+        return user
+
+    return make
+
+
+@pytest.fixture
+def instructor(make_user: Callable[..., User]) -> User:
+    return make_user("coach@example.test", instructor=True)
+
+
+@pytest.fixture
+def make_stream(instructor: User) -> Callable[..., LiveStreamSession]:
+    def make(*, price: int = 2, capacity: int | None = None, title: str | None = None,
+             owner: User | None = None, starts_in: timedelta = timedelta(hours=1)) -> LiveStreamSession:
+        return streams.create_stream(owner or instructor, streams.StreamDraft(
+            title=title or f"Class {next(_seq)}", scheduled_start=clock.now() + starts_in,
+            price_tokens=price, capacity=capacity,
+        ))
+
+    return make
+
+
+class ApiClient:
+    """Django test client that behaves like the browser: session cookie + CSRF header."""
+
+    def __init__(self, user: User | None = None) -> None:
+        self.client = Client(enforce_csrf_checks=True)
+        if user is not None:
+            self.client.force_login(user)
+        self.client.get("/streams")  # sets the csrftoken cookie
+
+    @property
+    def csrf(self) -> str:
+        cookie = self.client.cookies.get("csrftoken")
+        return cookie.value if cookie else ""
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.client.get(path, **kw)
+
+    def post(self, path: str, data: Any = None, **kw: Any) -> Any:
+        headers = {"X-CSRFToken": self.csrf, **kw.pop("headers", {})}
+        return self.client.post(path, data=data if data is not None else {}, content_type="application/json",
+                                headers=headers, **kw)
+
+
+@pytest.fixture
+def api(db: None) -> Callable[[User | None], ApiClient]:
+    return ApiClient
