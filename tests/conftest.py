@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from django.test import Client
 
@@ -19,6 +20,9 @@ from liveclass.streams.models import LiveStreamSession
 from liveclass.wallet import services as wallet
 
 ON_POSTGRES = os.environ.get("LIVECLASS_TEST_DB") == "postgres"
+
+# Password hashing is deliberately slow; tests create many users.
+settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 _seq = itertools.count(1)
 
 
@@ -38,7 +42,9 @@ def _fresh_cache() -> None:
 
 @pytest.fixture
 def make_user(db: None) -> Callable[..., User]:
-    def make(email: str | None = None, *, tokens: int = 0, instructor: bool = False, password: str = "pw-1234567") -> User:
+    def make(
+        email: str | None = None, *, tokens: int = 0, instructor: bool = False, password: str = "pw-1234567"
+    ) -> User:
         user = User.objects.create_user(email or f"user{next(_seq)}@example.test", password)
         if instructor:
             user.is_instructor = True

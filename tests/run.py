@@ -25,13 +25,25 @@ ROOT = Path(__file__).resolve().parents[1]
 TEST_ENV = {
     "DEBUG": "0",
     "SECRET_KEY": "test-secret-key-0123456789abcdef0123456789abcdef",
-    "MEDIA_SIGNING_KEY": "test-media-signing-key",
+    "MEDIA_SIGNING_KEY": "test-media-signing-key-0123456789abcdef",
     "MEDIA_WEBHOOK_SECRET": "test-webhook-secret",
     "INSTRUCTOR_ACCESS_TOKEN": "test-instructor-code",
     "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
     "MEDIA_BACKEND": "embedded",
     "REDIS_URL": "",
     "WELCOME_TOKENS": "0",
+    # Sign in with Apple, configured for the whole run (settings are read once). The key is
+    # a test-only EC P-256 key made for this suite; tests point the Apple URLs at a fake.
+    "APPLE_CLIENT_ID": "test.liveclass.web",
+    "APPLE_TEAM_ID": "TESTTEAM01",
+    "APPLE_KEY_ID": "TESTKEY001",
+    "APPLE_PRIVATE_KEY": (
+        "-----BEGIN PRIVATE KEY-----\n"
+        "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgeIYA9KXaPNFXOYEE\n"
+        "tXQ2Dtgloqyw748RCtuXgLhbZNOhRANCAAR1y6lleyWLluGv4YP1wpX335/mR0+1\n"
+        "IcV218/Sv77WKx4r0SZi6hNmA5bAHnfYedMtz8C7vVqXLyow8mdRQSiy\n"
+        "-----END PRIVATE KEY-----\n"
+    ),
 }
 
 

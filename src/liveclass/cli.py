@@ -45,7 +45,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
         "",
         f"Liveclass is running at http://{host}:{port}/streams",
         *demo_lines,
-        f"  instructor code: set by INSTRUCTOR_ACCESS_TOKEN{' (dev default: dance-instructor)' if config.DEBUG else ''}",
+        "  instructor code: " + (config.INSTRUCTOR_ACCESS_TOKEN if config.DEBUG else "set by INSTRUCTOR_ACCESS_TOKEN"),
         f"  admin:           http://{host}:{port}/admin/ (create staff with: liveclass manage createsuperuser)",
         "",
     ]

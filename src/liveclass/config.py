@@ -138,8 +138,9 @@ class WebConfig(_Base):
                     f"{name} is missing or set to its development default; "
                     f"set {name} in the environment (or DEBUG=1 for development)."
                 )
-        if len(self.SECRET_KEY) < 32:
-            raise ConfigError("SECRET_KEY must be at least 32 characters.")
+        for name in ("SECRET_KEY", "MEDIA_SIGNING_KEY"):
+            if len(getattr(self, name)) < 32:
+                raise ConfigError(f"{name} must be at least 32 characters.")
         if self.MEDIA_BACKEND == "cloudflare":
             for name in ("CLOUDFLARE_ACCOUNT_ID", "CLOUDFLARE_API_TOKEN", "CLOUDFLARE_STREAM_CUSTOMER_CODE"):
                 if not getattr(self, name):
@@ -147,24 +148,11 @@ class WebConfig(_Base):
 
 
 class MediaConfig(_Base):
-    MEDIA_HOST: str = Field("127.0.0.1", description="Address the media server binds.")
-    MEDIA_PORT: int = Field(8001, description="Port the media server binds.")
-    MEDIA_PUBLIC_URL: str = Field(
-        "http://127.0.0.1:8001", description="Base URL of the media server as browsers see it."
-    )
-    MEDIA_SIGNING_KEY: str = Field(DEV_MEDIA_SIGNING_KEY, description="Shared with web (see above).")
-    MEDIA_ICE_SERVERS: str = Field(
-        "",
-        description="Comma-separated STUN/TURN URLs announced as Link headers; "
-        "credentials as turn:user:pass@host:port.",
-    )
-    MEDIA_ICE_ADDRESSES: str = Field(
-        "", description="Comma-separated addresses to announce as ICE candidates (hosts behind NAT)."
-    )
-    MEDIA_WEBHOOK_URL: str = Field("", description="Where the media server posts its events.")
-    MEDIA_WEBHOOK_SECRET: str = Field(DEV_WEBHOOK_SECRET, description="Shared with web (see above).")
-    MEDIA_RECORDINGS_DIR: Path = Field(
-        PROJECT_DIR / "var" / "recordings", description="Where recordings are written."
+    """What media-side tools read. The embedded media server (not built yet) adds its
+    own variables here: MEDIA_HOST, MEDIA_PORT, ICE servers, webhook target, recordings."""
+
+    MEDIA_SIGNING_KEY: str = Field(
+        DEV_MEDIA_SIGNING_KEY, description="Shared with web (see above); `liveclass token` signs with it."
     )
 
 

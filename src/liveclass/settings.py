@@ -72,7 +72,7 @@ TEMPLATES = [
 
 
 def _database() -> dict[str, Any]:
-    db: dict[str, Any] = dj_database_url.parse(CONFIG.database_url, conn_max_age=0)
+    db: dict[str, Any] = dict(dj_database_url.parse(CONFIG.database_url, conn_max_age=0))
     if db["ENGINE"] == "django.db.backends.sqlite3":
         CONFIG.DATA_DIR.mkdir(parents=True, exist_ok=True)
         # IMMEDIATE: a transaction takes the write lock up front, so two enrollments
@@ -167,6 +167,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = CONFIG.DATA_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS: list[Any] = []
 WHITENOISE_USE_FINDERS = True
 

@@ -37,9 +37,11 @@ DOMAIN_STATUS: dict[type[errors.DomainError], tuple[int, str, str]] = {
 
 def problem(
     status: int, slug: str, title: str, detail: str, *, headers: dict[str, str] | None = None,
-    **extra: Any,
+    extra: dict[str, Any] | None = None,
 ) -> HttpResponse:
-    body = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail, **extra}
+    extra = extra or {}
+    # Extension members never override the standard ones.
+    body = {**extra, "type": f"/problems/{slug}", "title": title, "status": status, "detail": detail}
     response = HttpResponse(json.dumps(body, default=str), status=status, content_type=PROBLEM_CONTENT_TYPE)
     for name, value in (headers or {}).items():
         response[name] = value
@@ -49,7 +51,7 @@ def problem(
 def status_of(exc: errors.DomainError) -> tuple[int, str, str]:
     for cls in type(exc).__mro__:
         if cls in DOMAIN_STATUS:
-            return DOMAIN_STATUS[cls]  # type: ignore[index]
+            return DOMAIN_STATUS[cls]
     return 400, "domain-error", "Request refused"
 
 
@@ -58,7 +60,7 @@ def from_domain_error(exc: errors.DomainError) -> HttpResponse:
     headers = {}
     if isinstance(exc, errors.RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
-    return problem(status, slug, title, exc.detail, headers=headers, **exc.extra)
+    return problem(status, slug, title, exc.detail, headers=headers, extra=exc.extra)
 
 
 def install(api: Any) -> None:
@@ -72,12 +74,11 @@ def install(api: Any) -> None:
 
     def validation(request: HttpRequest, exc: Exception) -> HttpResponse:
         assert isinstance(exc, ValidationError)
-        items = [
-            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))} for e in exc.errors
-        ]
-        first = items[0] if items else {"loc": [], "msg": "invalid"}
-        detail = f"{'.'.join(first['loc'][1:] or first['loc'])}: {first['msg']}" if first["loc"] else first["msg"]
-        return problem(422, "validation-error", "Invalid request", detail, errors=items)
+        items = [(".".join(str(p) for p in e.get("loc", ())[1:]), str(e.get("msg", ""))) for e in exc.errors]
+        # loc[0] is where the value came from (body, query, path); the rest names the field.
+        detail = "; ".join(f"{loc}: {msg}" if loc else msg for loc, msg in items) or "Invalid request."
+        return problem(422, "validation-error", "Invalid request", detail,
+                       extra={"errors": [{"field": loc, "msg": msg} for loc, msg in items]})
 
     def auth(request: HttpRequest, exc: Exception) -> HttpResponse:
         return problem(401, "not-signed-in", "Sign in required", "Sign in to do this.")

@@ -14,9 +14,8 @@ from ninja import NinjaAPI, Query, Router
 
 from liveclass.accounts import services as accounts
 from liveclass.accounts.models import User
-from liveclass.api import problems
+from liveclass.api import problems, ratelimit
 from liveclass.api.auth import session_auth
-from liveclass.api import ratelimit
 from liveclass.api.schemas import (
     EnrollmentOut,
     EnrollOut,
@@ -102,7 +101,7 @@ public = Router(tags=["streams"])
 
 
 @public.get("/streams", response={200: list[StreamOut]}, summary="Live and upcoming streams (anonymous)")
-def list_streams(request: HttpRequest, limit: int = Query(100, ge=1, le=500)) -> Any:  # noqa: B008
+def list_streams(request: HttpRequest, limit: int = Query(100, ge=1, le=500)) -> Any:
     return [stream_out(s) for s in streams.schedule(limit=limit)]
 
 

@@ -50,9 +50,12 @@ def verify_token(key: str, token: str, *, role: Role, sub: str | None = None) ->
         raise TokenError("token expired") from exc
     except jwt.PyJWTError as exc:
         raise TokenError("invalid token") from exc
-    claims = Claims(sub=str(data["sub"]), role=data.get("role"), exp=int(data["exp"]), uid=data.get("uid"))
-    if claims.role != role and claims.role != "operator":
-        raise WrongRole(f"token role {claims.role!r} cannot {role}")
+    given = data.get("role")
+    if given not in ("publish", "play", "operator"):
+        raise TokenError("token has no valid role")
+    if given != role and given != "operator":
+        raise WrongRole(f"token role {given!r} cannot {role}")
+    claims = Claims(sub=str(data["sub"]), role=given, exp=int(data["exp"]), uid=data.get("uid"))
     if sub is not None and claims.sub not in (sub, "*"):
         raise WrongRole("token is for another input")
     return claims

@@ -13,5 +13,5 @@ def site(request: HttpRequest) -> dict[str, Any]:
     if user is not None and user.is_authenticated:
         from liveclass.wallet.services import balance
 
-        context["nav_balance"] = balance(user)  # type: ignore[arg-type]
+        context["nav_balance"] = balance(user)
     return context

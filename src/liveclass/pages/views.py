@@ -51,7 +51,7 @@ def stream_detail(request: HttpRequest, stream_id: int) -> HttpResponse:
     except NotFound:
         return render(request, "pages/not_found.html", {"what": "stream"}, status=404)
     user = request.user
-    enrollment = streams.active_enrollment(user, stream) if user.is_authenticated else None  # type: ignore[arg-type]
+    enrollment = streams.active_enrollment(user, stream) if isinstance(user, User) else None
     return render(request, "pages/stream.html", {
         "stream": stream,
         "enrollment": enrollment,

@@ -83,7 +83,7 @@ def schedule(limit: int = 200) -> list[LiveStreamSession]:
     qs = (
         LiveStreamSession.objects.filter(status__in=[StreamStatus.LIVE, StreamStatus.SCHEDULED])
         .select_related("instructor")
-        .order_by("-status", "scheduled_start", "id")  # "scheduled" < "live" alphabetically
+        .order_by("status", "scheduled_start", "id")  # "live" sorts before "scheduled"
     )
     return list(with_seats_taken(qs)[:limit])
 
@@ -193,7 +193,7 @@ def _transition_error(stream: LiveStreamSession, action: str) -> IllegalTransiti
     }
     return IllegalTransition(
         f"Cannot {action} this stream: {reasons[StreamStatus(stream.status)]}.",
-        status=stream.status,
+        stream_status=stream.status,
     )
 
 
@@ -269,9 +269,9 @@ def enroll(user: User, stream_id: int) -> tuple[Enrollment, bool]:
         if existing is not None and existing.status == EnrollmentStatus.ACTIVE:
             return existing, False
         if stream.status == StreamStatus.ENDED:
-            raise StreamClosed("This class has ended; enrollment is closed.", status=stream.status)
+            raise StreamClosed("This class has ended; enrollment is closed.", stream_status=stream.status)
         if stream.status == StreamStatus.CANCELLED:
-            raise StreamClosed("This class was cancelled.", status=stream.status)
+            raise StreamClosed("This class was cancelled.", stream_status=stream.status)
         if stream.capacity is not None:
             taken = stream.enrollments.filter(status=EnrollmentStatus.ACTIVE).count()
             if taken >= stream.capacity:
@@ -300,14 +300,14 @@ def live_playback(user: User, stream_id: int, backend: MediaBackend | None = Non
         raise NotEnrolled("Enroll in this class to watch it.", stream_id=stream.pk)
     if stream.status == StreamStatus.SCHEDULED:
         raise StreamNotLive(
-            "This class has not started yet.", status=stream.status,
+            "This class has not started yet.", stream_status=stream.status,
             scheduled_start=stream.scheduled_start.isoformat(),
         )
     if stream.status == StreamStatus.CANCELLED:
-        raise StreamNotLive("This class was cancelled.", status=stream.status)
+        raise StreamNotLive("This class was cancelled.", stream_status=stream.status)
     if stream.status == StreamStatus.ENDED:
         raise StreamNotLive(
-            "This class has ended and its recording is not available for replay.", status=stream.status
+            "This class has ended and its recording is not available for replay.", stream_status=stream.status
         )
     backend = backend or get_backend()
     from liveclass.config import web_config

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from liveclass.accounts.models import User
+
+
+def test_right_code_grants_the_instructor_role(make_user, api):
+    user = make_user()
+    response = api(user).post("/api/instructor/login", {"code": "test-instructor-code"})
+    assert response.status_code == 200 and response.json() == {"is_instructor": True}
+    user.refresh_from_db()
+    assert user.is_instructor and user.instructor_since is not None
+
+
+def test_wrong_code_is_403_and_grants_nothing(make_user, api):
+    user = make_user()
+    response = api(user).post("/api/instructor/login", {"code": "test-instructor-cod"})
+    assert response.status_code == 403
+    assert response.json()["type"] == "/problems/invalid-instructor-code"
+    assert not User.objects.get(pk=user.pk).is_instructor
+
+
+def test_guessing_is_rate_limited(make_user, api):
+    client = api(make_user())
+    statuses = [client.post("/api/instructor/login", {"code": f"guess-{i}"}).status_code for i in range(12)]
+    assert statuses[:10] == [403] * 10
+    assert statuses[10:] == [429, 429]
+    limited = client.post("/api/instructor/login", {"code": "test-instructor-code"})
+    assert limited.status_code == 429
+    assert int(limited["Retry-After"]) >= 1
+    assert "try again" in limited.json()["detail"]
+
+
+def test_instructor_login_needs_a_signed_in_user(api):
+    response = api(None).post("/api/instructor/login", {"code": "test-instructor-code"})
+    assert response.status_code == 401
+
+
+def test_instructor_login_page_flow(make_user, client):
+    user = make_user()
+    client.force_login(user)
+    page = client.get("/instructor")
+    assert page.status_code == 302 and page["Location"] == "/instructor/login"
+    wrong = client.post("/instructor/login", {"code": "nope"})
+    assert wrong.status_code == 403
+    assert b"That instructor code is not valid." in wrong.content
+    right = client.post("/instructor/login", {"code": "test-instructor-code"})
+    assert right.status_code == 303 and right["Location"] == "/instructor"
+    assert client.get("/instructor").status_code == 200
