@@ -8,3 +8,7 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from liveclass.accounts import signals  # noqa: F401  (connects receivers)
+        from liveclass.accounts.apple import use_apple_base_url
+        from liveclass.config import web_config
+
+        use_apple_base_url(web_config().APPLE_BASE_URL)
