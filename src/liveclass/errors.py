@@ -69,5 +69,9 @@ class InvalidInput(DomainError):
     pass
 
 
+class WebhookRejected(DomainError):
+    """A media-engine event whose signature or secret does not check out."""
+
+
 class MediaBackendError(DomainError):
     """The media backend (embedded server or Cloudflare) failed or is unreachable."""

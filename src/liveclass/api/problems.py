@@ -31,6 +31,7 @@ DOMAIN_STATUS: dict[type[errors.DomainError], tuple[int, str, str]] = {
     errors.NotEnrolled: (403, "not-enrolled", "Not enrolled"),
     errors.StreamNotLive: (409, "stream-not-live", "Stream not live"),
     errors.InvalidInput: (400, "invalid-input", "Invalid input"),
+    errors.WebhookRejected: (401, "webhook-rejected", "Webhook rejected"),
     errors.MediaBackendError: (502, "media-backend-error", "Media backend failed"),
 }
 

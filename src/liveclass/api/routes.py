@@ -23,6 +23,7 @@ from liveclass.api.schemas import (
     InstructorLoginOut,
     InstructorStreamOut,
     LedgerEntryOut,
+    MediaEventOut,
     PlaybackOut,
     Problem,
     PublishOut,
@@ -213,5 +214,22 @@ def publish(request: HttpRequest, stream_id: int) -> Any:
     return {"whip_url": stream.whip_url, "token": get_backend().publish_token(stream.input_id)}
 
 
+# ---------------------------------------------------------------- media engine events
+
+media = Router(tags=["media"])
+
+
+@media.post("/events", response={202: MediaEventOut, **ERRORS},
+            summary="Publisher connected/disconnected, from the media server or Cloudflare (signed)")
+def media_event(request: HttpRequest) -> Any:
+    from liveclass.config import web_config
+    from liveclass.mediabackends import webhooks
+
+    event = webhooks.parse(web_config().MEDIA_WEBHOOK_SECRET, request.body, dict(request.headers))
+    known = streams.record_publisher_event(event.input_id, connected=event.connected, at=event.at)
+    return 202, {"accepted": known}
+
+
 api.add_router("/", public)
+api.add_router("/media", media)
 api.add_router("/instructor", instructor)

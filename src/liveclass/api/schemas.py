@@ -100,3 +100,7 @@ class Problem(Schema):
     title: str
     status: int
     detail: str
+
+
+class MediaEventOut(Schema):
+    accepted: bool = Field(description="False when no stream has this input (the event is dropped).")

@@ -325,3 +325,16 @@ def publish_target(user: User, stream_id: int) -> LiveStreamSession:
     if stream.status in (StreamStatus.ENDED, StreamStatus.CANCELLED):
         raise _transition_error(stream, "broadcast to")
     return stream
+
+
+def record_publisher_event(input_id: str, *, connected: bool, at: datetime) -> bool:
+    """Store the broadcaster's real connection state; older events never overwrite newer ones.
+
+    Returns False when no stream has this input (the event is acknowledged and dropped).
+    """
+    updated = (
+        LiveStreamSession.objects.filter(input_id=input_id)
+        .filter(Q(publisher_changed_at__isnull=True) | Q(publisher_changed_at__lte=at))
+        .update(publisher_connected=connected, publisher_changed_at=at)
+    )
+    return bool(updated) or LiveStreamSession.objects.filter(input_id=input_id).exists()
