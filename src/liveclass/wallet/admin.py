@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
+from django.utils.html import format_html
 
 from liveclass.accounts.models import User
 from liveclass.errors import DomainError
@@ -22,11 +23,15 @@ class GrantForm(forms.Form):
 class WalletAdmin(admin.ModelAdmin):
     list_display = ("user", "balance", "created_at")
     search_fields = ("user__email",)
-    readonly_fields = ("user", "balance", "created_at")
+    readonly_fields = ("user", "balance", "grant_link", "created_at")
 
     @admin.display(description="balance")
     def balance(self, obj: Wallet) -> int:
         return services.balance(obj.user)
+
+    @admin.display(description="grant")
+    def grant_link(self, obj: Wallet) -> str:
+        return format_html('<a href="{}">Grant tokens…</a>', reverse("admin:wallet_grant", args=[obj.pk]))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

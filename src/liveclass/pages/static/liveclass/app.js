@@ -1,10 +1,13 @@
 // Progressive enhancement only: local times, the sign-in dialog, confirmations.
 (function () {
   "use strict";
-  const fmt = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", timeZoneName: "short" });
+  const base = { weekday: "short", day: "numeric", month: "short", hour: "numeric", minute: "2-digit", timeZoneName: "short" };
+  const thisYear = new Intl.DateTimeFormat(undefined, base);
+  const otherYear = new Intl.DateTimeFormat(undefined, { ...base, year: "numeric" });
+  const year = new Date().getFullYear();
   document.querySelectorAll("time[data-local]").forEach((el) => {
     const d = new Date(el.getAttribute("datetime"));
-    if (!isNaN(d)) el.textContent = fmt.format(d);
+    if (!isNaN(d)) el.textContent = (d.getFullYear() === year ? thisYear : otherYear).format(d);
   });
   const tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
   document.querySelectorAll('input[name="tz"]').forEach((el) => { el.value = tz; });
