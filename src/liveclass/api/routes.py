@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import NinjaAPI, Query, Router
+from ninja import NinjaAPI, Query, Router, Status
 
 from liveclass.accounts import services as accounts
 from liveclass.accounts.models import User
@@ -120,7 +120,7 @@ def enroll(request: HttpRequest, stream_id: int) -> Any:
     enrollment, created = streams.enroll(user, stream_id)
     enrollment = Enrollment.objects.select_related("stream", "stream__instructor").get(pk=enrollment.pk)
     body = {"enrollment": enrollment_out(enrollment), "created": created, "balance": wallet.balance(user)}
-    return (201 if created else 200), body
+    return Status(201 if created else 200, body)
 
 
 @public.get(
@@ -186,7 +186,7 @@ def create_stream(request: HttpRequest, body: StreamCreateIn) -> Any:
             duration_minutes=body.duration_minutes, price_tokens=body.price_tokens, capacity=body.capacity,
         ),
     )
-    return 201, instructor_stream_out(stream)
+    return Status(201, instructor_stream_out(stream))
 
 
 @instructor.post("/streams/{stream_id}/start", auth=session_auth,
@@ -227,7 +227,7 @@ def media_event(request: HttpRequest) -> Any:
 
     event = webhooks.parse(web_config().MEDIA_WEBHOOK_SECRET, request.body, dict(request.headers))
     known = streams.record_publisher_event(event.input_id, connected=event.connected, at=event.at)
-    return 202, {"accepted": known}
+    return Status(202, {"accepted": known})
 
 
 api.add_router("/", public)

@@ -1,0 +1,68 @@
+"""The stream lifecycle with MEDIA_BACKEND=cloudflare, against the loopback fake Cloudflare API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from liveclass import clock
+from liveclass.api import routes
+from liveclass.mediabackends.cloudflare import CloudflareBackend
+from liveclass.streams import services as streams
+from liveclass.streams.models import LiveStreamSession
+from tests.fakes.cloudflare import FakeCloudflareStream
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeCloudflareStream]:
+    with FakeCloudflareStream() as server:
+        yield server
+
+
+@pytest.fixture
+def cloudflare(fake: FakeCloudflareStream, monkeypatch: pytest.MonkeyPatch) -> Iterator[CloudflareBackend]:
+    with CloudflareBackend(api_base=fake.url, account_id=fake.account_id, api_token=fake.api_token,
+                           customer_code=fake.customer_code, timeout=2.0) as backend:
+        for module in (streams, routes):
+            monkeypatch.setattr(module, "get_backend", lambda: backend)
+        yield backend
+
+
+def _create(client):
+    return client.post("/api/instructor/streams/create", {
+        "title": "Cloud Cardio", "scheduled_start": (clock.now() + timedelta(hours=1)).isoformat(),
+        "price_tokens": 1})
+
+
+def test_create_watch_and_end_through_cloudflare(cloudflare, fake, instructor, api, make_user):
+    created = _create(api(instructor))
+    assert created.status_code == 201, created.content
+    body = created.json()
+    uid = body["input_id"]
+    assert body["media_backend"] == "cloudflare"
+    assert body["whip_url"].startswith(f"https://customer-{fake.customer_code}.cloudflarestream.com/")
+    assert body["whip_url"].endswith("/webRTC/publish") and uid not in body["whip_url"]
+    assert body["whep_url"] == f"https://customer-{fake.customer_code}.cloudflarestream.com/{uid}/webRTC/play"
+    assert fake.live_input(uid)["recording"]["mode"] == "automatic"
+
+    publish = api(instructor).get(f"/api/instructor/streams/{body['id']}/publish").json()
+    assert publish == {"whip_url": body["whip_url"], "token": None}  # the secret is in the URL
+
+    viewer = make_user(tokens=1)
+    assert api(viewer).post(f"/api/streams/{body['id']}/enroll").status_code == 201
+    api(instructor).post(f"/api/instructor/streams/{body['id']}/start")
+    playback = api(viewer).get(f"/api/streams/{body['id']}/playback").json()
+    assert playback["whep_url"] == body["whep_url"] and playback["token"] is None
+
+    assert api(instructor).post(f"/api/instructor/streams/{body['id']}/end").status_code == 200
+    assert fake.live_input(uid)["enabled"] is False
+
+
+def test_cloudflare_failure_creates_no_stream(cloudflare, fake, instructor, api):
+    fake.fail_next(status=500)
+    response = _create(api(instructor))
+    assert response.status_code == 502
+    assert response.json()["type"] == "/problems/media-backend-error"
+    assert not LiveStreamSession.objects.exists()
