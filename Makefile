@@ -33,7 +33,7 @@ run: $(STAMPS)/venv
 	DEBUG=$${DEBUG:-1} $(BIN)/liveclass run
 
 lint: $(STAMPS)/venv
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	DEBUG=1 $(BIN)/mypy src
 
