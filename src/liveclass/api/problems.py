@@ -66,7 +66,9 @@ def from_domain_error(exc: errors.DomainError) -> HttpResponse:
 
 def install(api: Any) -> None:
     """Register the handlers on a NinjaAPI instance."""
+    from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
     from django.http import Http404
+    from django.http.multipartparser import MultiPartParserError
     from ninja.errors import AuthenticationError, HttpError, ValidationError
 
     def domain(request: HttpRequest, exc: Exception) -> HttpResponse:
@@ -95,6 +97,15 @@ def install(api: Any) -> None:
     def not_found(request: HttpRequest, exc: Exception) -> HttpResponse:
         return problem(404, "not-found", "Not found", str(exc) or "Not found.")
 
+    def bad_request(request: HttpRequest, exc: Exception) -> HttpResponse:
+        # Raised while Django parses a body (e.g. during the CSRF check): too many
+        # fields, a malformed multipart body, or more than DATA_UPLOAD_MAX_MEMORY_SIZE.
+        if isinstance(exc, RequestDataTooBig):
+            return problem(413, "body-too-large", "Body too large", "The request body is too large.")
+        return problem(400, "bad-request", "Bad request", f"The request body could not be parsed: {exc}")
+
+    api.add_exception_handler(SuspiciousOperation, bad_request)
+    api.add_exception_handler(MultiPartParserError, bad_request)
     api.add_exception_handler(errors.DomainError, domain)
     api.add_exception_handler(ValidationError, validation)
     api.add_exception_handler(AuthenticationError, auth)

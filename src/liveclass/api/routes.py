@@ -37,7 +37,21 @@ from liveclass.streams import services as streams
 from liveclass.streams.models import Enrollment, LiveStreamSession
 from liveclass.wallet import services as wallet
 
-api = NinjaAPI(
+
+class LiveclassAPI(NinjaAPI):
+    def get_openapi_schema(self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None) -> Any:
+        """Document error bodies as what they are: application/problem+json (RFC 9457)."""
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for status, response in operation.get("responses", {}).items():
+                    content = response.get("content", {})
+                    if int(status) >= 400 and "application/json" in content:
+                        content[problems.PROBLEM_CONTENT_TYPE] = content.pop("application/json")
+        return schema
+
+
+api = LiveclassAPI(
     title="Liveclass API",
     version="1",
     description="Live dance-workout classes: schedule, enrollment, wallet, playback.",
@@ -46,7 +60,7 @@ api = NinjaAPI(
 problems.install(api)
 
 ERRORS: dict[int, type[Problem]] = {
-    code: Problem for code in (400, 401, 402, 403, 404, 409, 413, 422, 429, 502)
+    code: Problem for code in (400, 401, 402, 403, 404, 409, 413, 415, 422, 429, 502)
 }
 
 
@@ -101,7 +115,7 @@ def enrollment_out(enrollment: Enrollment) -> dict[str, Any]:
 public = Router(tags=["streams"])
 
 
-@public.get("/streams", response={200: list[StreamOut]}, summary="Live and upcoming streams (anonymous)")
+@public.get("/streams", response={200: list[StreamOut], 422: Problem}, summary="Live and upcoming streams (anonymous)")
 def list_streams(request: HttpRequest, limit: int = Query(100, ge=1, le=500)) -> Any:
     return [stream_out(s) for s in streams.schedule(limit=limit)]
 
@@ -118,7 +132,6 @@ def get_stream(request: HttpRequest, stream_id: int) -> Any:
 def enroll(request: HttpRequest, stream_id: int) -> Any:
     user = _user(request)
     enrollment, created = streams.enroll(user, stream_id)
-    enrollment = Enrollment.objects.select_related("stream", "stream__instructor").get(pk=enrollment.pk)
     body = {"enrollment": enrollment_out(enrollment), "created": created, "balance": wallet.balance(user)}
     return Status(201 if created else 200, body)
 

@@ -74,11 +74,13 @@ def verify_webhook(
 ) -> None:
     parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
     try:
-        stamp = int(parts["time"])
-        given = parts["sig1"]
+        stamp_text, given = parts["time"], parts["sig1"]
+        if not stamp_text.isdigit() or len(stamp_text) > 12:
+            raise ValueError(stamp_text)
+        stamp = int(stamp_text)
     except (KeyError, ValueError) as exc:
         raise TokenError("malformed Webhook-Signature") from exc
-    current = now if now is not None else time.time()
+    current = int(now if now is not None else time.time())
     if abs(current - stamp) > tolerance:
         raise TokenError("stale Webhook-Signature")
     expected = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()

@@ -63,7 +63,11 @@ def _parse_embedded(body: bytes) -> PublisherEvent:
         raise InvalidInput("Event has no input_id.")
     if not isinstance(at, int | float) or isinstance(at, bool):
         raise InvalidInput("Event has no numeric 'at' time.")
-    return PublisherEvent(input_id, kind == CONNECTED, datetime.fromtimestamp(at, UTC))
+    try:
+        when = datetime.fromtimestamp(at, UTC)
+    except (OverflowError, ValueError, OSError) as exc:  # NaN, inf, beyond year 9999
+        raise InvalidInput(f"Event time {at!r} is out of range.") from exc
+    return PublisherEvent(input_id, kind == CONNECTED, when)
 
 
 def _parse_time(text: str) -> datetime:
