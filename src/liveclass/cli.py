@@ -28,8 +28,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     config = web_config()
     _django()
     _manage("migrate", "--no-input", "-v", "0")
-    if not config.DEBUG:
-        _manage("collectstatic", "--no-input", "-v", "0")
+    _manage("collectstatic", "--no-input", "-v", "0")
     if not ns.no_demo:
         from liveclass.demo import DEMO_INSTRUCTOR, DEMO_USER, load_demo
 
@@ -50,10 +49,12 @@ def cmd_run(ns: argparse.Namespace) -> int:
         "",
     ]
     print("\n".join(banner), flush=True)
+    if ns.workers > 1 and not config.REDIS_URL:
+        print("note: without REDIS_URL each worker keeps its own rate limits and chat rooms", file=sys.stderr)
     import uvicorn
 
     uvicorn.run("liveclass.asgi:application", host=host, port=port, log_level="info" if config.DEBUG else "warning",
-                proxy_headers=False, lifespan="off")
+                proxy_headers=False, lifespan="off", workers=ns.workers)
     return 0
 
 
@@ -113,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host")
     run.add_argument("--port", type=int)
     run.add_argument("--no-demo", action="store_true", help="do not load demo data")
+    run.add_argument("--workers", type=int, default=1,
+                     help="web processes (more than 1 needs REDIS_URL: chat and rate limits are per process otherwise)")
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="load demo data into an empty database")

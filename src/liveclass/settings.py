@@ -39,7 +39,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "liveclass.api.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -85,6 +84,12 @@ def _database() -> dict[str, Any]:
         }
         # A file, not :memory:, so concurrency tests get real separate connections.
         db["TEST"] = {"NAME": str(CONFIG.DATA_DIR / "test.sqlite3")}
+    elif db["ENGINE"] == "django.db.backends.postgresql":
+        # A pool per process: opening a PostgreSQL connection per request cost more
+        # CPU than the enrollment itself (bench/enroll_load.py). Django's docs prefer
+        # pooling to CONN_MAX_AGE under ASGI, where each request runs in its own thread.
+        db["CONN_MAX_AGE"] = 0
+        db["OPTIONS"] = {**db.get("OPTIONS", {}), "pool": {"min_size": 2, "max_size": 16, "timeout": 10}}
     return db
 
 
@@ -169,7 +174,6 @@ STATIC_URL = "/static/"
 STATIC_ROOT = CONFIG.DATA_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS: list[Any] = []
-WHITENOISE_USE_FINDERS = True
 
 LOGGING = {
     "version": 1,

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from liveclass import clock
 from liveclass.accounts.models import User
@@ -39,6 +40,9 @@ from liveclass.wallet import services as wallet
 from liveclass.wallet.models import EntryKind
 
 MAX_PRICE = 10_000
+# What anonymous listings need; the rest (URLs, input ids) stays out of the query.
+PUBLIC_FIELDS = ("id", "title", "description", "instructor_id", "scheduled_start", "duration_minutes",
+                 "price_tokens", "capacity", "status", "started_at", "ended_at")
 MAX_DURATION_MINUTES = 600
 MAX_CAPACITY = 100_000
 
@@ -73,9 +77,13 @@ def get_stream(stream_id: int) -> LiveStreamSession:
 
 
 def with_seats_taken(qs: QuerySet[LiveStreamSession]) -> QuerySet[LiveStreamSession]:
-    return qs.annotate(
-        seats_taken=Count("enrollments", filter=Q(enrollments__status=EnrollmentStatus.ACTIVE))
+    # A correlated subquery counts seats only for the rows returned (after LIMIT); a
+    # JOIN + GROUP BY would count every stream's enrollments first (bench/enroll_load.py).
+    taken = (
+        Enrollment.objects.filter(stream=OuterRef("pk"), status=EnrollmentStatus.ACTIVE)
+        .order_by().values("stream").annotate(n=Count("id")).values("n")
     )
+    return qs.annotate(seats_taken=Coalesce(Subquery(taken), 0))
 
 
 def schedule(limit: int = 200) -> list[LiveStreamSession]:
@@ -83,6 +91,7 @@ def schedule(limit: int = 200) -> list[LiveStreamSession]:
     qs = (
         LiveStreamSession.objects.filter(status__in=[StreamStatus.LIVE, StreamStatus.SCHEDULED])
         .select_related("instructor")
+        .only(*PUBLIC_FIELDS, "instructor__email", "instructor__display_name")
         .order_by("status", "scheduled_start", "id")  # "live" sorts before "scheduled"
     )
     return list(with_seats_taken(qs)[:limit])
@@ -265,7 +274,7 @@ def enroll(user: User, stream_id: int) -> tuple[Enrollment, bool]:
         except (LiveStreamSession.DoesNotExist, ValueError, OverflowError) as exc:
             raise NotFound(f"No stream with id {stream_id}.") from exc
         wallet.lock(user)
-        existing = Enrollment.objects.filter(user=user, stream=stream).first()
+        existing = Enrollment.objects.filter(user=user, stream=stream).select_related("stream").first()
         if existing is not None and existing.status == EnrollmentStatus.ACTIVE:
             return existing, False
         if stream.status == StreamStatus.ENDED:
@@ -277,9 +286,11 @@ def enroll(user: User, stream_id: int) -> tuple[Enrollment, bool]:
             if taken >= stream.capacity:
                 raise StreamFull("This class is full.", capacity=stream.capacity)
         if stream.price_tokens:
+            # No enrollment row means no debit for it either: both are written in this
+            # transaction, so the ledger's own idempotency lookup can be skipped.
             wallet.debit_locked(
                 user, stream.price_tokens, key=f"enroll:stream:{stream.pk}", kind=EntryKind.ENROLLMENT,
-                reference=f"stream:{stream.pk}", note=f"Enrolled in {stream.title}",
+                reference=f"stream:{stream.pk}", note=f"Enrolled in {stream.title}", known_new=True,
             )
         enrollment = Enrollment.objects.create(
             user=user, stream=stream, tokens_paid=stream.price_tokens, enrolled_at=clock.now()

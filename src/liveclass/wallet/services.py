@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Sum
 
 from liveclass import clock
@@ -73,21 +73,24 @@ def grant(user: User, amount: int, *, key: str, note: str = "") -> LedgerEntry:
 
 
 def debit_locked(
-    user: User, amount: int, *, key: str, kind: str, reference: str = "", note: str = ""
+    user: User, amount: int, *, key: str, kind: str, reference: str = "", note: str = "",
+    known_new: bool = False,
 ) -> LedgerEntry:
-    """Spend `amount`; the caller holds `lock(user)` inside a transaction."""
+    """Spend `amount`; the caller holds `lock(user)` inside a transaction.
+
+    A repeated key returns the first entry. `known_new` skips that lookup when the
+    caller has already proved the key unused under the same lock; the unique
+    constraint still refuses a duplicate (and then the caller's transaction fails).
+    """
     assert transaction.get_connection().in_atomic_block, "debit outside a transaction"
-    found = _existing(user, key)
-    if found is not None:
-        return found
+    if not known_new:
+        found = _existing(user, key)
+        if found is not None:
+            return found
     current = balance(user)
     if current < amount:
         raise InsufficientTokens(
             f"This costs {amount} tokens and your balance is {current}.",
             balance=current, price=amount,
         )
-    try:
-        with transaction.atomic():
-            return _append(user, -amount, kind, key, reference, note)
-    except IntegrityError as exc:  # same key raced in through another path
-        raise InvalidInput("duplicate ledger entry", key=key) from exc
+    return _append(user, -amount, kind, key, reference, note)
