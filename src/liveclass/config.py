@@ -91,6 +91,17 @@ class WebConfig(_Base):
         description="Cloudflare API base; tests point it at a loopback fake.",
     )
 
+    REPLAY_DAYS: int = Field(7, ge=1, le=60, description="Days after a class ends that enrolled users can replay it.")
+    CATALOG_AFTER_DAYS: int = Field(
+        60, ge=60, le=90, description="Days after a class ends that its recording joins the catalog (60-90)."
+    )
+    RECORDING_RETENTION_DAYS: int = Field(
+        90, ge=1, description="Days after which recordings kept out of the catalog have their files deleted."
+    )
+    REPLAY_TOKEN_MAX_TTL: int = Field(
+        4 * 3600, ge=60, le=24 * 3600, description="Upper bound, in seconds, of a signed replay URL's life."
+    )
+
     INSTRUCTOR_ACCESS_TOKEN: str = Field(
         DEV_INSTRUCTOR_CODE, description="The code a signed-in user enters to become an instructor."
     )

@@ -65,6 +65,14 @@ class StreamNotLive(DomainError):
     pass
 
 
+class ReplayExpired(DomainError):
+    """The replay window is over (and the recording is not in the catalog yet)."""
+
+
+class RecordingNotAvailable(DomainError):
+    """No recording (not ready yet, never made, or deleted)."""
+
+
 class InvalidInput(DomainError):
     pass
 

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "liveclass.accounts",
     "liveclass.wallet",
     "liveclass.streams",
+    "liveclass.replays",
 ]
 
 MIDDLEWARE = [

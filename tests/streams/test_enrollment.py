@@ -101,8 +101,8 @@ def test_playback_gives_whep_and_a_short_lived_play_token_while_live(api, make_u
 
     streams.end_stream(instructor, stream.pk)
     after = api(user).get(f"/api/streams/{stream.pk}/playback")
-    assert after.status_code == 409
-    assert "ended" in after.json()["detail"]
+    assert after.status_code == 409  # ended: replay (HLS) only, and no recording has arrived yet
+    assert after.json()["type"] == "/problems/recording-not-available"
 
 
 def test_playback_refuses_the_unenrolled_and_strangers(api, make_user, make_stream, instructor):

@@ -30,6 +30,8 @@ DOMAIN_STATUS: dict[type[errors.DomainError], tuple[int, str, str]] = {
     errors.IllegalTransition: (409, "illegal-transition", "Illegal status change"),
     errors.NotEnrolled: (403, "not-enrolled", "Not enrolled"),
     errors.StreamNotLive: (409, "stream-not-live", "Stream not live"),
+    errors.ReplayExpired: (403, "replay-expired", "Replay expired"),
+    errors.RecordingNotAvailable: (409, "recording-not-available", "No recording"),
     errors.InvalidInput: (400, "invalid-input", "Invalid input"),
     errors.WebhookRejected: (401, "webhook-rejected", "Webhook rejected"),
     errors.MediaBackendError: (502, "media-backend-error", "Media backend failed"),

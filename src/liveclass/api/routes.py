@@ -17,6 +17,7 @@ from liveclass.accounts.models import User
 from liveclass.api import problems, ratelimit
 from liveclass.api.auth import session_auth
 from liveclass.api.schemas import (
+    CatalogVideoOut,
     EnrollmentOut,
     EnrollOut,
     InstructorLoginIn,
@@ -29,12 +30,15 @@ from liveclass.api.schemas import (
     PublishOut,
     StreamCreateIn,
     StreamOut,
+    UnlockOut,
     WalletOut,
 )
 from liveclass.errors import NotInstructor
 from liveclass.mediabackends.registry import get_backend
+from liveclass.replays import services as replays
+from liveclass.replays.models import Recording
 from liveclass.streams import services as streams
-from liveclass.streams.models import Enrollment, LiveStreamSession
+from liveclass.streams.models import Enrollment, LiveStreamSession, StreamStatus
 from liveclass.wallet import services as wallet
 
 
@@ -141,7 +145,12 @@ def enroll(request: HttpRequest, stream_id: int) -> Any:
     summary="How to watch: WHEP URL and a short-lived play token while live",
 )
 def playback(request: HttpRequest, stream_id: int) -> Any:
-    live = streams.live_playback(_user(request), stream_id)
+    user = _user(request)
+    stream = streams.get_stream(stream_id)
+    if stream.status == StreamStatus.ENDED:
+        replay = replays.replay_playback(user, stream)
+        return {"mode": "replay", "protocol": "hls", "hls_url": replay.url, "expires_in": replay.expires_in}
+    live = streams.live_playback(user, stream_id)
     return {"mode": "live", "protocol": "whep", "whep_url": live.whep_url, "token": live.token,
             "expires_in": live.expires_in}
 
@@ -239,10 +248,57 @@ def media_event(request: HttpRequest) -> Any:
     from liveclass.mediabackends import webhooks
 
     event = webhooks.parse(web_config().MEDIA_WEBHOOK_SECRET, request.body, dict(request.headers))
+    if isinstance(event, webhooks.RecordingReady):
+        recording = replays.record_ready(
+            backend_name=event.backend, input_id=event.input_id, recording_id=event.recording_id,
+            duration=event.duration, size=event.size, location=event.location, at=event.at,
+        )
+        return Status(202, {"accepted": recording is not None})
     known = streams.record_publisher_event(event.input_id, connected=event.connected, at=event.at)
     return Status(202, {"accepted": known})
 
 
+# ---------------------------------------------------------------- catalog
+
+catalog = Router(tags=["catalog"])
+
+
+def catalog_out(recording: Recording, request: HttpRequest) -> dict[str, Any]:
+    stream = recording.stream
+    user = request.user
+    return {
+        "id": recording.pk, "title": stream.title, "description": stream.description,
+        "instructor": {"id": stream.instructor_id, "name": stream.instructor.public_name},
+        "recorded_at": stream.started_at or stream.scheduled_start, "duration_seconds": recording.duration_seconds,
+        "price_tokens": replays.catalog_price_for(user, recording),  # type: ignore[arg-type]
+        "unlocked": replays.has_unlocked(user, recording),  # type: ignore[arg-type]
+    }
+
+
+@catalog.get("", response={200: list[CatalogVideoOut]}, summary="On-demand catalog (anonymous)")
+def list_catalog(request: HttpRequest) -> Any:
+    return [catalog_out(r, request) for r in replays.catalog()]
+
+
+@catalog.post("/{video_id}/unlock", auth=session_auth, response={200: UnlockOut, 201: UnlockOut, **ERRORS},
+              summary="Unlock a catalog video with tokens (free if you were enrolled in the class)")
+def unlock_video(request: HttpRequest, video_id: int) -> Any:
+    user = _user(request)
+    unlock, created = replays.unlock(user, video_id)
+    body = {"video": catalog_out(unlock.recording, request), "created": created,
+            "tokens_paid": unlock.tokens_paid, "balance": wallet.balance(user)}
+    return Status(201 if created else 200, body)
+
+
+@catalog.get("/{video_id}/playback", auth=session_auth, response={200: PlaybackOut, **ERRORS},
+             summary="Signed HLS URL of an unlocked catalog video")
+def catalog_playback(request: HttpRequest, video_id: int) -> Any:
+    recording = replays.catalog_video(video_id)
+    replay = replays.replay_playback(_user(request), recording.stream)
+    return {"mode": "replay", "protocol": "hls", "hls_url": replay.url, "expires_in": replay.expires_in}
+
+
 api.add_router("/", public)
+api.add_router("/catalog", catalog)
 api.add_router("/media", media)
 api.add_router("/instructor", instructor)

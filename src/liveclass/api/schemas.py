@@ -83,11 +83,32 @@ class WalletOut(Schema):
 
 
 class PlaybackOut(Schema):
-    mode: Literal["live"]
-    protocol: Literal["whep"]
-    whep_url: str
-    token: str | None
+    """Live is WHEP only, replay is HLS only: `mode` says which, and only that URL is set."""
+
+    mode: Literal["live", "replay"]
+    protocol: Literal["whep", "hls"]
+    whep_url: str | None = None
+    token: str | None = None
+    hls_url: str | None = None
     expires_in: int
+
+
+class CatalogVideoOut(Schema):
+    id: int
+    title: str
+    description: str
+    instructor: InstructorOut
+    recorded_at: datetime
+    duration_seconds: float
+    price_tokens: int
+    unlocked: bool
+
+
+class UnlockOut(Schema):
+    video: CatalogVideoOut
+    created: bool
+    tokens_paid: int
+    balance: int
 
 
 class PublishOut(Schema):

@@ -11,7 +11,7 @@ from typing import Literal
 
 import jwt
 
-Role = Literal["publish", "play", "operator"]
+Role = Literal["publish", "play", "replay", "operator"]
 ALGORITHM = "HS256"
 WEBHOOK_TOLERANCE_SECONDS = 300
 
@@ -51,7 +51,7 @@ def verify_token(key: str, token: str, *, role: Role, sub: str | None = None) ->
     except jwt.PyJWTError as exc:
         raise TokenError("invalid token") from exc
     given = data.get("role")
-    if given not in ("publish", "play", "operator"):
+    if given not in ("publish", "play", "replay", "operator"):
         raise TokenError("token has no valid role")
     if given != role and given != "operator":
         raise WrongRole(f"token role {given!r} cannot {role}")

@@ -30,3 +30,6 @@ class MediaBackend(Protocol):
 
     def play_token(self, input_id: str, *, user_id: str) -> str | None:
         """Short-lived bearer token for WHEP, or None when the backend does not sign playback."""
+
+    def replay_url(self, recording_id: str, *, user_id: str, ttl: int) -> str:
+        """A signed HLS playlist URL for a recording that stops working after `ttl` seconds."""

@@ -254,6 +254,11 @@ class CloudflareBackend:
         data = _expect_object(result, what)
         return _expect_str(data.get("token"), f"{what}: token")
 
+    def replay_url(self, recording_id: str, *, user_id: str, ttl: int) -> str:
+        """Signed HLS URL: the 7-day window is enforced here, by expiring tokens, because
+        Cloudflare's own deletion minimum is 30 days."""
+        return self.hls_url(self.signed_playback_token(recording_id, min(ttl, MAX_PLAYBACK_TOKEN_SECONDS)))
+
     def hls_url(self, video_uid_or_token: str) -> str:
         """HLS manifest URL for a recording (pass a signed token for signed videos)."""
         return f"{self._customer_base}/{_seg(video_uid_or_token)}/manifest/video.m3u8"

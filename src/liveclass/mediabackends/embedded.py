@@ -57,5 +57,10 @@ class EmbeddedBackend:
     def publish_token(self, input_id: str) -> str:
         return sign_token(self.signing_key, sub=input_id, role="publish", ttl=self.publish_ttl)
 
+    def replay_url(self, recording_id: str, *, user_id: str, ttl: int) -> str:
+        # The media server checks this token on the playlist and on every segment.
+        token = sign_token(self.signing_key, sub=recording_id, role="replay", ttl=ttl, uid=user_id)
+        return f"{self.public_url}/recordings/{recording_id}/index.m3u8?token={token}"
+
     def play_token(self, input_id: str, *, user_id: str) -> str:
         return sign_token(self.signing_key, sub=input_id, role="play", ttl=self.play_ttl, uid=user_id)

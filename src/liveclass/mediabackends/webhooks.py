@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -24,6 +25,9 @@ DISCONNECTED = "live_input.disconnected"
 ERRORED = "live_input.errored"
 
 
+RECORDING_READY = "recording.ready"
+
+
 @dataclass(frozen=True)
 class PublisherEvent:
     input_id: str
@@ -31,7 +35,21 @@ class PublisherEvent:
     at: datetime
 
 
-def parse(secret: str, body: bytes, headers: dict[str, str], *, now: float | None = None) -> PublisherEvent:
+@dataclass(frozen=True)
+class RecordingReady:
+    backend: str
+    input_id: str
+    recording_id: str
+    duration: float
+    size: int
+    location: str
+    at: datetime
+
+
+MediaEvent = PublisherEvent | RecordingReady
+
+
+def parse(secret: str, body: bytes, headers: dict[str, str], *, now: float | None = None) -> MediaEvent:
     """Authenticate and parse one delivery; raise WebhookRejected (401) or InvalidInput (400)."""
     lowered = {k.lower(): v for k, v in headers.items()}
     if "webhook-signature" in lowered:
@@ -49,25 +67,61 @@ def parse(secret: str, body: bytes, headers: dict[str, str], *, now: float | Non
     raise WebhookRejected("Webhook rejected: no Webhook-Signature or cf-webhook-auth header.")
 
 
-def _parse_embedded(body: bytes) -> PublisherEvent:
+def _parse_embedded(body: bytes) -> MediaEvent:
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidInput("Event body is not JSON.") from exc
     if not isinstance(doc, dict):
         raise InvalidInput("Event body is not a JSON object.")
-    kind, input_id, at = doc.get("event"), doc.get("input_id"), doc.get("at")
-    if kind not in (CONNECTED, DISCONNECTED):
+    if "event" not in doc and "uid" in doc and "readyToStream" in doc:
+        return _cloudflare_video(doc)
+    kind, input_id = doc.get("event"), doc.get("input_id")
+    if kind not in (CONNECTED, DISCONNECTED, RECORDING_READY):
         raise InvalidInput(f"Unknown event {kind!r}.")
     if not isinstance(input_id, str) or not input_id:
         raise InvalidInput("Event has no input_id.")
+    when = _timestamp(doc.get("at"))
+    if kind == RECORDING_READY:
+        recording_id, location = doc.get("recording_id"), doc.get("location", "")
+        if not isinstance(recording_id, str) or not recording_id or not isinstance(location, str):
+            raise InvalidInput("recording.ready needs recording_id and location strings.")
+        return RecordingReady("embedded", input_id, recording_id, _number(doc.get("duration"), "duration"),
+                              int(_number(doc.get("size"), "size")), location, when)
+    return PublisherEvent(input_id, kind == CONNECTED, when)
+
+
+def _cloudflare_video(doc: dict[str, object]) -> MediaEvent:
+    """Cloudflare's video webhook (PUT /stream/webhook): the video object, signed like ours."""
+    uid, live_input = doc.get("uid"), doc.get("liveInput")
+    if not isinstance(uid, str) or not uid or not isinstance(live_input, str) or not live_input:
+        raise InvalidInput("Cloudflare video webhook without uid or liveInput.")
+    if doc.get("readyToStream") is not True:
+        raise InvalidInput("Cloudflare video is not ready to stream yet.")
+    playback = doc.get("playback")
+    hls = playback.get("hls", "") if isinstance(playback, dict) else ""
+    size = doc.get("size")
+    return RecordingReady("cloudflare", live_input, uid, _number(doc.get("duration", 0), "duration"),
+                          int(size) if isinstance(size, int) else 0, str(hls), datetime.now(UTC))
+
+
+def _number(value: object, name: str) -> float:
+    try:
+        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else -1.0
+    except OverflowError:  # an int beyond float range
+        number = -1.0
+    if not math.isfinite(number) or number < 0:
+        raise InvalidInput(f"Event field {name!r} must be a non-negative number.")
+    return number
+
+
+def _timestamp(at: object) -> datetime:
     if not isinstance(at, int | float) or isinstance(at, bool):
         raise InvalidInput("Event has no numeric 'at' time.")
     try:
-        when = datetime.fromtimestamp(at, UTC)
+        return datetime.fromtimestamp(at, UTC)
     except (OverflowError, ValueError, OSError) as exc:  # NaN, inf, beyond year 9999
         raise InvalidInput(f"Event time {at!r} is out of range.") from exc
-    return PublisherEvent(input_id, kind == CONNECTED, when)
 
 
 def _parse_time(text: str) -> datetime:

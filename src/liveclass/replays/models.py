@@ -1,0 +1,58 @@
+"""A `recording` is what the media engine wrote for a stream; a `replay` is a recording
+inside its window; a `catalog video` is one old enough to be in the on-demand catalog.
+Which of these a recording is follows from timestamps (see services.state), never from
+a job having run."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from liveclass.streams.models import LiveStreamSession
+
+
+class Recording(models.Model):
+    stream = models.OneToOneField(LiveStreamSession, on_delete=models.PROTECT, related_name="recording")
+    media_backend = models.CharField(max_length=16)
+    recording_id = models.CharField(max_length=128, help_text="The media engine's id (Cloudflare: video uid).")
+    location = models.CharField(max_length=500, blank=True, help_text="Where the engine keeps it.")
+    duration_seconds = models.FloatField(default=0)
+    size_bytes = models.BigIntegerField(default=0)
+    ready_at = models.DateTimeField()
+    in_catalog = models.BooleanField(
+        default=True, help_text="Untick to keep this class out of the catalog (its files are then deleted "
+        "after RECORDING_RETENTION_DAYS)."
+    )
+    catalog_price_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty: the class's own price."
+    )
+    files_deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "recordings"
+        constraints = [
+            models.UniqueConstraint(fields=["media_backend", "recording_id"], name="recording_engine_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"recording of {self.stream}"
+
+    @property
+    def price_tokens(self) -> int:
+        if self.catalog_price_tokens is not None:
+            return self.catalog_price_tokens
+        return self.stream.price_tokens
+
+
+class CatalogUnlock(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="unlocks")
+    recording = models.ForeignKey(Recording, on_delete=models.PROTECT, related_name="unlocks")
+    tokens_paid = models.PositiveIntegerField()
+    unlocked_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "catalog_unlocks"
+        constraints = [models.UniqueConstraint(fields=["user", "recording"], name="one_unlock_per_video")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} unlocked {self.recording_id}"
