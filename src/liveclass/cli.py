@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from liveclass.config import WebConfig
 
 
 def _django() -> None:
@@ -21,8 +26,27 @@ def _manage(*args: str) -> None:
     call_command(*args)
 
 
+def _start_media(config: WebConfig, web_url: str) -> subprocess.Popen[bytes] | None:
+    """Start the embedded media server next to web (make run's one-command setup)."""
+    if config.MEDIA_BACKEND != "embedded" or os.environ.get("LIVECLASS_NO_MEDIA"):
+        return None
+    env = dict(os.environ)
+    # Events go back to this web process unless an operator pointed them elsewhere.
+    env.setdefault("MEDIA_WEBHOOK_URL", f"{web_url}/api/media/events")
+    env.setdefault("MEDIA_WEBHOOK_SECRET", config.MEDIA_WEBHOOK_SECRET)
+    env.setdefault("MEDIA_SIGNING_KEY", config.MEDIA_SIGNING_KEY)
+    env.setdefault("MEDIA_RECORDINGS_DIR", str(config.DATA_DIR / "recordings"))
+    return subprocess.Popen([sys.executable, "-m", "liveclass.media", "--log-level", "warning"], env=env)
+
+
+def cmd_media(ns: argparse.Namespace) -> int:
+    from liveclass.media.server import main as media_main
+
+    return media_main(ns.args)
+
+
 def cmd_run(ns: argparse.Namespace) -> int:
-    """Migrate, load demo data into an empty database, serve web."""
+    """Migrate, load demo data into an empty database, serve web and the media server."""
     from liveclass.config import web_config
 
     config = web_config()
@@ -40,9 +64,11 @@ def cmd_run(ns: argparse.Namespace) -> int:
     else:
         demo_lines = []
     host, port = ns.host or config.HOST, ns.port or config.PORT
+    media = _start_media(config, f"http://{host}:{port}")
     banner = [
         "",
         f"Liveclass is running at http://{host}:{port}/streams",
+        *([f"  media server:    {config.MEDIA_PUBLIC_URL} (WHIP/WHEP)"] if media else []),
         *demo_lines,
         "  instructor code: " + (config.INSTRUCTOR_ACCESS_TOKEN if config.DEBUG else "set by INSTRUCTOR_ACCESS_TOKEN"),
         f"  admin:           http://{host}:{port}/admin/ (create staff with: liveclass manage createsuperuser)",
@@ -53,8 +79,17 @@ def cmd_run(ns: argparse.Namespace) -> int:
         print("note: without REDIS_URL each worker keeps its own rate limits and chat rooms", file=sys.stderr)
     import uvicorn
 
-    uvicorn.run("liveclass.asgi:application", host=host, port=port, log_level="info" if config.DEBUG else "warning",
-                proxy_headers=False, lifespan="off", workers=ns.workers)
+    try:
+        uvicorn.run("liveclass.asgi:application", host=host, port=port,
+                    log_level="info" if config.DEBUG else "warning", proxy_headers=False, lifespan="off",
+                    workers=ns.workers)
+    finally:
+        if media is not None:
+            media.terminate()
+            try:
+                media.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                media.kill()
     return 0
 
 
@@ -71,7 +106,7 @@ def cmd_token(ns: argparse.Namespace) -> int:
     from liveclass.config import media_config
     from liveclass.media.tokens import sign_token
 
-    print(sign_token(media_config().MEDIA_SIGNING_KEY, sub=ns.input, role=ns.role, ttl=ns.ttl, uid=ns.uid))
+    print(sign_token(media_config().signing_key, sub=ns.input, role=ns.role, ttl=ns.ttl, uid=ns.uid))
     return 0
 
 
@@ -117,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=1,
                      help="web processes (more than 1 needs REDIS_URL: chat and rate limits are per process otherwise)")
     run.set_defaults(func=cmd_run)
+
+    media = sub.add_parser("media", help="run the embedded media server (WHIP/WHEP)", add_help=False)
+    media.add_argument("args", nargs=argparse.REMAINDER)
+    media.set_defaults(func=cmd_media)
 
     demo = sub.add_parser("demo", help="load demo data into an empty database")
     demo.set_defaults(func=cmd_demo)

@@ -8,12 +8,13 @@ file: secrets come only from the environment. `README.md` lists every variable
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 # Placeholder secrets for debug mode only; WebConfig.check() refuses them otherwise.
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
@@ -159,12 +160,70 @@ class WebConfig(_Base):
 
 
 class MediaConfig(_Base):
-    """What media-side tools read. The embedded media server (not built yet) adds its
-    own variables here: MEDIA_HOST, MEDIA_PORT, ICE servers, webhook target, recordings."""
+    """The embedded media server's settings (`liveclass media`; `make run` starts it)."""
 
-    MEDIA_SIGNING_KEY: str = Field(
-        DEV_MEDIA_SIGNING_KEY, description="Shared with web (see above); `liveclass token` signs with it."
+    DEBUG: bool = Field(False, description="(see above) Allows the development signing key.")
+    MEDIA_HOST: str = Field("127.0.0.1", description="Address the media server binds.")
+    MEDIA_PORT: int = Field(8001, ge=1, le=65535, description="Port the media server binds.")
+    MEDIA_PUBLIC_URL: str = Field(
+        "", description="(see above) Base URL of the media server as browsers see it; empty = http://HOST:PORT."
     )
+    MEDIA_SIGNING_KEY: str = Field(
+        "", description="(see above) Verifies bearer tokens; `liveclass token` signs with it."
+    )
+    MEDIA_ICE_SERVERS: str = Field(
+        "", description='STUN/TURN servers sent as Link headers: comma-separated URLs, or JSON like '
+        '[{"urls": ["turn:host:3478"], "username": "u", "credential": "p"}].'
+    )
+    MEDIA_ICE_ADDRESSES: str = Field(
+        "", description="Comma-separated local addresses to offer as ICE candidates (empty = all)."
+    )
+    MEDIA_WEBHOOK_URL: str = Field(
+        "", description="Where publisher and recording events are POSTed (make run: web's /api/media/events)."
+    )
+    MEDIA_WEBHOOK_SECRET: str = Field("", description="(see above) Signs the events.")
+    MEDIA_RECORDINGS_DIR: Path = Field(
+        PROJECT_DIR / "var" / "recordings", description="Where recordings are written."
+    )
+    MEDIA_MAX_SESSIONS: int = Field(500, ge=1, description="Sessions before new ones get 503 + Retry-After.")
+    MEDIA_MAX_BODY_BYTES: int = Field(64 * 1024, ge=1024, description="Largest SDP body accepted (413 above).")
+    MEDIA_RATE_LIMIT: float = Field(5.0, gt=0, description="POST/PATCH/DELETE per second per client address.")
+    MEDIA_RATE_BURST: int = Field(20, ge=1, description="Burst allowance for MEDIA_RATE_LIMIT.")
+
+    @property
+    def signing_key(self) -> str:
+        if self.MEDIA_SIGNING_KEY:
+            return self.MEDIA_SIGNING_KEY
+        if self.DEBUG:
+            return DEV_MEDIA_SIGNING_KEY
+        raise ConfigError("MEDIA_SIGNING_KEY is required (or DEBUG=1 for the development key).")
+
+    @property
+    def webhook_secret(self) -> str:
+        if self.MEDIA_WEBHOOK_SECRET:
+            return self.MEDIA_WEBHOOK_SECRET
+        if self.DEBUG or not self.MEDIA_WEBHOOK_URL:
+            return DEV_WEBHOOK_SECRET
+        raise ConfigError("MEDIA_WEBHOOK_SECRET is required when MEDIA_WEBHOOK_URL is set.")
+
+
+def media_config_from(env: Mapping[str, str]) -> MediaConfig:
+    """MediaConfig from an explicit mapping only (not the process environment): tests, embedding."""
+
+    class Isolated(MediaConfig):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings,)
+
+    values: dict[str, Any] = {k: v for k, v in env.items() if k in MediaConfig.model_fields}
+    return Isolated(**values)
 
 
 @lru_cache(maxsize=1)

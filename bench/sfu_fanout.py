@@ -1,0 +1,465 @@
+"""Fan-out benchmark of the embedded media server, with aiortc's MediaRelay as baseline.
+
+    .venv/bin/python bench/sfu_fanout.py                       # defaults below
+    .venv/bin/python bench/sfu_fanout.py --viewers 1,10,25,50 --relay-viewers 1,2,4 --seconds 8
+
+What it does, all on 127.0.0.1:
+
+1. pre-encodes `--clip` seconds of 1280x720 30 fps H.264 (constrained baseline, ~2.5 Mbit/s,
+   GOP 30, no B-frames) with the bundled FFmpeg, once, into a temporary Annex-B file;
+2. starts the media server (`python -m liveclass.media.server`) as a child process and
+   keeps its PID to measure its CPU time from /proc and to stop it;
+3. publishes over WHIP with an aiortc peer whose track *replays the pre-encoded access
+   units* (no encoder in the loop); a PLI from the server makes the replay jump to the
+   next keyframe, as a real encoder would produce one;
+4. for each N: N aiortc WHEP viewers join (join = POST sent -> first RTP packet, which
+   the server only sends from a keyframe on), then during `--seconds` it measures
+   - media-server CPU % (of one core) from /proc/<pid>/stat,
+   - loss: per viewer, sequence-number gaps over the window,
+   - latency: publisher send time of a packet (its payload is the key) -> viewer receive
+     time of the same payload after SRTP unprotect, p50 / p99;
+   viewers do not decode (their receive hook counts packets and skips aiortc's receiver),
+   so the client process costs as little as possible;
+5. runs the same against a re-encoding baseline (`relay-server` subcommand: aiortc
+   decodes the publisher and MediaRelay + one encoder per viewer, the design DESIGN.md
+   rules out), where latency cannot be matched by payload and is reported as n/a, but
+   CPU, loss, join and the bitrate each viewer actually received are.
+
+Everything is bounded: each phase by `--seconds`, each join by a timeout. The client
+process shares the machine with the server; read CPU % per viewer, not absolute rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fractions
+import itertools
+import os
+import queue
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import httpx
+import imageio_ffmpeg
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from liveclass.media.tokens import sign_token  # noqa: E402
+
+KEY = "bench-media-signing-key-0123456789abcdef"
+CLOCK = (sys.platform == "linux" and os.sysconf("SC_CLK_TCK")) or 100
+
+
+# --- publisher ------------------------------------------------------------------------------
+
+
+def encode_clip(seconds: int, bitrate: str) -> list[tuple[bytes, bool]]:
+    path = Path(tempfile.mkdtemp(prefix="sfu-bench-")) / "clip.h264"
+    subprocess.run([
+        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+        "-i", f"testsrc2=size=1280x720:rate=30:duration={seconds}", "-c:v", "libx264", "-profile:v", "baseline",
+        "-tune", "zerolatency", "-bf", "0", "-g", "30", "-b:v", bitrate, "-maxrate", bitrate, "-bufsize", bitrate,
+        "-f", "h264", str(path)], check=True)
+    units = []
+    with av.open(str(path), format="h264") as container:
+        for packet in container.demux(video=0):
+            if packet.size:
+                units.append((bytes(packet), bool(packet.is_keyframe)))
+    path.unlink()
+    path.parent.rmdir()
+    return units
+
+
+class ReplayTrack(MediaStreamTrack):
+    kind = "video"
+
+    def __init__(self, units: list[tuple[bytes, bool]]) -> None:
+        super().__init__()
+        self.units = units
+        self.index = 0
+        self.count = 0
+        self.start = 0.0
+        self.want_keyframe = False
+
+    async def recv(self) -> av.Packet:
+        if not self.start:
+            self.start = time.monotonic()
+        due = self.start + self.count / 30
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        if self.want_keyframe:
+            self.want_keyframe = False
+            while not self.units[self.index][1]:
+                self.index = (self.index + 1) % len(self.units)
+        data, _key = self.units[self.index]
+        self.index = (self.index + 1) % len(self.units)
+        packet = av.Packet(data)
+        packet.pts = self.count * 3000
+        packet.time_base = fractions.Fraction(1, 90000)
+        self.count += 1
+        return packet
+
+
+def payload_of(data: bytes) -> bytes:
+    b0 = data[0]
+    pos = 12 + 4 * (b0 & 0x0F)
+    if b0 & 0x10:
+        pos += 4 + 4 * struct.unpack_from("!H", data, pos + 2)[0]
+    end = len(data) - (data[-1] if b0 & 0x20 else 0)
+    return data[pos:end]
+
+
+class SendLog:
+    """Publisher send time per payload (the payload survives the server's header rewrite)."""
+
+    def __init__(self) -> None:
+        self.sent: dict[bytes, float] = {}
+        self._old: dict[bytes, float] = {}
+        self._rotated = time.monotonic()
+
+    def record(self, data: bytes) -> None:
+        now = time.monotonic()
+        if now - self._rotated > 2.0:  # keep ~2-4 s: the clip loops every several seconds
+            self._old, self.sent, self._rotated = self.sent, {}, now
+        self.sent[payload_of(data)] = now
+
+    def lookup(self, payload: bytes) -> float | None:
+        return self.sent.get(payload) or self._old.get(payload)
+
+
+def prefer_h264(pc: RTCPeerConnection) -> None:
+    caps = RTCRtpSender.getCapabilities("video").codecs
+    chosen = [c for c in caps if c.mimeType == "video/H264" and c.parameters.get("profile-level-id") == "42e01f"]
+    rtx = [c for c in caps if c.mimeType == "video/rtx"]
+    for t in pc.getTransceivers():
+        t.setCodecPreferences(chosen + rtx)
+
+
+async def post(client: httpx.AsyncClient, url: str, sdp: str, token: str) -> httpx.Response:
+    return await client.post(url, content=sdp, headers={"Content-Type": "application/sdp",
+                                                        "Authorization": f"Bearer {token}"})
+
+
+async def wait_connected(pc: RTCPeerConnection, timeout: float) -> None:
+    done = asyncio.Event()
+
+    @pc.on("connectionstatechange")
+    def changed() -> None:
+        if pc.connectionState in ("connected", "failed", "closed"):
+            done.set()
+
+    if pc.connectionState != "connected":
+        await asyncio.wait_for(done.wait(), timeout)
+    if pc.connectionState != "connected":
+        raise RuntimeError(f"peer connection {pc.connectionState}")
+
+
+async def start_publisher(client: httpx.AsyncClient, base: str, input_id: str,
+                          units: list[tuple[bytes, bool]], log: SendLog) -> RTCPeerConnection:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    track = ReplayTrack(units)
+    sender = pc.addTrack(track)
+    prefer_h264(pc)
+    original_keyframe = sender._send_keyframe
+
+    def on_keyframe_request() -> None:
+        track.want_keyframe = True
+        original_keyframe()
+
+    sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
+    dtls = sender.transport
+    original_send = dtls._send_rtp
+
+    async def send_rtp(data: bytes) -> None:
+        if data[1] & 0x7F < 72 or data[1] & 0x7F > 76:  # RTP, not RTCP
+            log.record(data)
+        await original_send(data)
+
+    dtls._send_rtp = send_rtp  # type: ignore[method-assign]
+    await pc.setLocalDescription(await pc.createOffer())
+    r = await post(client, f"{base}/whip/{input_id}", pc.localDescription.sdp,
+                   sign_token(KEY, sub=input_id, role="publish", ttl=3600))
+    r.raise_for_status()
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
+    await wait_connected(pc, 15)
+    return pc
+
+
+# --- viewers --------------------------------------------------------------------------------
+
+
+@dataclass
+class ViewerStats:
+    posted: float = 0.0
+    first: float | None = None
+    packets: int = 0
+    bytes: int = 0
+    seqs: set[int] = field(default_factory=set)
+    latencies: list[float] = field(default_factory=list)
+    measuring: bool = False
+
+
+async def start_viewer(client: httpx.AsyncClient, base: str, input_id: str, log: SendLog | None,
+                       stats: ViewerStats) -> tuple[RTCPeerConnection, str]:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    transceiver = pc.addTransceiver("video", direction="recvonly")
+    dtls = transceiver.receiver.transport
+
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+        now = time.monotonic()
+        if stats.first is None:
+            stats.first = now
+        if not stats.measuring:
+            return
+        stats.packets += 1
+        stats.bytes += len(data)
+        stats.seqs.add(struct.unpack_from("!H", data, 2)[0])
+        if log is not None:
+            sent = log.lookup(payload_of(data))
+            if sent is not None:
+                stats.latencies.append(now - sent)
+
+    dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
+    await pc.setLocalDescription(await pc.createOffer())
+    stats.posted = time.monotonic()
+    r = await post(client, f"{base}/whep/{input_id}", pc.localDescription.sdp,
+                   sign_token(KEY, sub=input_id, role="play", ttl=3600, uid="bench"))
+    r.raise_for_status()
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
+    await wait_connected(pc, 20)
+    return pc, r.headers.get("location", "")
+
+
+def seq_loss(seqs: set[int]) -> tuple[int, int]:
+    """(expected, lost) from the set of sequence numbers seen (handles one wrap)."""
+    if not seqs:
+        return 0, 0
+    ordered = sorted(seqs)
+    gaps = [(b - a) for a, b in itertools.pairwise(ordered)]
+    if gaps and max(gaps) > 0x8000:  # wrapped: rotate at the big gap
+        i = gaps.index(max(gaps)) + 1
+        ordered = ordered[i:] + [s + 0x10000 for s in ordered[:i]]
+    expected = ordered[-1] - ordered[0] + 1
+    return expected, expected - len(ordered)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+@dataclass
+class Row:
+    server: str
+    viewers: int
+    cpu: float
+    loss: float
+    lat_p50: float
+    lat_p99: float
+    join_p50: float
+    join_p99: float
+    mbps: float
+
+
+async def run_phase(base: str, server_pid: int, kind: str, n: int, seconds: float,
+                    units: list[tuple[bytes, bool]]) -> Row:
+    input_id = f"bench-{kind}-{n}-{os.getpid()}"
+    log = SendLog()
+    async with httpx.AsyncClient(timeout=20) as client:
+        publisher = await start_publisher(client, base, input_id, units, log)
+        await asyncio.sleep(1.0)  # let the stream settle (warm-up, not synchronisation)
+        stats = [ViewerStats() for _ in range(n)]
+        peers: list[tuple[RTCPeerConnection, str]] = []
+        limit = asyncio.Semaphore(8)
+
+        async def join(s: ViewerStats) -> None:
+            async with limit:
+                peers.append(await start_viewer(client, base, input_id, log if kind == "forward" else None, s))
+
+        await asyncio.gather(*(join(s) for s in stats))
+        deadline = time.monotonic() + 10
+        while any(s.first is None for s in stats) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        cpu0, t0 = cpu_seconds(server_pid), time.monotonic()
+        for s in stats:
+            s.measuring = True
+        await asyncio.sleep(seconds)
+        for s in stats:
+            s.measuring = False
+        cpu1, t1 = cpu_seconds(server_pid), time.monotonic()
+        for pc, location in peers:
+            if location:
+                with contextlib.suppress(httpx.HTTPError):
+                    await client.delete(f"{base}{location}", headers={
+                        "Authorization": f"Bearer {sign_token(KEY, sub=input_id, role='play', ttl=60)}"})
+            await pc.close()
+        await publisher.close()
+    joins = [s.first - s.posted for s in stats if s.first is not None]
+    expected = lost = 0
+    for s in stats:
+        e, lo = seq_loss(s.seqs)
+        expected += e
+        lost += lo
+    latencies = [x for s in stats for x in s.latencies]
+    return Row(
+        server=kind, viewers=n, cpu=100 * (cpu1 - cpu0) / (t1 - t0),
+        loss=100 * lost / expected if expected else float("nan"),
+        lat_p50=1000 * pct(latencies, 0.5), lat_p99=1000 * pct(latencies, 0.99),
+        join_p50=1000 * statistics.median(joins) if joins else float("nan"),
+        join_p99=1000 * pct(joins, 0.99) if joins else float("nan"),
+        mbps=sum(s.bytes for s in stats) * 8 / (t1 - t0) / max(1, n) / 1e6,
+    )
+
+
+# --- servers --------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server_process(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen([sys.executable, *args], env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stderr is not None
+    stream = proc.stderr
+    threading.Thread(target=lambda: list(map(lines.put, stream)), daemon=True).start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            if "Application startup complete" in line:
+                break
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def relay_server(port: int) -> None:
+    """Re-encoding baseline: decode the publisher, MediaRelay, one encoder per viewer."""
+    import uvicorn
+    from aiortc.contrib.media import MediaRelay
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    relay = MediaRelay()
+    sources: dict[str, MediaStreamTrack] = {}
+    pcs: set[RTCPeerConnection] = set()
+
+    async def whip(request: Request) -> Response:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pcs.add(pc)
+        input_id = request.path_params["input_id"]
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            sources[input_id] = track
+
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=(await request.body()).decode(), type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        return Response(pc.localDescription.sdp, status_code=201, media_type="application/sdp",
+                        headers={"Location": f"/whip/{input_id}/x"})
+
+    async def whep(request: Request) -> Response:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pcs.add(pc)
+        pc.addTrack(relay.subscribe(sources[request.path_params["input_id"]]))
+        prefer_h264(pc)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=(await request.body()).decode(), type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        return Response(pc.localDescription.sdp, status_code=201, media_type="application/sdp")
+
+    async def healthz(request: Request) -> Response:
+        return Response("ok")
+
+    app = Starlette(routes=[Route("/whip/{input_id}", whip, methods=["POST"]),
+                            Route("/whep/{input_id}", whep, methods=["POST"]),
+                            Route("/healthz", healthz)])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="info")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--viewers", default="1,10,25,50", help="viewer counts for the forwarding server")
+    parser.add_argument("--relay-viewers", default="1,2,4",
+                        help="viewer counts for the MediaRelay baseline ('' = skip)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="measurement window per N")
+    parser.add_argument("--clip", type=int, default=10, help="seconds of pre-encoded 720p30 video")
+    parser.add_argument("--bitrate", default="2500k")
+    parser.add_argument("--relay-server", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.relay_server:
+        relay_server(args.relay_server)
+        return 0
+
+    units = encode_clip(args.clip, args.bitrate)
+    size = sum(len(u) for u, _ in units)
+    print(f"clip: {len(units)} frames, {size * 8 / (len(units) / 30) / 1e6:.2f} Mbit/s, "
+          f"{sum(k for _, k in units)} keyframes", flush=True)
+    rows: list[Row] = []
+    common = {"MEDIA_ICE_ADDRESSES": "127.0.0.1", "MEDIA_SIGNING_KEY": KEY, "MEDIA_MAX_SESSIONS": "10000",
+              "MEDIA_RATE_LIMIT": "100000", "MEDIA_RATE_BURST": "100000"}
+
+    port = free_port()
+    with server_process(["-m", "liveclass.media.server", "--log-level", "info"],
+                        {**common, "MEDIA_PORT": str(port)}) as proc:
+        for n in [int(x) for x in args.viewers.split(",") if x]:
+            row = asyncio.run(run_phase(f"http://127.0.0.1:{port}", proc.pid, "forward", n, args.seconds, units))
+            rows.append(row)
+            print(row, flush=True)
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    if args.relay_viewers:
+        port = free_port()
+        with server_process([__file__, "--relay-server", str(port)], common) as proc:
+            for n in [int(x) for x in args.relay_viewers.split(",") if x]:
+                row = asyncio.run(run_phase(f"http://127.0.0.1:{port}", proc.pid, "relay", n, args.seconds, units))
+                rows.append(row)
+                print(row, flush=True)
+
+    print()
+    print("| server | viewers | server CPU % | loss % | latency p50 ms | p99 ms | join p50 ms | p99 ms "
+          "| Mbit/s per viewer |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        lat = (f"{r.lat_p50:.1f} | {r.lat_p99:.1f}" if r.server == "forward" else "n/a | n/a")
+        print(f"| {r.server} | {r.viewers} | {r.cpu:.0f} | {r.loss:.2f} | {lat} | {r.join_p50:.0f} | "
+              f"{r.join_p99:.0f} | {r.mbps:.2f} |")
+    print()
+    print("\n".join(line for line in metrics.splitlines() if line.startswith("liveclass_media_forward_seconds")))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,265 @@
+"""Helpers for media tests: an in-process media server on 127.0.0.1:0 (uvicorn in a thread
+with its own event loop) and aiortc publishers/viewers driven over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+import httpx
+import uvicorn
+from aiortc import (
+    AudioStreamTrack,
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+    VideoStreamTrack,
+)
+from aiortc.mediastreams import MediaStreamError
+
+from liveclass.media.events import MemorySink
+from liveclass.media.inputs import Registry
+from liveclass.media.server import MediaServerConfig, create_app
+from liveclass.media.tokens import Role, sign_token
+
+KEY = "test-media-signing-key-0123456789abcdef"
+LOOPBACK_CONFIG = MediaServerConfig(
+    host="127.0.0.1", port=0, signing_key=KEY, ice_addresses=("127.0.0.1",),
+    rate_limit_per_second=1000.0, rate_limit_burst=1000,
+)
+
+
+def token(input_id: str, role: Role = "publish", ttl: int = 300, key: str = KEY, **kw: Any) -> str:
+    return sign_token(key, sub=input_id, role=role, ttl=ttl, **kw)
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+@dataclass
+class MediaServer:
+    config: MediaServerConfig
+    sink: MemorySink = field(default_factory=MemorySink)
+    port: int = 0
+    use_config_sink: bool = False  # True: the server's own sink from config (webhooks)
+
+    def __post_init__(self) -> None:
+        self.app = create_app(self.config, sink=None if self.use_config_sink else self.sink)
+        self._server = _Server(uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning",
+                                              lifespan="on"))
+        self._thread = threading.Thread(target=self._server.run, name="media-server", daemon=True)
+
+    @property
+    def registry(self) -> Registry:
+        registry: Registry = self.app.state.registry
+        return registry
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._server.ready.wait(timeout=15):
+            raise RuntimeError("media server did not start")
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=15)
+
+    def wait_until(self, predicate: Any, timeout: float = 10.0) -> bool:
+        """Wait for a server-side condition (read from the test thread), bounded."""
+        deadline = time.monotonic() + timeout
+        cond = threading.Condition()
+        with cond:
+            while time.monotonic() < deadline:
+                if predicate():
+                    return True
+                cond.wait(0.02)
+        return bool(predicate())
+
+
+@contextlib.contextmanager
+def running_server(config: MediaServerConfig = LOOPBACK_CONFIG, *, use_config_sink: bool = False
+                   ) -> Iterator[MediaServer]:
+    server = MediaServer(config, use_config_sink=use_config_sink)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class PatternVideo(VideoStreamTrack):
+    """Synthetic 30 fps video whose content changes every frame (a moving gradient)."""
+
+    def __init__(self, width: int = 320, height: int = 240) -> None:
+        super().__init__()
+        self.width = width
+        self.height = height
+        self.count = 0
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = av.VideoFrame(self.width, self.height, "yuv420p")
+        n = self.count
+        self.count += 1
+        y = frame.planes[0]
+        row = bytes(((x * 2 + n * 4) & 0xFF) for x in range(y.line_size))
+        rows = [row[(r + n) % 7 :] + row[: (r + n) % 7] for r in range(self.height)]
+        y.update(b"".join(rows)[: y.buffer_size])
+        for plane in frame.planes[1:]:
+            plane.update(bytes([128 + (n % 32)]) * plane.buffer_size)
+        frame.pts = pts
+        frame.time_base = time_base
+        return frame
+
+
+def _prefer(pc: RTCPeerConnection, kind: str, mime: str) -> None:
+    caps = RTCRtpSender.getCapabilities(kind).codecs
+    chosen = [c for c in caps if c.mimeType.lower() == mime.lower()]
+    rtx = [c for c in caps if c.mimeType.lower() == "video/rtx"]
+    for t in pc.getTransceivers():
+        if t.kind == kind:
+            t.setCodecPreferences(chosen + (rtx if kind == "video" else []))
+
+
+async def _post(url: str, sdp: str, bearer: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=15) as client:
+        return await client.post(url, content=sdp, headers={
+            "Content-Type": "application/sdp", "Authorization": f"Bearer {bearer}"})
+
+
+class Publisher:
+    def __init__(self, base: str, input_id: str, *, codec: str = "video/VP8", audio: bool = True,
+                 pc: RTCPeerConnection | None = None) -> None:
+        self.base = base
+        self.input_id = input_id
+        self.pc = pc or RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.video = PatternVideo()
+        self.pc.addTrack(self.video)
+        if audio:
+            self.pc.addTrack(AudioStreamTrack())
+        _prefer(self.pc, "video", codec)
+        self.location: str | None = None
+        self.response: httpx.Response | None = None
+
+    async def start(self, timeout: float = 10.0) -> httpx.Response:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        response = await _post(f"{self.base}/whip/{self.input_id}", self.pc.localDescription.sdp,
+                               token(self.input_id, "publish"))
+        self.response = response
+        if response.status_code != 201:
+            return response
+        self.location = response.headers["location"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=response.text, type="answer"))
+        await wait_state(self.pc, "connected", timeout)
+        return response
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+
+async def wait_state(pc: RTCPeerConnection, state: str, timeout: float) -> None:
+    if pc.connectionState == state:
+        return
+    done = asyncio.Event()
+
+    @pc.on("connectionstatechange")
+    def changed() -> None:
+        if pc.connectionState in (state, "failed", "closed"):
+            done.set()
+
+    await asyncio.wait_for(done.wait(), timeout)
+    if pc.connectionState != state:
+        raise AssertionError(f"peer connection {pc.connectionState}, wanted {state}")
+
+
+class Viewer:
+    """aiortc WHEP viewer that decodes and counts frames."""
+
+    def __init__(self, base: str, input_id: str, name: str = "viewer", *, read: bool = True) -> None:
+        self.base = base
+        self.input_id = input_id
+        self.name = name
+        self.read = read
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc.addTransceiver("video", direction="recvonly")
+        self.pc.addTransceiver("audio", direction="recvonly")
+        self.frames = 0
+        self.audio_frames = 0
+        self.sizes: set[tuple[int, int]] = set()
+        self.first_frame_at: float | None = None
+        self.posted_at = 0.0
+        self.connected_at: float | None = None
+        self.frame_event = asyncio.Event()
+        self.location: str | None = None
+        self.response: httpx.Response | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+        @self.pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if self.read:
+                self._tasks.append(asyncio.ensure_future(self._consume(track)))
+
+    async def _consume(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame: Any = await track.recv()
+                if track.kind == "video":
+                    self.frames += 1
+                    self.sizes.add((frame.width, frame.height))
+                    if self.first_frame_at is None:
+                        self.first_frame_at = time.monotonic()
+                    self.frame_event.set()
+                else:
+                    self.audio_frames += 1
+        except (MediaStreamError, asyncio.CancelledError):
+            pass
+
+    async def start(self, timeout: float = 10.0) -> httpx.Response:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        self.posted_at = time.monotonic()
+        response = await _post(f"{self.base}/whep/{self.input_id}", self.pc.localDescription.sdp,
+                               token(self.input_id, "play", uid="u1"))
+        self.response = response
+        if response.status_code != 201:
+            return response
+        self.location = response.headers["location"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=response.text, type="answer"))
+        await wait_state(self.pc, "connected", timeout)
+        self.connected_at = time.monotonic()
+        return response
+
+    async def wait_frames(self, count: int, timeout: float) -> None:
+        async def enough() -> None:
+            while self.frames < count:
+                self.frame_event.clear()
+                await self.frame_event.wait()
+
+        await asyncio.wait_for(enough(), timeout)
+
+    async def packets_lost(self) -> int:
+        stats = await self.pc.getStats()
+        return sum(s.packetsLost for s in stats.values() if getattr(s, "type", "") == "inbound-rtp")
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.pc.close()

@@ -1,0 +1,319 @@
+"""The packet path in isolation: header rewrite, keyframe gating, takeover, NACK, PLI pacing."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import struct
+import time
+
+import pytest
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket, unwrap_rtx
+
+from liveclass.media.forwarding import (
+    ABS_SEND_TIME_URI,
+    MID_URI,
+    InputForwarder,
+    KeyframeRequester,
+    Metrics,
+    SourceTrack,
+    ViewerStream,
+    build_extensions,
+    is_keyframe_start,
+    parse_extensions,
+)
+
+AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+TOFFSET_URI = "urn:ietf:params:rtp-hdrext:toffset"
+
+
+def ext_map(ids: dict[str, int]) -> HeaderExtensionsMap:
+    m = HeaderExtensionsMap()
+    m.configure(RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(id=i, uri=u)
+                                                   for u, i in ids.items()]))
+    return m
+
+
+PUB_IDS = {MID_URI: 4, ABS_SEND_TIME_URI: 9, TOFFSET_URI: 2}
+VIEW_IDS = {MID_URI: 1, ABS_SEND_TIME_URI: 3}
+VP8_KEY = b"\x90\x80\x00\x00\x10\x02\x00\x9d\x01\x2a"  # X,S; I with 15-bit picture id; P=0
+VP8_DELTA = b"\x90\x80\x00\x01\x11\x02\x00"
+VP8_CONT = b"\x80\x80\x00\x01\xaa\xbb"
+
+
+def packet(seq: int, ts: int, payload: bytes, *, pt: int = 96, ssrc: int = 0x1111, marker: int = 0,
+           mid: str = "pub-mid") -> bytes:
+    p = RtpPacket(payload_type=pt, sequence_number=seq, timestamp=ts, ssrc=ssrc, payload=payload, marker=marker)
+    p.extensions.mid = mid
+    p.extensions.abs_send_time = 0x123456
+    p.extensions.transmission_offset = 5
+    return p.serialize(ext_map(PUB_IDS))
+
+
+def video_source(pt: int = 96, rtx: int | None = 97, codec: str = "vp8") -> SourceTrack:
+    return SourceTrack(kind="video", codec=codec, clock_rate=90000, payload_type=pt, rtx_payload_type=rtx,
+                       extensions={i: u for u, i in PUB_IDS.items()})
+
+
+class Capture:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.ok = True
+
+    def __call__(self, data: bytes) -> bool:
+        if self.ok:
+            self.sent.append(data)
+        return self.ok
+
+    def parsed(self, ids: dict[str, int] = VIEW_IDS) -> list[RtpPacket]:
+        return [RtpPacket.parse(d, ext_map(ids)) for d in self.sent]
+
+
+def viewer(capture: Capture, *, ssrc: int = 0xABCD, rtx: bool = True, mid: str = "v0") -> ViewerStream:
+    return ViewerStream(ssrc=ssrc, payload_type=120, codec="vp8", clock_rate=90000, extensions=dict(VIEW_IDS),
+                        mid=mid, send=capture, rtx_ssrc=0xEEEE if rtx else None, rtx_payload_type=121 if rtx else None)
+
+
+class CountingRequester(KeyframeRequester):
+    """Counts keyframe requests (pacing is tested on KeyframeRequester, in an event loop)."""
+
+    def __init__(self) -> None:
+        super().__init__(Metrics())
+        self.requests = 0
+
+    def request(self) -> None:
+        self.requests += 1
+
+
+def forwarder() -> tuple[InputForwarder, CountingRequester]:
+    requester = CountingRequester()
+    f = InputForwarder(Metrics(), requester)
+    f.set_source([video_source()], lambda: True)
+    return f, requester
+
+
+def test_keyframe_detection() -> None:
+    assert is_keyframe_start("vp8", VP8_KEY)
+    assert not is_keyframe_start("vp8", VP8_DELTA)
+    assert not is_keyframe_start("vp8", VP8_CONT)  # not the start of a partition
+    assert is_keyframe_start("vp8", b"\x10\x00\x9d")  # no extension byte
+    assert is_keyframe_start("h264", b"\x67\x42")  # SPS
+    assert is_keyframe_start("h264", b"\x65\x88")  # IDR
+    assert not is_keyframe_start("h264", b"\x41\x9a")  # non-IDR slice
+    stap = b"\x18" + struct.pack("!H", 2) + b"\x67\x42" + struct.pack("!H", 2) + b"\x68\xce"
+    assert is_keyframe_start("h264", stap)
+    assert is_keyframe_start("h264", b"\x7c\x85\x88")  # FU-A start of an IDR
+    assert not is_keyframe_start("h264", b"\x7c\x05\x88")  # FU-A continuation
+    assert is_keyframe_start("opus", b"\xfc")
+
+
+def test_extension_roundtrip_one_and_two_byte() -> None:
+    items = [(1, b"ab"), (3, b"\x01\x02\x03")]
+    block = build_extensions(items)
+    profile, length = struct.unpack("!HH", block[:4])
+    assert profile == 0xBEDE and len(block) == 4 + 4 * length
+    assert parse_extensions(profile, block[4:]) == items
+    big = [(20, b"x" * 20)]
+    block = build_extensions(big)
+    assert struct.unpack("!H", block[:2])[0] == 0x1000
+    assert parse_extensions(0x1000, block[4:]) == big
+    assert build_extensions([]) == b""
+
+
+def test_rewrite_ssrc_pt_seq_ts_and_extension_ids() -> None:
+    f, requests = forwarder()
+    cap = Capture()
+    v = viewer(cap)
+    f.add_viewer("video", v)
+    assert requests.requests == 1  # PLI on join
+    f.on_rtp(packet(1000, 5000, VP8_DELTA))  # not a keyframe: a new viewer waits
+    assert cap.sent == []
+    f.on_rtp(packet(1001, 8000, VP8_KEY))
+    f.on_rtp(packet(1002, 8000, VP8_CONT, marker=1))
+    f.on_rtp(packet(1003, 11000, VP8_DELTA, marker=1))
+    out = cap.parsed()
+    assert [p.ssrc for p in out] == [0xABCD] * 3
+    assert [p.payload_type for p in out] == [120] * 3
+    assert [p.payload for p in out] == [VP8_KEY, VP8_CONT, VP8_DELTA]
+    assert [p.marker for p in out] == [0, 1, 1]
+    seqs = [p.sequence_number for p in out]
+    assert seqs == [seqs[0], (seqs[0] + 1) & 0xFFFF, (seqs[0] + 2) & 0xFFFF]
+    assert out[2].timestamp - out[0].timestamp == 3000
+    assert out[0].extensions.mid == "v0"  # the viewer's MID, at the viewer's id
+    assert out[0].extensions.abs_send_time is not None
+    assert out[0].extensions.transmission_offset is None  # not negotiated by the viewer: dropped
+    assert v.packets == 3 and v.octets == len(VP8_KEY) + len(VP8_CONT) + len(VP8_DELTA)
+    assert f.metrics.packets_forwarded == 3 and f.metrics.latency.count == 4
+
+
+def test_rtx_from_the_publisher_is_unwrapped() -> None:
+    f, _requests = forwarder()
+    cap = Capture()
+    f.add_viewer("video", viewer(cap))
+    f.on_rtp(packet(10, 0, VP8_KEY))
+    rtx = packet(0, 0, struct.pack("!H", 11) + VP8_CONT, pt=97, ssrc=0x2222)
+    f.on_rtp(rtx)
+    f.on_rtp(rtx)  # a duplicate retransmission is not forwarded twice
+    out = cap.parsed()
+    assert len(out) == 2
+    assert out[1].payload == VP8_CONT and out[1].sequence_number == (out[0].sequence_number + 1) & 0xFFFF
+    assert out[1].ssrc == 0xABCD and out[1].payload_type == 120
+    assert f.streams["video"].media_ssrc == 0x1111
+
+
+def test_nack_is_answered_from_history_with_rtx_and_viewer_header() -> None:
+    f, _requests = forwarder()
+    cap = Capture()
+    v = viewer(cap)
+    f.add_viewer("video", v)
+    dropped: list[int] = []
+
+    def drop_second(seq: int) -> bool:  # lose exactly the second packet on this leg
+        if len(cap.sent) == 1 and not dropped:
+            dropped.append(seq)
+            return True
+        return False
+
+    v.drop = drop_second
+    for i, payload in enumerate([VP8_KEY, VP8_CONT, VP8_DELTA]):
+        f.on_rtp(packet(200 + i, 90, payload))
+    assert v.dropped == 1 and len(cap.sent) == 2
+    first = cap.parsed()[0].sequence_number
+    lost = (first + 1) & 0xFFFF
+    f.on_viewer_nack("video", v, [lost, (first + 50) & 0xFFFF])  # the second was never sent
+    assert f.metrics.nack_retransmits == 1 and v.retransmits == 1
+    rtx = RtpPacket.parse(cap.sent[-1], ext_map(VIEW_IDS))
+    assert rtx.ssrc == 0xEEEE and rtx.payload_type == 121
+    original = unwrap_rtx(rtx, payload_type=120, ssrc=0xABCD)
+    assert original.sequence_number == lost and original.payload == VP8_CONT
+
+    cap2 = Capture()
+    plain = viewer(cap2, ssrc=0x7777, rtx=False)
+    f.add_viewer("video", plain)
+    f.on_rtp(packet(203, 180, VP8_KEY))
+    seq = cap2.parsed()[0].sequence_number
+    f.on_viewer_nack("video", plain, [seq])
+    again = cap2.parsed()[-1]
+    assert again.ssrc == 0x7777 and again.sequence_number == seq and again.payload == VP8_KEY
+
+
+def test_takeover_continues_viewer_numbering_at_the_next_keyframe() -> None:
+    f, _requests = forwarder()
+    cap = Capture()
+    v = viewer(cap)
+    f.add_viewer("video", v)
+    f.on_rtp(packet(100, 1000, VP8_KEY, ssrc=1))
+    f.on_rtp(packet(101, 4000, VP8_DELTA, ssrc=1))
+    f.set_source([video_source(pt=100, rtx=None)], lambda: True)  # new publisher, other PT and numbering
+    f.on_rtp(packet(60000, 777777, VP8_DELTA, pt=100, ssrc=2))  # waits for a keyframe
+    f.on_rtp(packet(60001, 780777, VP8_KEY, pt=100, ssrc=2))
+    f.on_rtp(packet(60002, 783777, VP8_DELTA, pt=100, ssrc=2))
+    out = cap.parsed()
+    assert len(out) == 4 and {p.ssrc for p in out} == {0xABCD} and {p.payload_type for p in out} == {120}
+    seqs = [p.sequence_number for p in out]
+    assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs))
+    ts = [p.timestamp for p in out]
+    assert all(0 < (b - a) & 0xFFFFFFFF < 90000 for a, b in itertools.pairwise(ts))
+    assert ts[3] - ts[2] == 3000
+
+
+def test_a_refusing_or_failing_viewer_does_not_affect_others() -> None:
+    f, _requests = forwarder()
+    full, broken, good = Capture(), Capture(), Capture()
+    full.ok = False
+
+    def explode(data: bytes) -> bool:
+        raise OSError("socket gone")
+
+    f.add_viewer("video", viewer(full, ssrc=1))
+    f.add_viewer("video", viewer(Capture(), ssrc=2))
+    f.streams["video"].viewers[1].send = explode
+    f.add_viewer("video", viewer(good, ssrc=3))
+    for i in range(5):
+        f.on_rtp(packet(i, i * 3000, VP8_KEY if i == 0 else VP8_DELTA))
+    assert len(good.sent) == 5 and broken.sent == []
+    assert f.streams["video"].viewers[0].dropped == 5 and f.metrics.hook_errors == 5
+
+
+def test_keyframe_requests_are_rate_limited_but_never_dropped() -> None:
+    async def scenario() -> list[float]:
+        sent: list[float] = []
+        done = asyncio.Event()
+
+        def pli() -> bool:
+            sent.append(time.monotonic())
+            if len(sent) == 2:
+                done.set()
+            return True
+
+        requester = KeyframeRequester(Metrics(), interval=0.2)
+        requester.send_pli = pli
+        requester.request()
+        requester.request()  # inside the interval: deferred
+        requester.request()  # coalesced with the deferred one
+        assert len(sent) == 1
+        await asyncio.wait_for(done.wait(), 2)
+        return sent
+
+    sent = asyncio.run(scenario())
+    assert len(sent) == 2 and sent[1] - sent[0] >= 0.19
+
+
+def test_keyframe_request_before_publisher_ready_is_retried() -> None:
+    async def scenario() -> int:
+        ready = asyncio.Event()
+        calls = 0
+
+        def pli() -> bool:
+            nonlocal calls
+            calls += 1
+            if calls == 3:
+                ready.set()
+            return calls >= 3
+
+        requester = KeyframeRequester(Metrics(), interval=0.05)
+        requester.send_pli = pli
+        requester.request()
+        await asyncio.wait_for(ready.wait(), 2)
+        return requester.metrics.plis_to_publishers
+
+    assert asyncio.run(scenario()) == 1
+
+
+@pytest.mark.parametrize("size", [0, 5, 11])
+def test_runt_packets_are_ignored(size: int) -> None:
+    f, _requests = forwarder()
+    f.on_rtp(b"\x80" * size)
+    assert f.metrics.packets_in == 0
+
+
+def test_new_viewer_gets_the_cached_keyframe_group_at_once() -> None:
+    f, requests = forwarder()
+    early = Capture()
+    f.add_viewer("video", viewer(early, ssrc=1))
+    f.on_rtp(packet(500, 9000, VP8_KEY))
+    f.on_rtp(packet(501, 9000, VP8_CONT, marker=1))
+    f.on_rtp(packet(502, 12000, VP8_DELTA, marker=1))
+    before = requests.requests
+    late = Capture()
+    f.add_viewer("video", viewer(late, ssrc=2))  # fast start: no PLI, no wait
+    assert requests.requests == before
+    assert [p.payload for p in late.parsed()] == [VP8_KEY, VP8_CONT, VP8_DELTA]
+    f.on_rtp(packet(503, 15000, VP8_DELTA, marker=1))
+    seqs = [p.sequence_number for p in late.parsed()]
+    assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs)) and len(seqs) == 4
+    f.streams["video"].gop_started -= 1.0  # an old group is not burst: PLI and wait instead
+    other = Capture()
+    f.add_viewer("video", viewer(other, ssrc=3))
+    assert other.sent == [] and requests.requests == before + 1
+
+
+def test_viewer_with_another_codec_is_not_fed_after_takeover() -> None:
+    f, _requests = forwarder()
+    cap = Capture()
+    f.add_viewer("video", viewer(cap))
+    f.on_rtp(packet(1, 0, VP8_KEY))
+    f.set_source([video_source(pt=102, rtx=None, codec="h264")], lambda: True)
+    f.on_rtp(packet(7, 0, b"\x65\x88", pt=102))
+    assert len(cap.sent) == 1

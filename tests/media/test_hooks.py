@@ -1,0 +1,141 @@
+"""Pin aiortc and every private hook the media server uses (see liveclass.media.peers.HOOKS).
+
+If one of these fails after an upgrade, re-check the hook in the new aiortc source before
+changing the pin: a silently broken hook means viewers get nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from importlib.metadata import version
+
+import aioice.ice
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, VideoStreamTrack
+from aiortc.mediastreams import AudioStreamTrack
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtp import RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket
+
+from liveclass.media.forwarding import InputForwarder, Metrics, SourceTrack
+from liveclass.media.peers import (
+    HOOKS,
+    IdleTrack,
+    PublisherPeer,
+    ViewerPeer,
+    new_peer_connection,
+    parse_offer,
+    restrict_host_addresses,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_aiortc_and_aioice_are_pinned() -> None:
+    assert version("aiortc") == "1.16.0"
+    assert version("aioice") == "0.13.0"
+
+
+def test_private_hooks_exist_with_the_expected_shape() -> None:
+    assert list(inspect.signature(RTCDtlsTransport._handle_rtp_data).parameters) == [
+        "self", "data", "arrival_time_ms"]
+    assert list(inspect.signature(RTCRtpSender._handle_rtcp_packet).parameters) == ["self", "packet"]
+    assert list(inspect.signature(RTCRtpSender.send).parameters) == ["self", "parameters"]
+    assert list(inspect.signature(RTCRtpReceiver.receive).parameters) == ["self", "parameters"]
+    assert list(inspect.signature(RTCRtpReceiver._send_rtcp_pli).parameters) == ["self", "media_ssrc"]
+    assert hasattr(RTCRtpReceiver, "_RTCRtpReceiver__stop_decoder")
+    assert callable(aioice.ice.get_host_addresses)
+
+    async def objects() -> None:
+        pc = new_peer_connection()
+        transceiver = pc.addTransceiver(IdleTrack("video"), direction="sendonly")
+        sender, receiver = transceiver.sender, transceiver.receiver
+        for name in ("_ssrc", "_rtx_ssrc", "_RTCRtpSender__packet_count", "_RTCRtpSender__octet_count",
+                     "_RTCRtpSender__rtp_timestamp", "_RTCRtpSender__ntp_timestamp"):
+            assert isinstance(getattr(sender, name), int), name
+        assert hasattr(transceiver, "_codecs") and hasattr(transceiver, "_headerExtensions")
+        assert hasattr(receiver, "_RTCRtpReceiver__decoder_thread")
+        dtls = sender.transport
+        assert hasattr(dtls, "_tx_srtp") and dtls._tx_srtp is None
+        connection = dtls.transport._connection
+        for name in ("_nominated", "_local_username", "_local_password"):
+            assert hasattr(connection, name), name
+        certificates = pc._RTCPeerConnection__certificates
+        assert type(certificates[0]).__name__ == "InteropCertificate"
+        await pc.close()
+
+    asyncio.run(asyncio.wait_for(objects(), 10))
+    assert len(HOOKS) >= 15
+
+
+def test_restrict_host_addresses() -> None:
+    restrict_host_addresses(["127.0.0.1", "::1"])
+    assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False) == ["127.0.0.1"]
+    assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1", "::1"]
+    restrict_host_addresses(["127.0.0.1"])
+
+
+async def _client_offer(publish: bool) -> tuple[RTCPeerConnection, str]:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    if publish:
+        pc.addTrack(VideoStreamTrack())
+        pc.addTrack(AudioStreamTrack())
+    else:
+        pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc, pc.localDescription.sdp
+
+
+class BrokenForwarder(InputForwarder):
+    def on_rtp(self, data: bytes) -> None:
+        raise RuntimeError("forwarder bug")
+
+    def on_viewer_keyframe_request(self) -> None:
+        raise RuntimeError("keyframe bug")
+
+
+def test_an_exception_in_the_rtp_hook_is_logged_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> Metrics:
+        client, sdp = await _client_offer(True)
+        metrics = Metrics()
+        forwarder = BrokenForwarder(metrics)
+        peer = PublisherPeer(forwarder, lambda: None)
+        await peer.accept(parse_offer(sdp, publish=True))
+        peer.activate()
+        # the wrapped hook swallows (and logs) the exception; aiortc's own path still runs
+        await peer.dtls._handle_rtp_data(b"\x80\x60\x00\x01" + bytes(20), 0)
+        await peer.close()
+        await client.close()
+        return metrics
+
+    with caplog.at_level(logging.ERROR, logger="liveclass.media.peers"):
+        metrics = asyncio.run(asyncio.wait_for(scenario(), 15))
+    assert metrics.hook_errors == 1
+    assert "forwarder failed" in caplog.text
+
+
+def test_an_exception_in_the_viewer_rtcp_hook_is_logged_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> Metrics:
+        client, sdp = await _client_offer(False)
+        metrics = Metrics()
+        forwarder = BrokenForwarder(metrics)
+        peer = ViewerPeer(forwarder, lambda: None)
+        source = [SourceTrack(kind="video", codec="vp8", clock_rate=90000, payload_type=97, rtx_payload_type=98,
+                              extensions={})]
+        await peer.accept(parse_offer(sdp, publish=False), source)
+        sender = peer.pc.getTransceivers()[0].sender
+        await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc))
+        nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=sender._ssrc)
+        nack.lost = [1, 2]
+        await sender._handle_rtcp_packet(nack)  # before DTLS: no stream attached yet, ignored
+        await peer.close()
+        await client.close()
+        return metrics
+
+    with caplog.at_level(logging.ERROR, logger="liveclass.media.peers"):
+        metrics = asyncio.run(asyncio.wait_for(scenario(), 15))
+    assert metrics.hook_errors == 1
+    assert "viewer RTCP" in caplog.text
+
