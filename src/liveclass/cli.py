@@ -6,6 +6,7 @@ import argparse
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,26 @@ def _start_media(config: WebConfig, web_url: str) -> subprocess.Popen[bytes] | N
     return subprocess.Popen([sys.executable, "-m", "liveclass.media", "--log-level", "warning"], env=env)
 
 
+HOUSEKEEPING_INTERVAL_SECONDS = 3600
+
+
+def _housekeeping_loop(stop: threading.Event) -> None:
+    """make run's periodic `liveclass housekeeping` (it only deletes files; no state depends on it)."""
+    import logging
+
+    from django.db import connection
+
+    from liveclass.replays import housekeeping
+
+    while not stop.wait(HOUSEKEEPING_INTERVAL_SECONDS):
+        try:
+            housekeeping.run()
+        except Exception:  # keep the loop alive; the next run retries
+            logging.getLogger(__name__).exception("housekeeping failed")
+        finally:
+            connection.close()
+
+
 def cmd_media(ns: argparse.Namespace) -> int:
     from liveclass.media.server import main as media_main
 
@@ -65,6 +86,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
         demo_lines = []
     host, port = ns.host or config.HOST, ns.port or config.PORT
     media = _start_media(config, f"http://{host}:{port}")
+    stop_housekeeping = threading.Event()
+    threading.Thread(target=_housekeeping_loop, args=(stop_housekeeping,), daemon=True).start()
     banner = [
         "",
         f"Liveclass is running at http://{host}:{port}/streams",
@@ -84,6 +107,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
                     log_level="info" if config.DEBUG else "warning", proxy_headers=False, lifespan="off",
                     workers=ns.workers)
     finally:
+        stop_housekeeping.set()
         if media is not None:
             media.terminate()
             try:
@@ -133,6 +157,15 @@ def cmd_wallet(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_housekeeping(ns: argparse.Namespace) -> int:
+    _django()
+    from liveclass.replays import housekeeping
+
+    report = housekeeping.run()
+    print(f"recordings deleted: {len(report.deleted)}; failed (retried next run): {len(report.failed)}")
+    return 1 if report.failed else 0
+
+
 def cmd_manage(ns: argparse.Namespace) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveclass.settings")
     from django.core.management import execute_from_command_line
@@ -177,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     bal = wsub.add_parser("balance", help="print a balance")
     bal.add_argument("email")
     wallet.set_defaults(func=cmd_wallet)
+
+    housekeeping = sub.add_parser("housekeeping", help="delete recordings past RECORDING_RETENTION_DAYS "
+                                  "that are kept out of the catalog (idempotent)")
+    housekeeping.set_defaults(func=cmd_housekeeping)
 
     manage = sub.add_parser("manage", help="Django management commands (migrate, createsuperuser, ...)")
     manage.add_argument("args", nargs=argparse.REMAINDER)

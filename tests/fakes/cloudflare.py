@@ -301,6 +301,7 @@ class FakeCloudflareStream:
             (r"/live_inputs/([0-9a-zA-Z]+)", self._live_input),
             (r"/live_inputs/([0-9a-zA-Z]+)/videos", self._live_input_videos),
             (r"/([0-9a-zA-Z]+)/token", self._video_token),
+            (r"/([0-9a-zA-Z]+)", self._video),
         ]
         for pattern, handler in routes:
             found = re.fullmatch(pattern, sub)
@@ -357,6 +358,17 @@ class FakeCloudflareStream:
             return _not_found("Live input not found")
         videos = [v for v in self._state.videos.values() if v["liveInput"] == uid]
         return 200, _envelope(videos)
+
+    def _video(self, method: str, body: Any, video_uid: str) -> tuple[int, Any]:
+        video = self._state.videos.get(video_uid)
+        if video is None:
+            return _not_found("Video not found")
+        if method == "GET":
+            return 200, _envelope(video)
+        if method == "DELETE":
+            del self._state.videos[video_uid]
+            return 200, None  # Cloudflare answers an empty body
+        return _method_not_allowed()
 
     def _video_token(self, method: str, body: Any, video_uid: str) -> tuple[int, Any]:
         if method != "POST":

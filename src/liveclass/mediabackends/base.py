@@ -33,3 +33,6 @@ class MediaBackend(Protocol):
 
     def replay_url(self, recording_id: str, *, user_id: str, ttl: int) -> str:
         """A signed HLS playlist URL for a recording that stops working after `ttl` seconds."""
+
+    def delete_recording(self, recording_id: str) -> None:
+        """Delete a recording's files. Idempotent; raise `MediaBackendError` if it cannot."""

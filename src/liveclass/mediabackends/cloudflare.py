@@ -234,6 +234,10 @@ class CloudflareBackend:
             missing_ok=True,
         )
 
+    def delete_recording(self, recording_id: str) -> None:
+        """Delete a recorded video. Idempotent: an unknown video is fine."""
+        self._call("DELETE", f"/{_seg(recording_id)}", what=f"delete video {recording_id}", missing_ok=True)
+
     def signed_playback_token(
         self, video_uid: str, exp_seconds: int = 3600, *, now: float | None = None
     ) -> str:

@@ -7,6 +7,7 @@ import secrets
 
 import httpx
 
+from liveclass.errors import MediaBackendError
 from liveclass.media.tokens import sign_token
 from liveclass.mediabackends.base import LiveInput
 
@@ -61,6 +62,17 @@ class EmbeddedBackend:
         # The media server checks this token on the playlist and on every segment.
         token = sign_token(self.signing_key, sub=recording_id, role="replay", ttl=ttl, uid=user_id)
         return f"{self.public_url}/recordings/{recording_id}/index.m3u8?token={token}"
+
+    def delete_recording(self, recording_id: str) -> None:
+        token = sign_token(self.signing_key, sub=recording_id, role="operator", ttl=60)
+        try:
+            response = httpx.delete(f"{self.internal_url}/recordings/{recording_id}",
+                                    headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
+        except httpx.HTTPError as exc:
+            raise MediaBackendError(f"media server unreachable while deleting a recording: {exc}") from exc
+        if response.status_code not in (200, 204, 404):
+            raise MediaBackendError(f"media server refused to delete recording {recording_id}: "
+                                    f"{response.status_code} {response.text[:200]}")
 
     def play_token(self, input_id: str, *, user_id: str) -> str:
         return sign_token(self.signing_key, sub=input_id, role="play", ttl=self.play_ttl, uid=user_id)

@@ -1,0 +1,49 @@
+"""`liveclass housekeeping`: delete the files of recordings kept out of the catalog once
+they are past RECORDING_RETENTION_DAYS. Idempotent and safe to run twice at once: the
+media engine's delete is idempotent and the row is marked with a conditional UPDATE.
+Catalog videos are never touched; no replay or catalog state depends on this running."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from liveclass import clock
+from liveclass.config import web_config
+from liveclass.errors import MediaBackendError
+from liveclass.mediabackends.base import MediaBackend
+from liveclass.mediabackends.registry import get_backend
+from liveclass.replays.models import Recording
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HousekeepingReport:
+    deleted: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+
+
+def run(backend: MediaBackend | None = None) -> HousekeepingReport:
+    backend = backend or get_backend()
+    now = clock.now()
+    cutoff = now - timedelta(days=web_config().RECORDING_RETENTION_DAYS)
+    report = HousekeepingReport()
+    due = Recording.objects.filter(
+        in_catalog=False, files_deleted_at__isnull=True, stream__ended_at__lte=cutoff,
+        media_backend=backend.name,
+    ).order_by("pk")
+    for recording in due:
+        try:
+            backend.delete_recording(recording.recording_id)
+        except MediaBackendError as exc:
+            log.warning("could not delete recording %s: %s", recording.pk, exc)
+            report.failed.append(recording.pk)
+            continue
+        marked = Recording.objects.filter(pk=recording.pk, files_deleted_at__isnull=True).update(
+            files_deleted_at=now
+        )
+        if marked:
+            report.deleted.append(recording.pk)
+    return report

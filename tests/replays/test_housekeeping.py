@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from liveclass import clock
+from liveclass.mediabackends.cloudflare import CloudflareBackend
+from liveclass.replays import housekeeping
+from liveclass.replays.models import Recording
+from liveclass.streams import services as streams
+from tests.fakes.cloudflare import FakeCloudflareStream
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeCloudflareStream]:
+    with FakeCloudflareStream() as server:
+        yield server
+
+
+@pytest.fixture
+def backend(fake: FakeCloudflareStream) -> Iterator[CloudflareBackend]:
+    with CloudflareBackend(api_base=fake.url, account_id=fake.account_id, api_token=fake.api_token,
+                           customer_code=fake.customer_code, timeout=2.0) as cf:
+        yield cf
+
+
+def _recorded(make_stream, instructor, backend, fake, *, in_catalog: bool) -> Recording:
+    stream = streams.create_stream(instructor, streams.StreamDraft(
+        title="Recorded", scheduled_start=clock.now() + timedelta(hours=1)), backend=backend)
+    streams.start_stream(instructor, stream.pk)
+    streams.end_stream(instructor, stream.pk, backend=backend)
+    uid = fake.add_recording(stream.input_id)["uid"]
+    return Recording.objects.create(stream=stream, media_backend="cloudflare", recording_id=uid,
+                                    ready_at=clock.now(), in_catalog=in_catalog)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deletes_only_expired_non_catalog_recordings_once_even_when_run_twice_at_once(
+    make_stream, instructor, backend, fake
+):
+    kept_out = _recorded(make_stream, instructor, backend, fake, in_catalog=False)
+    catalog = _recorded(make_stream, instructor, backend, fake, in_catalog=True)
+    assert housekeeping.run(backend).deleted == []  # too young: nothing happens
+
+    with clock.shifted(timedelta(days=91)):
+        reports: list[housekeeping.HousekeepingReport] = []
+        runners = [threading.Thread(target=lambda: reports.append(housekeeping.run(backend))) for _ in range(2)]
+        for t in runners:
+            t.start()
+        for t in runners:
+            t.join(timeout=30)
+    assert sorted(r for report in reports for r in report.deleted) == [kept_out.pk]
+    kept_out.refresh_from_db()
+    catalog.refresh_from_db()
+    assert kept_out.files_deleted_at is not None and catalog.files_deleted_at is None
+    assert kept_out.recording_id not in fake._state.videos and catalog.recording_id in fake._state.videos
