@@ -27,9 +27,17 @@ $(STAMPS)/system:
 	fi
 	@touch $@
 
+# Browser bundles (esbuild): node_modules from the lock file, then frontend/*.js -> the pages' static build dir.
+$(STAMPS)/frontend: package.json $(wildcard package-lock.json) $(wildcard frontend/*)
+	@mkdir -p $(STAMPS)
+	@command -v npm >/dev/null || { echo "npm is required to build the front end (Node.js 18+)"; exit 1; }
+	if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+	npm run build
+	@touch $@
+
 deps: $(STAMPS)/venv
 
-run: $(STAMPS)/venv
+run: $(STAMPS)/venv $(STAMPS)/frontend
 	DEBUG=$${DEBUG:-1} $(BIN)/liveclass run
 
 lint: $(STAMPS)/venv
@@ -37,7 +45,7 @@ lint: $(STAMPS)/venv
 	$(BIN)/lint-imports
 	DEBUG=1 $(BIN)/mypy src
 
-test: $(STAMPS)/venv $(STAMPS)/system
+test: $(STAMPS)/venv $(STAMPS)/system $(STAMPS)/frontend
 	$(MAKE) lint
 	$(BIN)/python tests/run.py sqlite
 	$(BIN)/python tests/run.py postgres

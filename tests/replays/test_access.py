@@ -137,3 +137,20 @@ def test_catalog_unknown_or_not_yet_catalog_video_is_404(ended, api, make_user):
     assert api(make_user(tokens=5)).post("/api/catalog/999/unlock").status_code == 404
     video = Recording.objects.get().pk
     assert api(make_user(tokens=5)).post(f"/api/catalog/{video}/unlock").status_code == 404
+
+
+def test_catalog_page_lists_and_unlocks_without_javascript(ended, make_user):
+    from django.test import Client
+
+    stream, _ = ended
+    buyer = make_user(tokens=5)
+    client = Client()
+    with clock.shifted(timedelta(days=61)):
+        anonymous = client.get("/catalog").content.decode()
+        assert stream.title in anonymous and "Sign in to unlock" in anonymous
+        client.force_login(buyer)
+        assert "Unlock for 3 tokens" in client.get("/catalog").content.decode()
+        video = Recording.objects.get().pk
+        assert client.post(f"/catalog/{video}/unlock").status_code == 303
+        assert "Unlocked" in client.get("/catalog").content.decode()
+    assert wallet.balance(buyer) == 2

@@ -8,9 +8,15 @@ urlpatterns = [
     path("streams", views.schedule, name="schedule"),
     path("streams/<int:stream_id>", views.stream_detail, name="stream"),
     path("streams/<int:stream_id>/enroll", views.enroll, name="enroll"),
+    path("streams/<int:stream_id>/watch", views.watch, name="watch"),
     path("me", views.me, name="me"),
+    path("catalog", views.catalog, name="catalog"),
+    path("catalog/<int:video_id>/unlock", views.unlock, name="unlock"),
     path("instructor", views.instructor_home, name="instructor"),
     path("instructor/login", views.instructor_login, name="instructor-login"),
     path("instructor/streams/<int:stream_id>", views.instructor_stream, name="instructor-stream"),
+    # Before the catch-all instructor action route, which would otherwise swallow these.
+    path("instructor/streams/<int:stream_id>/broadcast", views.broadcast, name="broadcast"),
+    path("instructor/streams/<int:stream_id>/viewers", views.broadcast_viewers, name="broadcast-viewers"),
     path("instructor/streams/<int:stream_id>/<str:action>", views.instructor_action, name="instructor-action"),
 ]

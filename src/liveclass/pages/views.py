@@ -205,3 +205,110 @@ def instructor_action(request: HttpRequest, stream_id: int, action: str) -> Http
     else:
         messages.success(request, DONE[action])
     return _see_other(reverse("instructor-stream", args=[stream_id]))
+
+
+# ---------------------------------------------------------------- broadcast + watch (browser WHIP / WHEP)
+
+
+@login_required
+def broadcast(request: HttpRequest, stream_id: int) -> HttpResponse:
+    """The instructor's in-browser studio: camera preview, WHIP publishing, Mark as Live / End."""
+    user = _user(request)
+    try:
+        stream = streams.get_stream(stream_id)
+    except NotFound:
+        return render(request, "pages/not_found.html", {"what": "stream"}, status=404)
+    if stream.instructor_id != user.pk:
+        return render(request, "pages/forbidden.html", {"why": "Only this stream's instructor can broadcast to it."},
+                      status=403)
+    return render(request, "pages/broadcast.html", {
+        "stream": stream,
+        "enrolled": stream.enrollments.filter(status="active").count(),
+        "over": stream.status in (StreamStatus.ENDED, StreamStatus.CANCELLED),
+    })
+
+
+@login_required
+def broadcast_viewers(request: HttpRequest, stream_id: int) -> HttpResponse:
+    """Viewer count for the broadcast page, read from the embedded media server's operator API.
+
+    `{"viewers": null}` when the active backend does not report it (Cloudflare) or the
+    media server cannot be reached: the page shows "n/a" rather than a wrong number.
+    """
+    import httpx
+    from django.http import JsonResponse
+
+    from liveclass.media.tokens import sign_token
+    from liveclass.mediabackends.embedded import EmbeddedBackend
+
+    user = _user(request)
+    try:
+        stream = streams.get_stream(stream_id)
+    except NotFound:
+        return JsonResponse({"detail": f"No stream with id {stream_id}."}, status=404)
+    if stream.instructor_id != user.pk:
+        return JsonResponse({"detail": "Only this stream's instructor can see its viewers."}, status=403)
+    backend = get_backend()
+    if not isinstance(backend, EmbeddedBackend) or stream.media_backend != backend.name:
+        return JsonResponse({"viewers": None, "live": None})
+    token = sign_token(backend.signing_key, sub=stream.input_id, role="operator", ttl=60)
+    try:
+        response = httpx.get(f"{backend.internal_url}/inputs/{stream.input_id}",
+                             headers={"Authorization": f"Bearer {token}"}, timeout=2.0)
+        body = response.json() if response.status_code == 200 else {}
+    except (httpx.HTTPError, ValueError):
+        body = {}
+    return JsonResponse({"viewers": body.get("viewers"), "live": body.get("live")})
+
+
+def watch(request: HttpRequest, stream_id: int) -> HttpResponse:
+    """One page, one player at a time, picked from the stream's state (live is WHEP only)."""
+    try:
+        stream = streams.get_stream(stream_id)
+    except NotFound:
+        return render(request, "pages/not_found.html", {"what": "stream"}, status=404)
+    user = request.user
+    can_watch = isinstance(user, User) and streams.can_watch(user, stream)
+    if stream.status == StreamStatus.CANCELLED:
+        mode = "cancelled"
+    elif stream.status == StreamStatus.ENDED:
+        mode = "ended"
+    elif not can_watch:
+        mode = "enroll"
+    elif stream.status == StreamStatus.LIVE:
+        mode = "live"
+    else:
+        mode = "countdown"
+    return render(request, "pages/watch.html", {
+        "stream": stream,
+        "mode": mode,
+        "can_watch": can_watch,
+        "is_owner": user.is_authenticated and stream.instructor_id == user.pk,
+        "seats_left": streams.seats_left(stream),
+    })
+
+
+def catalog(request: HttpRequest) -> HttpResponse:
+    from liveclass.replays import services as replays
+
+    user = request.user
+    videos = [
+        {"recording": r, "price": replays.catalog_price_for(user, r),  # type: ignore[arg-type]
+         "unlocked": replays.has_unlocked(user, r)}  # type: ignore[arg-type]
+        for r in replays.catalog()
+    ]
+    return render(request, "pages/catalog.html", {"videos": videos})
+
+
+@require_POST
+@login_required
+def unlock(request: HttpRequest, video_id: int) -> HttpResponse:
+    from liveclass.replays import services as replays
+
+    try:
+        _, created = replays.unlock(_user(request), video_id)
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+    else:
+        messages.success(request, "Unlocked: enjoy the class!" if created else "You had already unlocked it.")
+    return _see_other(reverse("catalog"))
