@@ -12,6 +12,7 @@ const options = {
   entryPoints: {
     broadcast: path.join(here, "broadcast.js"),
     watch: path.join(here, "watch.js"),
+    replay: path.join(here, "replay.js"),
     live: path.join(here, "live.css"),
   },
   outdir,

@@ -154,3 +154,34 @@ def test_catalog_page_lists_and_unlocks_without_javascript(ended, make_user):
         assert client.post(f"/catalog/{video}/unlock").status_code == 303
         assert "Unlocked" in client.get("/catalog").content.decode()
     assert wallet.balance(buyer) == 2
+
+
+def test_watch_page_picks_the_hls_replay_and_says_when_it_expired(ended, make_user):
+    from django.test import Client
+
+    stream, fan = ended
+    client = Client()
+    client.force_login(fan)
+    page = client.get(f"/streams/{stream.pk}/watch")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert 'data-testid="replay-panel"' in html and "/recordings/rec-1/index.m3u8?token=" in html
+    assert "replay.js" in html and "watch.js" not in html  # HLS only; the WHEP player is not loaded
+    with clock.shifted(timedelta(days=8)):
+        expired = client.get(f"/streams/{stream.pk}/watch")
+    assert expired.status_code == 403
+    assert "Replay expired" in expired.content.decode() and "index.m3u8" not in expired.content.decode()
+
+
+def test_catalog_watch_needs_an_unlock(ended, make_user):
+    from django.test import Client
+
+    buyer = make_user(tokens=5)
+    client = Client()
+    client.force_login(buyer)
+    video = Recording.objects.get().pk
+    with clock.shifted(timedelta(days=61)):
+        locked = client.get(f"/catalog/{video}/watch")
+        assert locked.status_code == 403 and "Unlock this catalog video" in locked.content.decode()
+        replays.unlock(buyer, video)
+        assert "index.m3u8?token=" in client.get(f"/catalog/{video}/watch").content.decode()

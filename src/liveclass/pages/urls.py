@@ -12,6 +12,7 @@ urlpatterns = [
     path("me", views.me, name="me"),
     path("catalog", views.catalog, name="catalog"),
     path("catalog/<int:video_id>/unlock", views.unlock, name="unlock"),
+    path("catalog/<int:video_id>/watch", views.catalog_watch, name="catalog-watch"),
     path("instructor", views.instructor_home, name="instructor"),
     path("instructor/login", views.instructor_login, name="instructor-login"),
     path("instructor/streams/<int:stream_id>", views.instructor_stream, name="instructor-stream"),

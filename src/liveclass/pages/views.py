@@ -20,7 +20,7 @@ from liveclass.api import ratelimit
 from liveclass.errors import DomainError, NotFound
 from liveclass.mediabackends.registry import get_backend
 from liveclass.streams import services as streams
-from liveclass.streams.models import StreamStatus
+from liveclass.streams.models import LiveStreamSession, StreamStatus
 from liveclass.wallet import services as wallet
 
 
@@ -269,6 +269,8 @@ def watch(request: HttpRequest, stream_id: int) -> HttpResponse:
         return render(request, "pages/not_found.html", {"what": "stream"}, status=404)
     user = request.user
     can_watch = isinstance(user, User) and streams.can_watch(user, stream)
+    if stream.status == StreamStatus.ENDED and isinstance(user, User):
+        return _replay(request, stream, user)
     if stream.status == StreamStatus.CANCELLED:
         mode = "cancelled"
     elif stream.status == StreamStatus.ENDED:
@@ -286,6 +288,41 @@ def watch(request: HttpRequest, stream_id: int) -> HttpResponse:
         "is_owner": user.is_authenticated and stream.instructor_id == user.pk,
         "seats_left": streams.seats_left(stream),
     })
+
+
+def _replay(request: HttpRequest, stream: LiveStreamSession, user: User, *, catalog: bool = False) -> HttpResponse:
+    """An ended class: the HLS replay (never WebRTC), or the reason there is none."""
+    from liveclass.errors import RecordingNotAvailable, ReplayExpired
+    from liveclass.replays import services as replays
+
+    context: dict[str, object] = {"stream": stream, "catalog": catalog}
+    status = 200
+    try:
+        replay = replays.replay_playback(user, stream)
+    except ReplayExpired as exc:
+        context.update(headline="Replay expired", reason=exc.detail, catalog_hint=True)
+        status = 403
+    except RecordingNotAvailable as exc:
+        context.update(headline="No replay", reason=exc.detail)
+    except DomainError as exc:
+        context.update(headline="Not available", reason=exc.detail)
+        status = 403
+    else:
+        recording = replays.recording_of(stream)
+        context.update(hls_url=replay.url,
+                       window_end=replays.replay_window_end(recording) if recording and not catalog else None)
+    return render(request, "pages/replay.html", context, status=status)
+
+
+@login_required
+def catalog_watch(request: HttpRequest, video_id: int) -> HttpResponse:
+    from liveclass.replays import services as replays
+
+    try:
+        recording = replays.catalog_video(video_id)
+    except NotFound:
+        return render(request, "pages/not_found.html", {"what": "catalog video"}, status=404)
+    return _replay(request, recording.stream, _user(request), catalog=True)
 
 
 def catalog(request: HttpRequest) -> HttpResponse:
