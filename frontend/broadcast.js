@@ -3,6 +3,7 @@
 // Mark as Live / End Stream, and automatic reconnection (a new WHIP session; the media
 // server lets the new publisher take over, so viewers keep playing).
 import { api, backoff, formatBitrate, problemOf, $ } from "./common.js";
+import { clockTrack, queryFlag } from "./clock.js";
 
 const root = document.getElementById("broadcast");
 if (root) main(root);
@@ -112,9 +113,20 @@ function main(root) {
     };
   }
 
+  // Measurement mode (bench/glass_to_glass.py): `?source=clock` sends a canvas painting this
+  // browser's clock instead of the camera; the microphone is still used.
+  const clockSource = queryFlag("source", "clock");
+  if (clockSource) ui.video.classList.remove("mirror");
+
   async function openDevices() {
     try {
-      const media = await navigator.mediaDevices.getUserMedia(constraints());
+      let media;
+      if (clockSource) {
+        const audio = await navigator.mediaDevices.getUserMedia({ audio: constraints().audio });
+        media = new MediaStream([clockTrack(), ...audio.getAudioTracks()]);
+      } else {
+        media = await navigator.mediaDevices.getUserMedia(constraints());
+      }
       const previous = state.media;
       state.media = media;
       ui.video.srcObject = media;
