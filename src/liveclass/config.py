@@ -185,6 +185,13 @@ class MediaConfig(_Base):
     MEDIA_RECORDINGS_DIR: Path = Field(
         PROJECT_DIR / "var" / "recordings", description="Where recordings are written."
     )
+    MEDIA_RECORDING_ENABLED: bool = Field(True, description="Record every broadcast to HLS.")
+    MEDIA_RECORDING_SEGMENT_SECONDS: float = Field(
+        2.0, ge=2.0, le=4.0, description="Target HLS segment length; keyframes are requested to cut there."
+    )
+    MEDIA_RECORDING_GRACE_SECONDS: float = Field(
+        60.0, ge=0, description="How long a broadcast's recording waits for its publisher to come back."
+    )
     MEDIA_MAX_SESSIONS: int = Field(500, ge=1, description="Sessions before new ones get 503 + Retry-After.")
     MEDIA_MAX_BODY_BYTES: int = Field(64 * 1024, ge=1024, description="Largest SDP body accepted (413 above).")
     MEDIA_RATE_LIMIT: float = Field(5.0, gt=0, description="POST/PATCH/DELETE per second per client address.")

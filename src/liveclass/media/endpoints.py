@@ -8,15 +8,20 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from liveclass.media import hls
 from liveclass.media.inputs import InputEnded, NotLive, Overloaded, Registry, Session, new_etag
 from liveclass.media.peers import OfferError, parse_offer
 from liveclass.media.tokens import Claims, Role, TokenError, WrongRole, verify_token
+
+if TYPE_CHECKING:
+    from liveclass.media.recording import RecordingManager
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +31,8 @@ CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": "Location, ETag, Link, Retry-After, Accept-Post, Accept-Patch",
 }
+HLS_PLAYLIST = "application/vnd.apple.mpegurl"
+HLS_SEGMENT = "video/mp2t"
 PREFLIGHT_HEADERS = {
     **CORS_HEADERS,
     "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
@@ -110,8 +117,9 @@ class HttpError(Exception):
 
 class Endpoints:
     def __init__(self, registry: Registry, authorizer: Authorizer, *, ice_servers: tuple[IceServer, ...],
-                 max_body: int, limiter: TokenBucket) -> None:
+                 max_body: int, limiter: TokenBucket, recordings: RecordingManager | None = None) -> None:
         self.registry = registry
+        self.recordings = recordings
         self.authorizer = authorizer
         self.ice_servers = ice_servers
         self.max_body = max_body
@@ -134,6 +142,9 @@ class Endpoints:
                                 methods=["PATCH", "DELETE", "OPTIONS"]))
         routes += [
             Route("/inputs/{input_id}", guarded(self.input_resource), methods=["GET", "DELETE", "OPTIONS"]),
+            Route("/recordings/{recording_id}", guarded(self.recording_resource), methods=["DELETE", "OPTIONS"]),
+            Route("/recordings/{recording_id}/{name}", guarded(self.recording_file),
+                  methods=["GET", "HEAD", "OPTIONS"]),
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/metrics", self.metrics, methods=["GET"]),
         ]
@@ -302,6 +313,65 @@ class Endpoints:
             closed = await self.registry.end_input(input_id)
             return json_response({"input_id": input_id, "ended": True, "sessions_closed": closed})
         return json_response(self.registry.describe(input_id))
+
+    # recordings (HLS replay) ----------------------------------------------------------
+
+    def _recording_auth(self, token: str | None, role: Role, recording_id: str) -> None:
+        try:
+            self.authorizer.authorize(f"Bearer {token}" if token else None, role=role, input_id=recording_id)
+        except WrongRole as exc:
+            raise HttpError(403, f"forbidden: {exc}") from exc
+        except TokenError as exc:
+            raise HttpError(401, f"unauthorized: {exc}") from exc
+
+    async def recording_file(self, request: Request) -> Response:
+        """GET /recordings/{id}/index.m3u8|seg_NNNNNN.ts?token=<replay JWT for this recording>.
+
+        The playlist comes back with the same token on every segment URI, so hls.js needs
+        nothing else; every request is checked, so a copied URL stops working at `exp`."""
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers={
+                **PREFLIGHT_HEADERS, "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS"})
+        recording_id, name = request.path_params["recording_id"], request.path_params["name"]
+        if self.recordings is None or not hls.valid_recording_id(recording_id) or not hls.valid_file_name(name):
+            raise HttpError(404, "no such recording")
+        token = request.query_params.get("token")
+        self._recording_auth(token, "replay", recording_id)
+        path = self.recordings.file(recording_id, name)
+        if path is None:
+            raise HttpError(404, "no such recording")
+        if name == hls.PLAYLIST:
+            assert token is not None
+            query = "?token=" + quote(token, safe="")
+            try:
+                body = hls.sign_uris(path.read_text(), lambda _uri: query)
+            except OSError as exc:
+                raise HttpError(404, "no such recording") from exc
+            return Response(body, media_type=HLS_PLAYLIST, headers={**CORS_HEADERS, "Cache-Control": "no-store"})
+        return FileResponse(path, media_type=HLS_SEGMENT,
+                            headers={**CORS_HEADERS, "Cache-Control": "private, max-age=3600"})
+
+    async def recording_resource(self, request: Request) -> Response:
+        """DELETE /recordings/{id} (operator token): delete the files; idempotent."""
+        from liveclass.media.recording import RecordingBusy
+
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers={
+                **PREFLIGHT_HEADERS, "Access-Control-Allow-Methods": "DELETE, OPTIONS"})
+        self._rate_limit(request)
+        recording_id = request.path_params["recording_id"]
+        if not hls.valid_recording_id(recording_id):
+            raise HttpError(404, "no such recording")
+        self._auth(request, "operator", recording_id)
+        if self.recordings is None:
+            raise HttpError(404, "recording is disabled on this server")
+        try:
+            deleted = self.recordings.delete(recording_id)
+        except RecordingBusy as exc:
+            raise HttpError(409, str(exc), {"Retry-After": "5"}) from exc
+        except OSError as exc:
+            raise HttpError(500, f"could not delete the recording: {exc}") from exc
+        return json_response({"recording_id": recording_id, "deleted": deleted})
 
     async def healthz(self, request: Request) -> Response:
         return json_response({"status": "ok", "inputs": len(self.registry.inputs),

@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from typing import Protocol
 
 import httpx
@@ -22,10 +23,11 @@ log = logging.getLogger(__name__)
 
 CONNECTED = "live_input.connected"
 DISCONNECTED = "live_input.disconnected"
+RECORDING_READY = "recording.ready"
 
 
 class EventSink(Protocol):
-    def publish(self, event: str, input_id: str) -> None: ...
+    def publish(self, event: str, input_id: str, extra: Mapping[str, object] | None = None) -> None: ...
 
     async def start(self) -> None: ...
 
@@ -33,8 +35,8 @@ class EventSink(Protocol):
 
 
 class NullSink:
-    def publish(self, event: str, input_id: str) -> None:
-        log.info("%s %s", event, input_id)
+    def publish(self, event: str, input_id: str, extra: Mapping[str, object] | None = None) -> None:
+        log.info("%s %s %s", event, input_id, dict(extra or {}))
 
     async def start(self) -> None:
         return None
@@ -48,21 +50,35 @@ class MemorySink(NullSink):
 
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
+        self.bodies: list[dict[str, object]] = []  # what a webhook would carry, extra fields included
         self._cond = threading.Condition()
 
-    def publish(self, event: str, input_id: str) -> None:
+    def publish(self, event: str, input_id: str, extra: Mapping[str, object] | None = None) -> None:
         with self._cond:
             self.events.append((event, input_id))
+            self.bodies.append({"event": event, "input_id": input_id, **(extra or {})})
             self._cond.notify_all()
+
+    def body_for(self, event: str, input_id: str) -> dict[str, object] | None:
+        with self._cond:
+            for body in reversed(self.bodies):
+                if body["event"] == event and body["input_id"] == input_id:
+                    return body
+        return None
 
     def wait_for(self, event: str, input_id: str, timeout: float) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: (event, input_id) in self.events, timeout=timeout)
 
 
-def event_body(event: str, input_id: str, at: float | None = None) -> bytes:
+def event_body(event: str, input_id: str, at: float | None = None,
+               extra: Mapping[str, object] | None = None) -> bytes:
+    """`{"event", "input_id", <extra fields, e.g. recording_id, duration, size, location>, "at"}`."""
     at = int(at if at is not None else time.time())
-    return json.dumps({"event": event, "input_id": input_id, "at": at}, separators=(",", ":")).encode()
+    body: dict[str, object] = {"event": event, "input_id": input_id}
+    body.update({k: v for k, v in (extra or {}).items() if k not in ("event", "input_id", "at")})
+    body["at"] = at
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class WebhookSink:
@@ -80,8 +96,8 @@ class WebhookSink:
         self.delivered = 0
         self.failed = 0
 
-    def publish(self, event: str, input_id: str) -> None:
-        body = event_body(event, input_id)
+    def publish(self, event: str, input_id: str, extra: Mapping[str, object] | None = None) -> None:
+        body = event_body(event, input_id, extra=extra)
         try:
             self._queue.put_nowait(body)
         except asyncio.QueueFull:

@@ -26,6 +26,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -479,6 +480,14 @@ class KeyframeRequester:
             self._pending = None
 
 
+class RecordingTap(Protocol):
+    """Where the recording gets the publisher's packets (recording.Recording): must return at once."""
+
+    def on_source(self, tracks: list[SourceTrack]) -> None: ...
+
+    def on_packet(self, kind: str, seq: int, ts: int, marker: int, payload: bytes) -> None: ...
+
+
 class InputForwarder:
     """All streams of one input. One publisher source at a time, any number of viewers."""
 
@@ -488,6 +497,7 @@ class InputForwarder:
         self.keyframes = keyframes or KeyframeRequester(metrics)
         self._by_pt: dict[int, tuple[Stream, bool]] = {}
         self._rtx_ssrc: dict[int, int] = {}
+        self.recorder: RecordingTap | None = None  # set by the recording manager
 
     # control plane -------------------------------------------------------------------
 
@@ -500,6 +510,8 @@ class InputForwarder:
             if track.rtx_payload_type is not None:
                 self._by_pt[track.rtx_payload_type] = (stream, True)
         self.keyframes.send_pli = send_pli
+        if self.recorder is not None:
+            self.recorder.on_source(tracks)
 
     def clear_source(self) -> None:
         self._by_pt = {}
@@ -534,6 +546,7 @@ class InputForwarder:
 
     def close(self) -> None:
         self.clear_source()
+        self.recorder = None
         for stream in self.streams.values():
             stream.viewers.clear()
             stream.waiting_keyframe.clear()
@@ -587,6 +600,9 @@ class InputForwarder:
         if is_rtx and old is not None and old.seq == seq and old.epoch == e.epoch:
             return  # a retransmission of a packet we already have
         stream.history[slot] = e
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.on_packet(stream.kind, seq, ts, marker, body[: -body[-1]] if padding and body else body)
         wall = time.time()
         stream._count(seq, len(body), marker, started)
         keyframe = False

@@ -6,11 +6,14 @@ import asyncio
 import logging
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from liveclass.media.events import CONNECTED, DISCONNECTED, EventSink
 from liveclass.media.forwarding import InputForwarder, Metrics
 from liveclass.media.peers import Offer, OfferError, Peer, PublisherPeer, ViewerPeer
+
+if TYPE_CHECKING:
+    from liveclass.media.recording import RecordingManager
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,9 @@ class LiveInput:
 
 
 class Registry:
-    def __init__(self, sink: EventSink, *, max_sessions: int) -> None:
+    def __init__(self, sink: EventSink, *, max_sessions: int, recordings: RecordingManager | None = None) -> None:
         self.sink = sink
+        self.recordings = recordings
         self.max_sessions = max_sessions
         self.metrics = Metrics()
         self.inputs: dict[str, LiveInput] = {}
@@ -130,6 +134,8 @@ class Registry:
             self._spawn(old.peer.close())
             log.info("input %s: publisher %s replaced by %s", input_id, old.id, session_id)
         live_input.publisher = session
+        if self.recordings is not None:
+            self.recordings.attach(input_id, live_input.forwarder)
         peer.activate()
         if old is not None:
             # viewers that negotiated another codec cannot follow: end them so they re-join
@@ -178,6 +184,8 @@ class Registry:
             return
         if live_input.publisher is session:
             live_input.publisher = None
+            if self.recordings is not None:
+                self.recordings.detached(live_input.id)
             if live_input.announced:
                 live_input.announced = False
                 self.sink.publish(DISCONNECTED, live_input.id)
@@ -194,11 +202,15 @@ class Registry:
         self.ended.add(input_id)
         live_input = self.inputs.get(input_id)
         if live_input is None:
+            if self.recordings is not None:
+                self.recordings.finish(input_id)
             return 0
         sessions = list(live_input.viewers.values())
         if live_input.publisher is not None:
             sessions.append(live_input.publisher)
         await asyncio.gather(*(s.peer.close() for s in sessions), return_exceptions=True)
+        if self.recordings is not None:
+            self.recordings.finish(input_id)
         return len(sessions)
 
     async def close(self) -> None:

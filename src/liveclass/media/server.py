@@ -5,6 +5,7 @@ Starlette on uvicorn. Configuration comes from the environment (`MediaServerConf
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import logging
@@ -21,6 +22,7 @@ from liveclass.media.endpoints import Authorizer, Endpoints, IceServer, JwtAutho
 from liveclass.media.events import EventSink, NullSink, WebhookSink
 from liveclass.media.inputs import Registry
 from liveclass.media.peers import restrict_host_addresses
+from liveclass.media.recording import RecordingManager
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,11 @@ class MediaServerConfig:
     max_body_bytes: int = 64 * 1024  # MEDIA_MAX_BODY_BYTES
     rate_limit_per_second: float = 5.0  # MEDIA_RATE_LIMIT (POST/PATCH/DELETE per client address)
     rate_limit_burst: int = 20  # MEDIA_RATE_BURST
+    # MEDIA_RECORDING_ENABLED: record every broadcast as HLS under recordings_dir. On by default
+    # from the environment (from_env); off for a bare MediaServerConfig() (tests, embedding).
+    recording_enabled: bool = False
+    recording_segment_seconds: float = 2.0  # MEDIA_RECORDING_SEGMENT_SECONDS (target, 2-4 s)
+    recording_grace_seconds: float = 60.0  # MEDIA_RECORDING_GRACE_SECONDS (publisher may return)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MediaServerConfig:
@@ -87,6 +94,10 @@ class MediaServerConfig:
                 max_body_bytes=source.MEDIA_MAX_BODY_BYTES,
                 rate_limit_per_second=source.MEDIA_RATE_LIMIT,
                 rate_limit_burst=source.MEDIA_RATE_BURST,
+                # read with defaults until liveclass.config.MediaConfig defines them
+                recording_enabled=source.MEDIA_RECORDING_ENABLED,
+                recording_segment_seconds=source.MEDIA_RECORDING_SEGMENT_SECONDS,
+                recording_grace_seconds=source.MEDIA_RECORDING_GRACE_SECONDS,
             )
         except (ConfigError, ValidationError) as exc:
             raise MediaConfigError(f"bad media server setting: {exc}") from exc
@@ -105,26 +116,40 @@ def create_app(config: MediaServerConfig, *, sink: EventSink | None = None,
                authorizer: Authorizer | None = None) -> Starlette:
     restrict_host_addresses(list(config.ice_addresses))
     events = sink if sink is not None else default_sink(config)
-    registry = Registry(events, max_sessions=config.max_sessions)
+    recordings = None
+    if config.recording_enabled:
+        recordings = RecordingManager(config.recordings_dir, events, segment_seconds=config.recording_segment_seconds,
+                                      grace_seconds=config.recording_grace_seconds)
+    registry = Registry(events, max_sessions=config.max_sessions, recordings=recordings)
     endpoints = Endpoints(
         registry,
         authorizer or JwtAuthorizer(config.signing_key),
         ice_servers=config.ice_servers,
         max_body=config.max_body_bytes,
         limiter=TokenBucket(config.rate_limit_per_second, config.rate_limit_burst),
+        recordings=recordings,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await events.start()
+        if recordings is not None:
+            await recordings.start()  # finalize and announce what a crash left unfinished
         try:
             yield
         finally:
             await registry.close()
+            if recordings is not None:
+                await recordings.close()
+                drain = getattr(events, "drain", None)
+                if drain is not None:  # give recording.ready webhooks a moment before closing
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(drain(), timeout=5)
             await events.close()
 
     app = Starlette(routes=endpoints.routes(), lifespan=lifespan)
     app.state.registry = registry
+    app.state.recordings = recordings
     app.state.config = config
     return app
 
