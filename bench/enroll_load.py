@@ -18,7 +18,7 @@ cluster from `tests/run.py:postgres()`), this:
      count, everything else is reported as an error;
    - the same through the service layer (`streams.services.enroll` in threads, in a
      child process, `--phase service`), once on persistent DB connections and once
-     opening a new connection per enrollment (what CONN_MAX_AGE=0 does per request);
+     opening a new connection per enrollment (what a request cost before the connection pool);
    - `GET /api/streams` latency p50/p99 at concurrency 1 and at `--concurrency`;
    - a framework floor: `GET /api/<unknown>` (404 through every middleware, no DB);
    and, for each phase, the CPU milliseconds per operation spent by the web server,
@@ -779,7 +779,7 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, argv: l
            else "` (1 process, as `liveclass run` starts it)")
         + ", DEBUG=0, "
         + (f"settings `{args.settings}`" if args.settings
-           else "settings as shipped (CONN_MAX_AGE=0, no pool)")
+           else "settings as shipped (PostgreSQL: psycopg pool per process)")
         + ". PostgreSQL is the throwaway cluster of `tests/run.py` (fsync=off, "
         "synchronous_commit=off: commit cost understated).",
         f"- Client: httpx AsyncClient, concurrency {args.concurrency}; enroll phase bounded by "
