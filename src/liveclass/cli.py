@@ -162,7 +162,8 @@ def cmd_housekeeping(ns: argparse.Namespace) -> int:
     from liveclass.replays import housekeeping
 
     report = housekeeping.run()
-    print(f"recordings deleted: {len(report.deleted)}; failed (retried next run): {len(report.failed)}")
+    print(f"recordings finalized: {len(report.finalized)}; deleted: {len(report.deleted)}; "
+          f"failed (retried next run): {len(report.failed)}")
     return 1 if report.failed else 0
 
 

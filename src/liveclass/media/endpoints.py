@@ -3,6 +3,7 @@ operator endpoints. Every error is a short text/plain reason with the right stat
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -120,6 +121,7 @@ class Endpoints:
                  max_body: int, limiter: TokenBucket, recordings: RecordingManager | None = None) -> None:
         self.registry = registry
         self.recordings = recordings
+        self._recover_lock = asyncio.Lock()
         self.authorizer = authorizer
         self.ice_servers = ice_servers
         self.max_body = max_body
@@ -142,6 +144,7 @@ class Endpoints:
                                 methods=["PATCH", "DELETE", "OPTIONS"]))
         routes += [
             Route("/inputs/{input_id}", guarded(self.input_resource), methods=["GET", "DELETE", "OPTIONS"]),
+            Route("/recordings", guarded(self.recordings_recover), methods=["POST"]),
             Route("/recordings/{recording_id}", guarded(self.recording_resource), methods=["DELETE", "OPTIONS"]),
             Route("/recordings/{recording_id}/{name}", guarded(self.recording_file),
                   methods=["GET", "HEAD", "OPTIONS"]),
@@ -350,6 +353,19 @@ class Endpoints:
             return Response(body, media_type=HLS_PLAYLIST, headers={**CORS_HEADERS, "Cache-Control": "no-store"})
         return FileResponse(path, media_type=HLS_SEGMENT,
                             headers={**CORS_HEADERS, "Cache-Control": "private, max-age=3600"})
+
+    async def recordings_recover(self, request: Request) -> Response:
+        """POST /recordings (operator token for "*"): finalize and announce dangling recordings
+        (what start-up does after a crash); running recordings are left alone. Idempotent."""
+        self._rate_limit(request)
+        self._auth(request, "operator", "*")
+        if self.recordings is None:
+            return json_response({"finalized": []})
+        async with self._recover_lock:  # two housekeepers at once must not both finalize
+            infos = await asyncio.to_thread(self.recordings.recover)
+        for info in infos:
+            self.recordings.announce(info)
+        return json_response({"finalized": [info.recording_id for info in infos]})
 
     async def recording_resource(self, request: Request) -> Response:
         """DELETE /recordings/{id} (operator token): delete the files; idempotent."""

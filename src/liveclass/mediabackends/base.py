@@ -34,5 +34,9 @@ class MediaBackend(Protocol):
     def replay_url(self, recording_id: str, *, user_id: str, ttl: int) -> str:
         """A signed HLS playlist URL for a recording that stops working after `ttl` seconds."""
 
+    def finalize_dangling_recordings(self) -> list[str]:
+        """Finish recordings a crash left open; return their ids (their `recording.ready`
+        events follow as usual). A backend that records elsewhere returns []."""
+
     def delete_recording(self, recording_id: str) -> None:
         """Delete a recording's files. Idempotent; raise `MediaBackendError` if it cannot."""

@@ -234,6 +234,9 @@ class CloudflareBackend:
             missing_ok=True,
         )
 
+    def finalize_dangling_recordings(self) -> list[str]:
+        return []  # Cloudflare finishes its own recordings
+
     def delete_recording(self, recording_id: str) -> None:
         """Delete a recorded video. Idempotent: an unknown video is fine."""
         self._call("DELETE", f"/{_seg(recording_id)}", what=f"delete video {recording_id}", missing_ok=True)

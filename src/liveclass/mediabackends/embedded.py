@@ -63,6 +63,16 @@ class EmbeddedBackend:
         token = sign_token(self.signing_key, sub=recording_id, role="replay", ttl=ttl, uid=user_id)
         return f"{self.public_url}/recordings/{recording_id}/index.m3u8?token={token}"
 
+    def finalize_dangling_recordings(self) -> list[str]:
+        token = sign_token(self.signing_key, sub="*", role="operator", ttl=60)
+        try:
+            response = httpx.post(f"{self.internal_url}/recordings", headers={"Authorization": f"Bearer {token}"},
+                                  timeout=30.0)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise MediaBackendError(f"media server could not finalize recordings: {exc}") from exc
+        return [str(r) for r in response.json().get("finalized", [])]
+
     def delete_recording(self, recording_id: str) -> None:
         token = sign_token(self.signing_key, sub=recording_id, role="operator", ttl=60)
         try:

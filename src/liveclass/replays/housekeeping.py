@@ -1,6 +1,7 @@
-"""`liveclass housekeeping`: delete the files of recordings kept out of the catalog once
-they are past RECORDING_RETENTION_DAYS. Idempotent and safe to run twice at once: the
-media engine's delete is idempotent and the row is marked with a conditional UPDATE.
+"""`liveclass housekeeping`: finalize recordings a media-server crash left open, and delete
+the files of recordings kept out of the catalog once they are past RECORDING_RETENTION_DAYS.
+Idempotent and safe to run twice at once: the media server serialises finalizing, its
+delete is idempotent, and the row is marked with a conditional UPDATE.
 Catalog videos are never touched; no replay or catalog state depends on this running."""
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class HousekeepingReport:
+    finalized: list[str] = field(default_factory=list)
     deleted: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
 
@@ -30,6 +32,10 @@ def run(backend: MediaBackend | None = None) -> HousekeepingReport:
     now = clock.now()
     cutoff = now - timedelta(days=web_config().RECORDING_RETENTION_DAYS)
     report = HousekeepingReport()
+    try:
+        report.finalized = backend.finalize_dangling_recordings()
+    except MediaBackendError as exc:
+        log.warning("could not finalize dangling recordings: %s", exc)
     due = Recording.objects.filter(
         in_catalog=False, files_deleted_at__isnull=True, stream__ended_at__lte=cutoff,
         media_backend=backend.name,
