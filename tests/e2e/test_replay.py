@@ -1,0 +1,238 @@
+"""Replay end to end: a browser broadcast is recorded to HLS and replayed in the browser.
+
+The embedded media server runs in this process on 127.0.0.1 with recording on, its
+webhooks pointed at the live server's `/api/media/events` (signed with the web's
+MEDIA_WEBHOOK_SECRET), exactly as `make run` wires them. Nothing is faked between the
+instructor's "End Stream" click and the viewer's hls.js: the DELETE of the input, the
+finalized recording, the `recording.ready` webhook, the `Recording` row, the signed
+playlist URL and the media server checking its token on every request are all real.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import BrowserContext, Page, Request, expect
+from pytest_django.live_server_helper import LiveServer
+
+from liveclass import clock
+from liveclass.accounts.models import User
+from liveclass.config import web_config
+from liveclass.mediabackends.embedded import EmbeddedBackend
+from liveclass.replays.models import Recording
+from liveclass.streams import services as streams
+from liveclass.streams.models import LiveStreamSession
+from tests.e2e.test_broadcast_watch import MEDIA_TIMEOUT_MS, signed_in, start_broadcast
+from tests.e2e.test_browse_and_enroll import shoot
+from tests.media.support import KEY, LOOPBACK_CONFIG, MediaServer, running_server
+
+SEGMENT_SECONDS = 2.0
+READY_TIMEOUT = 30.0  # End Stream → finalize → webhook → Recording row
+
+
+@pytest.fixture(scope="module")
+def recording_server(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
+    """The media server as `make run` starts it: recording on, events to the web app."""
+    config = LOOPBACK_CONFIG.with_(
+        recording_enabled=True, recordings_dir=tmp_path_factory.mktemp("recordings"),
+        recording_segment_seconds=SEGMENT_SECONDS, recording_grace_seconds=2.0,
+        webhook_url=f"{live_server.url}/api/media/events", webhook_secret=web_config().MEDIA_WEBHOOK_SECRET,
+    )
+    with running_server(config, use_config_sink=True) as server:
+        yield server
+
+
+@pytest.fixture
+def backend(recording_server: MediaServer, monkeypatch: pytest.MonkeyPatch) -> EmbeddedBackend:
+    embedded = EmbeddedBackend(public_url=recording_server.url, internal_url=recording_server.url,
+                               signing_key=KEY, play_ttl=120, publish_ttl=3600)
+    for module in ("liveclass.streams.services", "liveclass.api.routes", "liveclass.pages.views",
+                   "liveclass.replays.services"):
+        monkeypatch.setattr(f"{module}.get_backend", lambda: embedded)
+    return embedded
+
+
+def poll(predicate: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
+    """Wait for a condition (e.g. a row the live server writes), bounded."""
+    deadline = time.monotonic() + timeout
+    tick = threading.Event()
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        tick.wait(interval)
+
+
+def recorded_segments(server: MediaServer, input_id: str) -> int:
+    recording = server.app.state.recordings.active.get(input_id)
+    return len(recording.playlist.segments) if recording is not None else 0
+
+
+def broadcast_record_and_end(studio: Page, base: str, stream: LiveStreamSession, server: MediaServer,
+                             *, segments: int) -> Recording:
+    """Broadcast from the browser until `segments` HLS segments are written, go live, End Stream;
+    return the `Recording` row the `recording.ready` webhook created."""
+    start_broadcast(studio, base, stream)
+    studio.get_by_role("button", name="Mark as Live").click()
+    expect(studio.get_by_test_id("class-status")).to_have_text("Live")
+    assert server.wait_until(lambda: recorded_segments(server, stream.input_id) >= segments,
+                             timeout=segments * SEGMENT_SECONDS * 2 + 10), (
+        f"recording has {recorded_segments(server, stream.input_id)} segments, wanted {segments}")
+    studio.get_by_role("button", name="End Stream").click()
+    expect(studio.get_by_test_id("class-status")).to_have_text("Ended")
+    recording = poll(lambda: Recording.objects.filter(stream=stream).first(), READY_TIMEOUT)
+    assert recording is not None, "no Recording row: recording.ready never reached the web app"
+    assert recording.media_backend == "embedded"
+    assert recording.location == f"{recording.recording_id}/index.m3u8"
+    assert recording.size_bytes > 0
+    return recording
+
+
+def media_requests(page: Page) -> list[str]:
+    urls: list[str] = []
+
+    def seen(request: Request) -> None:
+        if "/recordings/" in request.url or "/whep/" in request.url:
+            urls.append(request.url)
+
+    page.on("request", seen)
+    return urls
+
+
+def tampered(url: str) -> str:
+    """The same URL with one character of the token's signature changed."""
+    token = parse_qs(urlsplit(url).query)["token"][0]
+    head, payload, signature = token.split(".")
+    middle = len(signature) // 2
+    swapped = "A" if signature[middle] != "A" else "B"
+    forged = ".".join((head, payload, signature[:middle] + swapped + signature[middle + 1 :]))
+    assert forged != token
+    return url.replace(token, forged)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_broadcast_is_recorded_and_the_hls_player_plays_the_replay(
+    live_server: LiveServer,
+    make_context: Callable[..., BrowserContext],
+    instructor: User,
+    make_user: Callable[..., User],
+    make_stream: Callable[..., LiveStreamSession],
+    backend: EmbeddedBackend,
+    recording_server: MediaServer,
+    tmp_path: Path,
+) -> None:
+    base = live_server.url
+    stream = make_stream(title="Replay Rumba", price=2, starts_in=timedelta(minutes=10))
+    viewer = make_user(tokens=5)
+    streams.enroll(viewer, stream.pk)
+
+    studio = signed_in(make_context, base, instructor).new_page()
+    studio.on("dialog", lambda dialog: dialog.accept())  # "End this class for everyone?"
+    recording = broadcast_record_and_end(studio, base, stream, recording_server, segments=3)
+    assert recording.duration_seconds >= 4.0, recording.duration_seconds
+
+    # The enrolled viewer gets the replay: hls.js, never the WHEP player.
+    watcher = signed_in(make_context, base, viewer).new_page()
+    requests = media_requests(watcher)
+    response = watcher.goto(f"{base}/streams/{stream.pk}/watch")
+    assert response is not None and response.status == 200
+    panel = watcher.get_by_test_id("replay-panel")
+    expect(panel).to_be_visible()
+    expect(watcher.get_by_test_id("live-video")).to_have_count(0)
+    expect(watcher.get_by_test_id("live-panel")).to_have_count(0)
+    src = panel.get_attribute("data-src") or ""
+    assert src.startswith(f"{recording_server.url}/recordings/{recording.recording_id}/index.m3u8?token="), src
+
+    video = watcher.get_by_test_id("replay-video")
+    video.evaluate("v => { v.muted = true; return v.play(); }")
+    try:
+        watcher.wait_for_function(
+            """() => { const v = document.querySelector('[data-testid="replay-video"]');
+                       return v.currentTime > 1.5 && v.videoWidth > 0; }""",
+            timeout=MEDIA_TIMEOUT_MS,
+        )
+    except Exception:
+        state = video.evaluate("v => ({t: v.currentTime, w: v.videoWidth, rs: v.readyState, err: v.error && "
+                               "v.error.message, hls: window.liveclassReplay})")
+        pytest.fail(f"the replay did not play: {state}, requests {requests}")
+    played = video.evaluate("v => ({t: v.currentTime, w: v.videoWidth, h: v.videoHeight, d: v.duration})")
+    assert played["w"] > 0 and played["h"] > 0, played
+    assert played["d"] == pytest.approx(recording.duration_seconds, abs=1.5), (played, recording.duration_seconds)
+    shoot(watcher, tmp_path, "51-watch-replay")
+
+    # Every media request went to the recording, signed: the playlist and each segment.
+    assert not [u for u in requests if "/whep/" in u], requests
+    playlists = [u for u in requests if "/index.m3u8" in u]
+    segments = [u for u in requests if ".ts" in urlsplit(u).path]
+    assert playlists and segments, requests
+    for url in playlists + segments:
+        assert f"/recordings/{recording.recording_id}/" in url, url
+        assert parse_qs(urlsplit(url).query).get("token"), url
+
+
+@pytest.mark.django_db(transaction=True)
+def test_replay_is_refused_after_the_replay_window(
+    live_server: LiveServer,
+    make_context: Callable[..., BrowserContext],
+    instructor: User,
+    make_user: Callable[..., User],
+    make_stream: Callable[..., LiveStreamSession],
+    backend: EmbeddedBackend,
+    recording_server: MediaServer,
+    tmp_path: Path,
+) -> None:
+    assert web_config().REPLAY_DAYS == 7
+    base = live_server.url
+    stream = make_stream(title="Replay Reggaeton", price=2, starts_in=timedelta(minutes=10))
+    viewer = make_user(tokens=5)
+    streams.enroll(viewer, stream.pk)
+    studio = signed_in(make_context, base, instructor).new_page()
+    studio.on("dialog", lambda dialog: dialog.accept())
+    recording = broadcast_record_and_end(studio, base, stream, recording_server, segments=1)
+
+    watcher = signed_in(make_context, base, viewer).new_page()
+    playback_api = f"{base}/api/streams/{stream.pk}/playback"
+
+    # Inside the window: the API hands out the signed playlist URL, and it works.
+    inside = watcher.request.get(playback_api)
+    assert inside.status == 200, inside.text()
+    hls_url = inside.json()["hls_url"]
+    assert f"/recordings/{recording.recording_id}/index.m3u8?token=" in hls_url
+    good = httpx.get(hls_url, timeout=5)
+    assert good.status_code == 200 and "#EXT-X-ENDLIST" in good.text, (good.status_code, good.text[:300])
+
+    # A copied URL with a forged token is refused by the media server (playlist and segment).
+    forged = tampered(hls_url)
+    refused = httpx.get(forged, timeout=5)
+    assert refused.status_code in (401, 403), (refused.status_code, refused.text)
+    segment = forged.replace("index.m3u8", "seg_000000.ts")
+    assert httpx.get(segment, timeout=5).status_code in (401, 403)
+    assert httpx.get(hls_url.split("?")[0], timeout=5).status_code == 401  # no token at all
+
+    # Eight days later: the page says so (403 document), no playlist is requested, and the
+    # API refuses with replay-expired.
+    requests = media_requests(watcher)
+    with clock.shifted(timedelta(days=8)):
+        response = watcher.goto(f"{base}/streams/{stream.pk}/watch")
+        assert response is not None and response.status == 403
+        api = watcher.request.get(playback_api)
+    unavailable = watcher.get_by_test_id("replay-unavailable")
+    expect(unavailable).to_be_visible()
+    expect(unavailable.get_by_role("heading")).to_have_text("Replay expired")
+    expect(watcher.get_by_test_id("replay-reason")).to_contain_text("7 days")
+    expect(watcher.get_by_test_id("replay-panel")).to_have_count(0)
+    expect(watcher.locator("video")).to_have_count(0)
+    shoot(watcher, tmp_path, "52-watch-replay-expired")
+    assert requests == [], requests
+    assert api.status == 403, api.text()
+    problem = api.json()
+    assert problem["type"] == "/problems/replay-expired" and problem["status"] == 403, problem
+    assert "hls_url" not in problem
