@@ -7,6 +7,14 @@ from typing import Protocol
 
 
 @dataclass(frozen=True)
+class InputState:
+    """What the engine says about a live input right now (None: it does not report that)."""
+
+    live: bool | None
+    viewers: int | None
+
+
+@dataclass(frozen=True)
 class LiveInput:
     """A live input as the backend created it; stored on the stream."""
 
@@ -33,6 +41,9 @@ class MediaBackend(Protocol):
 
     def replay_url(self, recording_id: str, *, user_id: str, ttl: int) -> str:
         """A signed HLS playlist URL for a recording that stops working after `ttl` seconds."""
+
+    def input_state(self, input_id: str) -> InputState:
+        """Live or not and the viewer count; never raises (unknown values are None)."""
 
     def finalize_dangling_recordings(self) -> list[str]:
         """Finish recordings a crash left open; return their ids (their `recording.ready`

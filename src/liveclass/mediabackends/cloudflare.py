@@ -26,7 +26,7 @@ from urllib.parse import quote
 import httpx
 
 from liveclass.errors import InvalidInput, MediaBackendError
-from liveclass.mediabackends.base import LiveInput
+from liveclass.mediabackends.base import InputState, LiveInput
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +233,13 @@ class CloudflareBackend:
             what=f"delete live input {input_id}",
             missing_ok=True,
         )
+
+    def input_state(self, input_id: str) -> InputState:
+        # Cloudflare reports no viewer counts for WebRTC (WHIP) inputs.
+        try:
+            return InputState(live=self.get_input(input_id).connected, viewers=None)
+        except MediaBackendError:
+            return InputState(live=None, viewers=None)
 
     def finalize_dangling_recordings(self) -> list[str]:
         return []  # Cloudflare finishes its own recordings

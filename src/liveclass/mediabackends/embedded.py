@@ -9,7 +9,7 @@ import httpx
 
 from liveclass.errors import MediaBackendError
 from liveclass.media.tokens import sign_token
-from liveclass.mediabackends.base import LiveInput
+from liveclass.mediabackends.base import InputState, LiveInput
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,18 @@ class EmbeddedBackend:
         # The media server checks this token on the playlist and on every segment.
         token = sign_token(self.signing_key, sub=recording_id, role="replay", ttl=ttl, uid=user_id)
         return f"{self.public_url}/recordings/{recording_id}/index.m3u8?token={token}"
+
+    def input_state(self, input_id: str) -> InputState:
+        token = sign_token(self.signing_key, sub=input_id, role="operator", ttl=60)
+        try:
+            response = httpx.get(f"{self.internal_url}/inputs/{input_id}",
+                                 headers={"Authorization": f"Bearer {token}"}, timeout=2.0)
+            body = response.json() if response.status_code == 200 else {}
+        except (httpx.HTTPError, ValueError):
+            body = {}
+        live, viewers = body.get("live"), body.get("viewers")
+        return InputState(live=live if isinstance(live, bool) else None,
+                          viewers=viewers if isinstance(viewers, int) else None)
 
     def finalize_dangling_recordings(self) -> list[str]:
         token = sign_token(self.signing_key, sub="*", role="operator", ttl=60)

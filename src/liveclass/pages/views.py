@@ -169,16 +169,22 @@ def instructor_home(request: HttpRequest) -> HttpResponse:
     }, status=status)
 
 
-@login_required
-def instructor_stream(request: HttpRequest, stream_id: int) -> HttpResponse:
-    user = _user(request)
+def _own_stream(request: HttpRequest, stream_id: int, why: str) -> LiveStreamSession | HttpResponse:
+    """The signed-in instructor's own stream, or the 404/403 page to answer with."""
     try:
         stream = streams.get_stream(stream_id)
     except NotFound:
         return render(request, "pages/not_found.html", {"what": "stream"}, status=404)
-    if stream.instructor_id != user.pk:
-        return render(request, "pages/forbidden.html", {"why": "Only this stream's instructor can manage it."},
-                      status=403)
+    if stream.instructor_id != _user(request).pk:
+        return render(request, "pages/forbidden.html", {"why": why}, status=403)
+    return stream
+
+
+@login_required
+def instructor_stream(request: HttpRequest, stream_id: int) -> HttpResponse:
+    stream = _own_stream(request, stream_id, "Only this stream's instructor can manage it.")
+    if isinstance(stream, HttpResponse):
+        return stream
     publish_token = None
     if stream.status in (StreamStatus.SCHEDULED, StreamStatus.LIVE):
         publish_token = get_backend().publish_token(stream.input_id)
@@ -213,14 +219,9 @@ def instructor_action(request: HttpRequest, stream_id: int, action: str) -> Http
 @login_required
 def broadcast(request: HttpRequest, stream_id: int) -> HttpResponse:
     """The instructor's in-browser studio: camera preview, WHIP publishing, Mark as Live / End."""
-    user = _user(request)
-    try:
-        stream = streams.get_stream(stream_id)
-    except NotFound:
-        return render(request, "pages/not_found.html", {"what": "stream"}, status=404)
-    if stream.instructor_id != user.pk:
-        return render(request, "pages/forbidden.html", {"why": "Only this stream's instructor can broadcast to it."},
-                      status=403)
+    stream = _own_stream(request, stream_id, "Only this stream's instructor can broadcast to it.")
+    if isinstance(stream, HttpResponse):
+        return stream
     return render(request, "pages/broadcast.html", {
         "stream": stream,
         "enrolled": stream.enrollments.filter(status="active").count(),
@@ -235,11 +236,7 @@ def broadcast_viewers(request: HttpRequest, stream_id: int) -> HttpResponse:
     `{"viewers": null}` when the active backend does not report it (Cloudflare) or the
     media server cannot be reached: the page shows "n/a" rather than a wrong number.
     """
-    import httpx
     from django.http import JsonResponse
-
-    from liveclass.media.tokens import sign_token
-    from liveclass.mediabackends.embedded import EmbeddedBackend
 
     user = _user(request)
     try:
@@ -249,16 +246,10 @@ def broadcast_viewers(request: HttpRequest, stream_id: int) -> HttpResponse:
     if stream.instructor_id != user.pk:
         return JsonResponse({"detail": "Only this stream's instructor can see its viewers."}, status=403)
     backend = get_backend()
-    if not isinstance(backend, EmbeddedBackend) or stream.media_backend != backend.name:
+    if stream.media_backend != backend.name:
         return JsonResponse({"viewers": None, "live": None})
-    token = sign_token(backend.signing_key, sub=stream.input_id, role="operator", ttl=60)
-    try:
-        response = httpx.get(f"{backend.internal_url}/inputs/{stream.input_id}",
-                             headers={"Authorization": f"Bearer {token}"}, timeout=2.0)
-        body = response.json() if response.status_code == 200 else {}
-    except (httpx.HTTPError, ValueError):
-        body = {}
-    return JsonResponse({"viewers": body.get("viewers"), "live": body.get("live")})
+    state = backend.input_state(stream.input_id)
+    return JsonResponse({"viewers": state.viewers, "live": state.live})
 
 
 def watch(request: HttpRequest, stream_id: int) -> HttpResponse:
