@@ -37,6 +37,7 @@ def _start_media(config: WebConfig, web_url: str) -> subprocess.Popen[bytes] | N
     env.setdefault("MEDIA_WEBHOOK_SECRET", config.MEDIA_WEBHOOK_SECRET)
     env.setdefault("MEDIA_SIGNING_KEY", config.MEDIA_SIGNING_KEY)
     env.setdefault("MEDIA_RECORDINGS_DIR", str(config.DATA_DIR / "recordings"))
+    env.setdefault("MEDIA_PUBLIC_URL", config.media_public_url)
     return subprocess.Popen([sys.executable, "-m", "liveclass.media", "--log-level", "warning"], env=env)
 
 
@@ -91,7 +92,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     banner = [
         "",
         f"Liveclass is running at http://{host}:{port}/streams",
-        *([f"  media server:    {config.MEDIA_PUBLIC_URL} (WHIP/WHEP)"] if media else []),
+        *([f"  media server:    {config.media_public_url} (WHIP/WHEP)"] if media else []),
         *demo_lines,
         "  instructor code: " + (config.INSTRUCTOR_ACCESS_TOKEN if config.DEBUG else "set by INSTRUCTOR_ACCESS_TOKEN"),
         f"  admin:           http://{host}:{port}/admin/ (create staff with: liveclass manage createsuperuser)",

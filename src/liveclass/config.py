@@ -61,8 +61,9 @@ class WebConfig(_Base):
         "embedded", description="Live media engine: the built-in server or Cloudflare Stream."
     )
     MEDIA_PUBLIC_URL: str = Field(
-        "http://127.0.0.1:8001", description="Base URL browsers use to reach the media server."
+        "", description="Base URL browsers use to reach the media server; empty = http://127.0.0.1:MEDIA_PORT."
     )
+    MEDIA_PORT: int = Field(8001, ge=1, le=65535, description="Port the media server binds.")
     MEDIA_INTERNAL_URL: str = Field(
         "", description="Base URL web uses to reach the media server; empty = MEDIA_PUBLIC_URL."
     )
@@ -130,8 +131,12 @@ class WebConfig(_Base):
         return self.DATABASE_URL or f"sqlite:///{self.DATA_DIR / 'liveclass.sqlite3'}"
 
     @property
+    def media_public_url(self) -> str:
+        return (self.MEDIA_PUBLIC_URL or f"http://127.0.0.1:{self.MEDIA_PORT}").rstrip("/")
+
+    @property
     def media_internal_url(self) -> str:
-        return (self.MEDIA_INTERNAL_URL or self.MEDIA_PUBLIC_URL).rstrip("/")
+        return (self.MEDIA_INTERNAL_URL or self.media_public_url).rstrip("/")
 
     def check(self) -> None:
         """Refuse to run outside debug mode with a missing or development secret."""

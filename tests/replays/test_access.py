@@ -57,7 +57,7 @@ def test_enrolled_user_replays_on_day_one_with_a_signed_short_lived_url(ended, a
     with clock.shifted(timedelta(days=1)):
         body = api(fan).get(f"/api/streams/{stream.pk}/playback").json()
     assert body["mode"] == "replay" and body["protocol"] == "hls" and body["whep_url"] is None
-    assert body["hls_url"].startswith(f"{web_config().MEDIA_PUBLIC_URL}/recordings/rec-1/index.m3u8?token=")
+    assert body["hls_url"].startswith(f"{web_config().media_public_url}/recordings/rec-1/index.m3u8?token=")
     claims = verify_token(web_config().MEDIA_SIGNING_KEY, _token_of(body["hls_url"]), role="replay", sub="rec-1")
     assert claims.uid == str(fan.pk)
     assert body["expires_in"] <= web_config().REPLAY_TOKEN_MAX_TTL

@@ -23,7 +23,7 @@ def get_backend() -> MediaBackend:
     from liveclass.mediabackends.embedded import EmbeddedBackend
 
     return EmbeddedBackend(
-        public_url=config.MEDIA_PUBLIC_URL,
+        public_url=config.media_public_url,
         internal_url=config.media_internal_url,
         signing_key=config.MEDIA_SIGNING_KEY,
         play_ttl=config.PLAY_TOKEN_TTL,
