@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +15,7 @@ from django.test import Client
 
 from liveclass import clock
 from liveclass.accounts.models import User
+from liveclass.mediabackends.cloudflare import CloudflareBackend
 from liveclass.streams import services as streams
 from liveclass.streams.models import LiveStreamSession
 from liveclass.wallet import services as wallet
@@ -99,3 +100,21 @@ class ApiClient:
 @pytest.fixture
 def api(db: None) -> Callable[[User | None], ApiClient]:
     return ApiClient
+
+
+@pytest.fixture
+def cloudflare_fake() -> Iterator[Any]:
+    """The loopback fake of Cloudflare Stream's API (tests/fakes/cloudflare.py)."""
+    from tests.fakes.cloudflare import FakeCloudflareStream
+
+    with FakeCloudflareStream() as server:
+        yield server
+
+
+@pytest.fixture
+def cloudflare_backend(cloudflare_fake: Any) -> Iterator[CloudflareBackend]:
+    """The real Cloudflare adapter, pointed at the fake."""
+    with CloudflareBackend(api_base=cloudflare_fake.url, account_id=cloudflare_fake.account_id,
+                           api_token=cloudflare_fake.api_token, customer_code=cloudflare_fake.customer_code,
+                           timeout=2.0) as backend:
+        yield backend

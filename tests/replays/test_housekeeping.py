@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -15,16 +14,13 @@ from tests.fakes.cloudflare import FakeCloudflareStream
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeCloudflareStream]:
-    with FakeCloudflareStream() as server:
-        yield server
+def fake(cloudflare_fake: FakeCloudflareStream) -> FakeCloudflareStream:
+    return cloudflare_fake
 
 
 @pytest.fixture
-def backend(fake: FakeCloudflareStream) -> Iterator[CloudflareBackend]:
-    with CloudflareBackend(api_base=fake.url, account_id=fake.account_id, api_token=fake.api_token,
-                           customer_code=fake.customer_code, timeout=2.0) as cf:
-        yield cf
+def backend(cloudflare_backend: CloudflareBackend) -> CloudflareBackend:
+    return cloudflare_backend
 
 
 def _recorded(make_stream, instructor, backend, fake, *, in_catalog: bool) -> Recording:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -16,18 +15,16 @@ from tests.fakes.cloudflare import FakeCloudflareStream
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeCloudflareStream]:
-    with FakeCloudflareStream() as server:
-        yield server
+def fake(cloudflare_fake: FakeCloudflareStream) -> FakeCloudflareStream:
+    return cloudflare_fake
 
 
 @pytest.fixture
-def cloudflare(fake: FakeCloudflareStream, monkeypatch: pytest.MonkeyPatch) -> Iterator[CloudflareBackend]:
-    with CloudflareBackend(api_base=fake.url, account_id=fake.account_id, api_token=fake.api_token,
-                           customer_code=fake.customer_code, timeout=2.0) as backend:
-        for module in (streams, routes):
-            monkeypatch.setattr(module, "get_backend", lambda: backend)
-        yield backend
+def cloudflare(cloudflare_backend: CloudflareBackend, monkeypatch: pytest.MonkeyPatch) -> CloudflareBackend:
+    """The active backend is Cloudflare (as with MEDIA_BACKEND=cloudflare)."""
+    for module in (streams, routes):
+        monkeypatch.setattr(module, "get_backend", lambda: cloudflare_backend)
+    return cloudflare_backend
 
 
 def _create(client):
