@@ -116,7 +116,12 @@ function main(root) {
   // Measurement mode (bench/glass_to_glass.py): `?source=clock` sends a canvas painting this
   // browser's clock instead of the camera; the microphone is still used.
   const clockSource = queryFlag("source", "clock");
-  if (clockSource) ui.video.classList.remove("mirror");
+  if (clockSource) {
+    ui.video.classList.remove("mirror");
+    ui.video.setAttribute("aria-label", "Clock test pattern preview");
+    const hint = root.querySelector("[data-mirror-hint]");
+    if (hint) hint.hidden = true;
+  }
 
   async function openDevices() {
     try {
