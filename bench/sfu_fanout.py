@@ -13,20 +13,35 @@ What it does, all on 127.0.0.1:
    units* (no encoder in the loop); a PLI from the server makes the replay jump to the
    next keyframe, as a real encoder would produce one;
 4. for each N: N aiortc WHEP viewers join (join = POST sent -> first RTP packet, which
-   the server only sends from a keyframe on), then during `--seconds` it measures
+   the server only sends from a keyframe on). Every viewer is a real WHEP session (ICE,
+   DTLS, SRTP keys), so the server really forwards to N, but they come in two kinds:
+   - `--probes` PROBE viewers (default 2) in this process, next to the publisher: they
+     SRTP-unprotect each packet and match its payload to the publisher's send time;
+   - N - probes SINK viewers in one separate client process (`--sink-client`): each hooks
+     its ICE sockets' `datagram_received`, and for an RTP datagram only reads the sequence
+     number (header bytes 2-3 stay in clear under SRTP) and drops it - no STUN parse, no
+     queue, no SRTP unprotect, no aiortc receive path. STUN (consent), DTLS and RTCP go
+     through aiortc as usual, so the sessions stay alive;
+   then during `--seconds` it measures
    - media-server CPU % (of one core) from /proc/<pid>/stat,
-   - loss: per viewer, sequence-number gaps over the window,
-   - latency: publisher send time of a packet (its payload is the key) -> viewer receive
-     time of the same payload after SRTP unprotect, p50 / p99;
-   viewers do not decode (their receive hook counts packets and skips aiortc's receiver),
-   so the client process costs as little as possible;
+   - client CPU % (this process + the sink process, of one core), to show the client is
+     not the bottleneck,
+   - loss: per viewer (probes and sinks), sequence-number gaps over the window,
+   - latency (probes only): publisher send time of a packet (its payload is the key) ->
+     time the same packet reached the probe's socket (noted by sequence number in
+     `datagram_received`, matched to the payload after SRTP unprotect), p50 / p99; the
+     printed rows also give `app_p99`, the same taken after aiortc's queue and unprotect;
+   the window opens `--settle` seconds after the last viewer's first packet, so join
+   transients (GOP burst, PLI keyframe) count in join time, not in latency; no viewer
+   decodes;
 5. runs the same against a re-encoding baseline (`relay-server` subcommand: aiortc
    decodes the publisher and MediaRelay + one encoder per viewer, the design DESIGN.md
    rules out), where latency cannot be matched by payload and is reported as n/a, but
    CPU, loss, join and the bitrate each viewer actually received are.
 
 Everything is bounded: each phase by `--seconds`, each join by a timeout. The client
-process shares the machine with the server; read CPU % per viewer, not absolute rates.
+processes share the machine with the server; read CPU % per viewer, not absolute rates.
+Mbit/s per viewer counts probes after unprotect and sinks as received (SRTP tag included).
 """
 
 from __future__ import annotations
@@ -36,6 +51,7 @@ import asyncio
 import contextlib
 import fractions
 import itertools
+import json
 import os
 import queue
 import signal
@@ -209,7 +225,8 @@ class ViewerStats:
     packets: int = 0
     bytes: int = 0
     seqs: set[int] = field(default_factory=set)
-    latencies: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)  # send -> probe socket arrival
+    app_latencies: list[float] = field(default_factory=list)  # send -> after unprotect (in aiortc)
     measuring: bool = False
 
 
@@ -218,23 +235,38 @@ async def start_viewer(client: httpx.AsyncClient, base: str, input_id: str, log:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     transceiver = pc.addTransceiver("video", direction="recvonly")
     dtls = transceiver.receiver.transport
+    arrivals: dict[int, float] = {}  # sequence number (clear under SRTP) -> socket arrival time
 
     async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
         now = time.monotonic()
+        seq = struct.unpack_from("!H", data, 2)[0]
+        arrived = arrivals.pop(seq, now)
         if stats.first is None:
-            stats.first = now
+            stats.first = arrived
         if not stats.measuring:
             return
         stats.packets += 1
         stats.bytes += len(data)
-        stats.seqs.add(struct.unpack_from("!H", data, 2)[0])
+        stats.seqs.add(seq)
         if log is not None:
             sent = log.lookup(payload_of(data))
             if sent is not None:
-                stats.latencies.append(now - sent)
+                stats.latencies.append(arrived - sent)
+                stats.app_latencies.append(now - sent)
 
     dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
-    await pc.setLocalDescription(await pc.createOffer())
+    await pc.setLocalDescription(await pc.createOffer())  # gathers: the ICE sockets exist now
+    for protocol in dtls.transport._connection._protocols:
+        original = protocol.datagram_received
+
+        def datagram_received(data: bytes, addr: tuple, original=original) -> None:
+            if 127 < data[0] < 192 and not 191 < data[1] < 209:  # RTP: note when it hit the socket
+                if len(arrivals) > 4096:
+                    arrivals.clear()
+                arrivals[(data[2] << 8) | data[3]] = time.monotonic()
+            original(data, addr)
+
+        protocol.datagram_received = datagram_received  # type: ignore[method-assign]
     stats.posted = time.monotonic()
     r = await post(client, f"{base}/whep/{input_id}", pc.localDescription.sdp,
                    sign_token(KEY, sub=input_id, role="play", ttl=3600, uid="bench"))
@@ -242,6 +274,85 @@ async def start_viewer(client: httpx.AsyncClient, base: str, input_id: str, log:
     await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
     await wait_connected(pc, 20)
     return pc, r.headers.get("location", "")
+
+
+async def start_sink(client: httpx.AsyncClient, base: str, input_id: str,
+                     stats: ViewerStats) -> tuple[RTCPeerConnection, str]:
+    """A real WHEP session whose RTP is counted and dropped at the socket, before aioice/aiortc."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    transceiver = pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())  # gathers: the ICE sockets exist now
+    seqs = stats.seqs
+    for protocol in transceiver.receiver.transport.transport._connection._protocols:
+        original = protocol.datagram_received
+
+        def datagram_received(data: bytes, addr: tuple, original=original) -> None:
+            if 127 < data[0] < 192 and not 191 < data[1] < 209:  # RTP (not STUN, DTLS or RTCP)
+                if stats.measuring:
+                    stats.packets += 1
+                    stats.bytes += len(data)
+                    seqs.add((data[2] << 8) | data[3])
+                elif stats.first is None:
+                    stats.first = time.monotonic()
+                return
+            original(data, addr)
+
+        protocol.datagram_received = datagram_received  # type: ignore[method-assign]
+    stats.posted = time.monotonic()
+    r = await post(client, f"{base}/whep/{input_id}", pc.localDescription.sdp,
+                   sign_token(KEY, sub=input_id, role="play", ttl=3600, uid="bench"))
+    r.raise_for_status()
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
+    await wait_connected(pc, 20)
+    return pc, r.headers.get("location", "")
+
+
+async def close_viewers(client: httpx.AsyncClient, base: str, input_id: str,
+                        peers: list[tuple[RTCPeerConnection, str]]) -> None:
+    for pc, location in peers:
+        if location:
+            with contextlib.suppress(httpx.HTTPError):
+                await client.delete(f"{base}{location}", headers={
+                    "Authorization": f"Bearer {sign_token(KEY, sub=input_id, role='play', ttl=60)}"})
+        await pc.close()
+
+
+async def sink_client(base: str, input_id: str, n: int) -> None:
+    """Child process: join n sink viewers, then obey 'start' / 'stop' lines on stdin (bounded)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    stats = [ViewerStats() for _ in range(n)]
+    peers: list[tuple[RTCPeerConnection, str]] = []
+    limit = asyncio.Semaphore(8)
+    async with httpx.AsyncClient(timeout=20) as client:
+
+        async def join(s: ViewerStats) -> None:
+            async with limit:
+                peers.append(await start_sink(client, base, input_id, s))
+
+        try:
+            await asyncio.gather(*(join(s) for s in stats))
+            deadline = time.monotonic() + 10
+            while any(s.first is None for s in stats) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            print(json.dumps({"joins": [None if s.first is None else s.first - s.posted for s in stats]}),
+                  flush=True)
+            for command in ("start", "stop"):
+                line = (await asyncio.wait_for(reader.readline(), 600)).decode().strip()
+                if line != command:
+                    raise RuntimeError(f"sink client: expected {command!r}, got {line!r}")
+                for s in stats:
+                    s.measuring = command == "start"
+            result = {"expected": 0, "lost": 0, "bytes": sum(s.bytes for s in stats),
+                      "packets": sum(s.packets for s in stats)}
+            for s in stats:
+                e, lo = seq_loss(s.seqs)
+                result["expected"] += e
+                result["lost"] += lo
+            print(json.dumps(result), flush=True)
+        finally:
+            await close_viewers(client, base, input_id, peers)
 
 
 def seq_loss(seqs: set[int]) -> tuple[int, int]:
@@ -280,55 +391,89 @@ class Row:
     join_p50: float
     join_p99: float
     mbps: float
+    client_cpu: float
+    probes: int
+    app_p99: float  # probe latency measured after aiortc's queue + SRTP unprotect instead
 
 
 async def run_phase(base: str, server_pid: int, kind: str, n: int, seconds: float,
-                    units: list[tuple[bytes, bool]]) -> Row:
+                    units: list[tuple[bytes, bool]], probes: int, settle: float = 1.0) -> Row:
     input_id = f"bench-{kind}-{n}-{os.getpid()}"
     log = SendLog()
+    n_probes = max(0, min(probes, n))
+    n_sinks = n - n_probes
     async with httpx.AsyncClient(timeout=20) as client:
         publisher = await start_publisher(client, base, input_id, units, log)
         await asyncio.sleep(1.0)  # let the stream settle (warm-up, not synchronisation)
-        stats = [ViewerStats() for _ in range(n)]
-        peers: list[tuple[RTCPeerConnection, str]] = []
-        limit = asyncio.Semaphore(8)
+        sink = None
+        if n_sinks:
+            sink = await asyncio.create_subprocess_exec(
+                sys.executable, __file__, "--sink-client", base, input_id, str(n_sinks),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert sink is None or (sink.stdin is not None and sink.stdout is not None)
+        try:
+            stats = [ViewerStats() for _ in range(n_probes)]
+            peers: list[tuple[RTCPeerConnection, str]] = []
+            limit = asyncio.Semaphore(8)
 
-        async def join(s: ViewerStats) -> None:
-            async with limit:
-                peers.append(await start_viewer(client, base, input_id, log if kind == "forward" else None, s))
+            async def join(s: ViewerStats) -> None:
+                async with limit:
+                    peers.append(await start_viewer(client, base, input_id, log if kind == "forward" else None, s))
 
-        await asyncio.gather(*(join(s) for s in stats))
-        deadline = time.monotonic() + 10
-        while any(s.first is None for s in stats) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        cpu0, t0 = cpu_seconds(server_pid), time.monotonic()
-        for s in stats:
-            s.measuring = True
-        await asyncio.sleep(seconds)
-        for s in stats:
-            s.measuring = False
-        cpu1, t1 = cpu_seconds(server_pid), time.monotonic()
-        for pc, location in peers:
-            if location:
-                with contextlib.suppress(httpx.HTTPError):
-                    await client.delete(f"{base}{location}", headers={
-                        "Authorization": f"Bearer {sign_token(KEY, sub=input_id, role='play', ttl=60)}"})
-            await pc.close()
+            await asyncio.gather(*(join(s) for s in stats))
+            deadline = time.monotonic() + 10
+            while any(s.first is None for s in stats) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            joins = [s.first - s.posted for s in stats if s.first is not None]
+            if sink is not None:
+                line = await asyncio.wait_for(sink.stdout.readline(), 60 + n_sinks)
+                joins += [j for j in json.loads(line)["joins"] if j is not None]
+            await asyncio.sleep(settle)  # past the join transients (GOP burst / PLI keyframe, DTLS)
+            pids = [os.getpid()] + ([sink.pid] if sink is not None else [])
+            ccpu0 = sum(cpu_seconds(p) for p in pids)
+            cpu0, t0 = cpu_seconds(server_pid), time.monotonic()
+            if sink is not None:
+                sink.stdin.write(b"start\n")
+                await sink.stdin.drain()
+            for s in stats:
+                s.measuring = True
+            await asyncio.sleep(seconds)
+            for s in stats:
+                s.measuring = False
+            if sink is not None:
+                sink.stdin.write(b"stop\n")
+                await sink.stdin.drain()
+            cpu1, t1 = cpu_seconds(server_pid), time.monotonic()
+            ccpu1 = sum(cpu_seconds(p) for p in pids)
+            expected = lost = total_bytes = 0
+            for s in stats:
+                e, lo = seq_loss(s.seqs)
+                expected += e
+                lost += lo
+                total_bytes += s.bytes
+            if sink is not None:
+                result = json.loads(await asyncio.wait_for(sink.stdout.readline(), 30))
+                expected += result["expected"]
+                lost += result["lost"]
+                total_bytes += result["bytes"]
+                await asyncio.wait_for(sink.wait(), 30 + n_sinks)
+            await close_viewers(client, base, input_id, peers)
+        finally:
+            if sink is not None and sink.returncode is None:
+                sink.kill()
+                await sink.wait()
         await publisher.close()
-    joins = [s.first - s.posted for s in stats if s.first is not None]
-    expected = lost = 0
-    for s in stats:
-        e, lo = seq_loss(s.seqs)
-        expected += e
-        lost += lo
     latencies = [x for s in stats for x in s.latencies]
+    app_latencies = [x for s in stats for x in s.app_latencies]
     return Row(
         server=kind, viewers=n, cpu=100 * (cpu1 - cpu0) / (t1 - t0),
         loss=100 * lost / expected if expected else float("nan"),
         lat_p50=1000 * pct(latencies, 0.5), lat_p99=1000 * pct(latencies, 0.99),
         join_p50=1000 * statistics.median(joins) if joins else float("nan"),
         join_p99=1000 * pct(joins, 0.99) if joins else float("nan"),
-        mbps=sum(s.bytes for s in stats) * 8 / (t1 - t0) / max(1, n) / 1e6,
+        mbps=total_bytes * 8 / (t1 - t0) / max(1, n) / 1e6,
+        client_cpu=100 * (ccpu1 - ccpu0) / (t1 - t0), probes=n_probes,
+        app_p99=1000 * pct(app_latencies, 0.99),
     )
 
 
@@ -418,10 +563,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="measurement window per N")
     parser.add_argument("--clip", type=int, default=10, help="seconds of pre-encoded 720p30 video")
     parser.add_argument("--bitrate", default="2500k")
+    parser.add_argument("--settle", type=float, default=1.0,
+                        help="seconds between the last viewer's first packet and the measurement window")
+    parser.add_argument("--probes", type=int, default=2,
+                        help="viewers per N that measure latency (the rest are cheap sinks)")
     parser.add_argument("--relay-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--sink-client", nargs=3, metavar=("BASE", "INPUT", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.relay_server:
         relay_server(args.relay_server)
+        return 0
+    if args.sink_client:
+        base, input_id, count = args.sink_client
+        asyncio.run(sink_client(base, input_id, int(count)))
         return 0
 
     units = encode_clip(args.clip, args.bitrate)
@@ -436,7 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     with server_process(["-m", "liveclass.media.server", "--log-level", "info"],
                         {**common, "MEDIA_PORT": str(port)}) as proc:
         for n in [int(x) for x in args.viewers.split(",") if x]:
-            row = asyncio.run(run_phase(f"http://127.0.0.1:{port}", proc.pid, "forward", n, args.seconds, units))
+            row = asyncio.run(run_phase(f"http://127.0.0.1:{port}", proc.pid, "forward", n, args.seconds, units,
+                                         args.probes, args.settle))
             rows.append(row)
             print(row, flush=True)
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
@@ -444,17 +599,19 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         with server_process([__file__, "--relay-server", str(port)], common) as proc:
             for n in [int(x) for x in args.relay_viewers.split(",") if x]:
-                row = asyncio.run(run_phase(f"http://127.0.0.1:{port}", proc.pid, "relay", n, args.seconds, units))
+                row = asyncio.run(run_phase(f"http://127.0.0.1:{port}", proc.pid, "relay", n, args.seconds, units,
+                                             args.probes, args.settle))
                 rows.append(row)
                 print(row, flush=True)
 
     print()
-    print("| server | viewers | server CPU % | loss % | latency p50 ms | p99 ms | join p50 ms | p99 ms "
-          "| Mbit/s per viewer |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| server | viewers | probes | server CPU % | client CPU % | loss % | latency p50 ms | p99 ms "
+          "| join p50 ms | p99 ms | Mbit/s per viewer |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         lat = (f"{r.lat_p50:.1f} | {r.lat_p99:.1f}" if r.server == "forward" else "n/a | n/a")
-        print(f"| {r.server} | {r.viewers} | {r.cpu:.0f} | {r.loss:.2f} | {lat} | {r.join_p50:.0f} | "
+        print(f"| {r.server} | {r.viewers} | {r.probes} | {r.cpu:.0f} | {r.client_cpu:.0f} | {r.loss:.2f} | {lat} | "
+              f"{r.join_p50:.0f} | "
               f"{r.join_p99:.0f} | {r.mbps:.2f} |")
     print()
     print("\n".join(line for line in metrics.splitlines() if line.startswith("liveclass_media_forward_seconds")))
