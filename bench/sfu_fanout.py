@@ -11,7 +11,13 @@ What it does, all on 127.0.0.1:
    keeps its PID to measure its CPU time from /proc and to stop it;
 3. publishes over WHIP with an aiortc peer whose track *replays the pre-encoded access
    units* (no encoder in the loop); a PLI from the server makes the replay jump to the
-   next keyframe, as a real encoder would produce one;
+   next keyframe, as a real encoder would produce one; its RTP goes through a pacer, as a
+   browser's does (aiortc has none and sends a frame's packets back to back): never above
+   `--pacing-factor` (2.5) x `--bitrate`, except that a frame too big for that (a keyframe)
+   is spread evenly over its frame interval; `--no-pacing` sends back to back. The publish
+   time the probes compare against is taken when a packet leaves the pacer, so latency is
+   the server's + the network's; the pacer's own queueing delay (from the frame's hand-over)
+   is reported apart, as `pacer p50 / p99`;
 4. for each N: N aiortc WHEP viewers join (join = POST sent -> first RTP packet, which
    the server only sends from a keyframe on). Every viewer is a real WHEP session (ICE,
    DTLS, SRTP keys), so the server really forwards to N, but they come in two kinds:
@@ -63,7 +69,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,6 +117,7 @@ class ReplayTrack(MediaStreamTrack):
         self.count = 0
         self.start = 0.0
         self.want_keyframe = False
+        self.last_size = 0  # bytes of the access unit recv() returned last (the pacer's frame budget)
 
     async def recv(self) -> av.Packet:
         if not self.start:
@@ -122,6 +129,7 @@ class ReplayTrack(MediaStreamTrack):
             while not self.units[self.index][1]:
                 self.index = (self.index + 1) % len(self.units)
         data, _key = self.units[self.index]
+        self.last_size = len(data)
         self.index = (self.index + 1) % len(self.units)
         packet = av.Packet(data)
         packet.pts = self.count * 3000
@@ -157,6 +165,60 @@ class SendLog:
         return self.sent.get(payload) or self._old.get(payload)
 
 
+class Pacer:
+    """A browser-like leaky-bucket pacer in front of the publisher's DTLS transport.
+
+    aiortc's RTCRtpSender has none: it awaits `transport._send_rtp` per packet, back to back.
+    Here each RTP packet (media and RTX; RTCP is not paced) waits for its slot: packets leave
+    one after another at `rate` bit/s (2.5x the target average bitrate), so the rate never
+    goes above it, except that a frame too big to leave within one frame interval at that
+    rate (a keyframe) is sent at the rate that spreads it evenly over its frame interval.
+    The slot schedule is kept from the previous slot, not the previous wake-up, so a timer
+    that fires late (asyncio rounds to the ms) costs no bitrate and allows no lasting burst.
+    `delays` is the pacer's own queueing delay: a media packet is handed over when its frame
+    is (aiortc packetizes a frame at once and then sends it), an RTX packet when it is sent.
+    """
+
+    def __init__(self, rate_bps: float, frame_interval: float, media_ssrc: int, track: ReplayTrack) -> None:
+        self.rate = rate_bps / 8  # bytes per second
+        self.interval = frame_interval
+        self.ssrc = media_ssrc
+        self.track = track
+        self.lock = asyncio.Lock()  # FIFO: media and retransmissions share one queue
+        self.next_slot = 0.0
+        self.frame_ts = -1
+        self.frame_start = 0.0
+        self.frame_rate = self.rate
+        self.measuring = False
+        self.delays: list[float] = []
+        self.frames = 0
+        self.boosted = 0  # frames sent above `rate` to fit their frame interval
+
+    async def send(self, data: bytes, send: Callable[[bytes], Awaitable[None]], log: SendLog) -> None:
+        handed = time.monotonic()
+        ts, ssrc = struct.unpack_from("!II", data, 4)
+        if ssrc == self.ssrc and ts != self.frame_ts:  # first packet of a new frame
+            self.frame_ts, self.frame_start = ts, handed
+            size = self.track.last_size * 1.03 + 40  # + RTP headers/extensions, roughly
+            self.frame_rate = max(self.rate, size / self.interval)
+            if self.measuring:
+                self.frames += 1
+                self.boosted += self.frame_rate > self.rate
+        since = self.frame_start if ssrc == self.ssrc and ts == self.frame_ts else handed
+        rate = self.frame_rate if ssrc == self.ssrc else self.rate
+        async with self.lock:
+            slot = max(self.next_slot, time.monotonic())
+            wait = slot - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self.next_slot = max(slot, time.monotonic() - 0.001) + len(data) / rate
+            sent = time.monotonic()
+            if self.measuring:
+                self.delays.append(sent - since)
+            log.record(data)  # the publish time the probes compare against: when it really leaves
+            await send(data)
+
+
 def prefer_h264(pc: RTCPeerConnection) -> None:
     caps = RTCRtpSender.getCapabilities("video").codecs
     chosen = [c for c in caps if c.mimeType == "video/H264" and c.parameters.get("profile-level-id") == "42e01f"]
@@ -185,10 +247,12 @@ async def wait_connected(pc: RTCPeerConnection, timeout: float) -> None:
 
 
 async def start_publisher(client: httpx.AsyncClient, base: str, input_id: str,
-                          units: list[tuple[bytes, bool]], log: SendLog) -> RTCPeerConnection:
+                          units: list[tuple[bytes, bool]], log: SendLog,
+                          pacing_bps: float | None) -> tuple[RTCPeerConnection, Pacer | None]:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     track = ReplayTrack(units)
     sender = pc.addTrack(track)
+    pacer = None if pacing_bps is None else Pacer(pacing_bps, 1 / 30, sender._ssrc, track)
     prefer_h264(pc)
     original_keyframe = sender._send_keyframe
 
@@ -202,6 +266,9 @@ async def start_publisher(client: httpx.AsyncClient, base: str, input_id: str,
 
     async def send_rtp(data: bytes) -> None:
         if data[1] & 0x7F < 72 or data[1] & 0x7F > 76:  # RTP, not RTCP
+            if pacer is not None:
+                await pacer.send(data, original_send, log)
+                return
             log.record(data)
         await original_send(data)
 
@@ -212,7 +279,7 @@ async def start_publisher(client: httpx.AsyncClient, base: str, input_id: str,
     r.raise_for_status()
     await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
     await wait_connected(pc, 15)
-    return pc
+    return pc, pacer
 
 
 # --- viewers --------------------------------------------------------------------------------
@@ -394,16 +461,20 @@ class Row:
     client_cpu: float
     probes: int
     app_p99: float  # probe latency measured after aiortc's queue + SRTP unprotect instead
+    pacer_p50: float = float("nan")  # publisher pacer's own queueing delay (not in lat_*), ms
+    pacer_p99: float = float("nan")
+    boosted: float = float("nan")  # % of frames sent above the pacing rate to fit one frame interval
 
 
 async def run_phase(base: str, server_pid: int, kind: str, n: int, seconds: float,
-                    units: list[tuple[bytes, bool]], probes: int, settle: float = 1.0) -> Row:
+                    units: list[tuple[bytes, bool]], probes: int, settle: float = 1.0,
+                    pacing_bps: float | None = None) -> Row:
     input_id = f"bench-{kind}-{n}-{os.getpid()}"
     log = SendLog()
     n_probes = max(0, min(probes, n))
     n_sinks = n - n_probes
     async with httpx.AsyncClient(timeout=20) as client:
-        publisher = await start_publisher(client, base, input_id, units, log)
+        publisher, pacer = await start_publisher(client, base, input_id, units, log, pacing_bps)
         await asyncio.sleep(1.0)  # let the stream settle (warm-up, not synchronisation)
         sink = None
         if n_sinks:
@@ -437,9 +508,13 @@ async def run_phase(base: str, server_pid: int, kind: str, n: int, seconds: floa
                 await sink.stdin.drain()
             for s in stats:
                 s.measuring = True
+            if pacer is not None:
+                pacer.measuring = True
             await asyncio.sleep(seconds)
             for s in stats:
                 s.measuring = False
+            if pacer is not None:
+                pacer.measuring = False
             if sink is not None:
                 sink.stdin.write(b"stop\n")
                 await sink.stdin.drain()
@@ -474,6 +549,9 @@ async def run_phase(base: str, server_pid: int, kind: str, n: int, seconds: floa
         mbps=total_bytes * 8 / (t1 - t0) / max(1, n) / 1e6,
         client_cpu=100 * (ccpu1 - ccpu0) / (t1 - t0), probes=n_probes,
         app_p99=1000 * pct(app_latencies, 0.99),
+        **({} if pacer is None else {
+            "pacer_p50": 1000 * pct(pacer.delays, 0.5), "pacer_p99": 1000 * pct(pacer.delays, 0.99),
+            "boosted": 100 * pacer.boosted / pacer.frames if pacer.frames else float("nan")}),
     )
 
 
@@ -563,6 +641,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="measurement window per N")
     parser.add_argument("--clip", type=int, default=10, help="seconds of pre-encoded 720p30 video")
     parser.add_argument("--bitrate", default="2500k")
+    parser.add_argument("--pacing-factor", type=float, default=2.5,
+                        help="publisher pacer rate as a multiple of --bitrate (a browser's is 2.5)")
+    parser.add_argument("--no-pacing", action="store_true",
+                        help="send each frame's packets back to back, as aiortc does (the old behaviour)")
     parser.add_argument("--settle", type=float, default=1.0,
                         help="seconds between the last viewer's first packet and the measurement window")
     parser.add_argument("--probes", type=int, default=2,
@@ -579,9 +661,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     units = encode_clip(args.clip, args.bitrate)
+    target = float(args.bitrate[:-1]) * {"k": 1e3, "m": 1e6}[args.bitrate[-1].lower()] \
+        if args.bitrate[-1].lower() in "km" else float(args.bitrate)
+    pacing_bps = None if args.no_pacing else args.pacing_factor * target
     size = sum(len(u) for u, _ in units)
     print(f"clip: {len(units)} frames, {size * 8 / (len(units) / 30) / 1e6:.2f} Mbit/s, "
           f"{sum(k for _, k in units)} keyframes", flush=True)
+    print("publisher pacing: " + ("off (back to back)" if pacing_bps is None else
+          f"{pacing_bps / 1e6:.2f} Mbit/s ({args.pacing_factor}x {target / 1e6:.2f}), a frame within 1/30 s"),
+          flush=True)
     rows: list[Row] = []
     common = {"MEDIA_ICE_ADDRESSES": "127.0.0.1", "MEDIA_SIGNING_KEY": KEY, "MEDIA_MAX_SESSIONS": "10000",
               "MEDIA_RATE_LIMIT": "100000", "MEDIA_RATE_BURST": "100000"}
@@ -591,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
                         {**common, "MEDIA_PORT": str(port)}) as proc:
         for n in [int(x) for x in args.viewers.split(",") if x]:
             row = asyncio.run(run_phase(f"http://127.0.0.1:{port}", proc.pid, "forward", n, args.seconds, units,
-                                         args.probes, args.settle))
+                                         args.probes, args.settle, pacing_bps))
             rows.append(row)
             print(row, flush=True)
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
@@ -600,19 +688,19 @@ def main(argv: list[str] | None = None) -> int:
         with server_process([__file__, "--relay-server", str(port)], common) as proc:
             for n in [int(x) for x in args.relay_viewers.split(",") if x]:
                 row = asyncio.run(run_phase(f"http://127.0.0.1:{port}", proc.pid, "relay", n, args.seconds, units,
-                                             args.probes, args.settle))
+                                             args.probes, args.settle, pacing_bps))
                 rows.append(row)
                 print(row, flush=True)
 
     print()
     print("| server | viewers | probes | server CPU % | client CPU % | loss % | latency p50 ms | p99 ms "
-          "| join p50 ms | p99 ms | Mbit/s per viewer |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| join p50 ms | p99 ms | Mbit/s per viewer | pacer p50 ms | pacer p99 ms | frames > pacing rate % |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         lat = (f"{r.lat_p50:.1f} | {r.lat_p99:.1f}" if r.server == "forward" else "n/a | n/a")
         print(f"| {r.server} | {r.viewers} | {r.probes} | {r.cpu:.0f} | {r.client_cpu:.0f} | {r.loss:.2f} | {lat} | "
               f"{r.join_p50:.0f} | "
-              f"{r.join_p99:.0f} | {r.mbps:.2f} |")
+              f"{r.join_p99:.0f} | {r.mbps:.2f} | {r.pacer_p50:.1f} | {r.pacer_p99:.1f} | {r.boosted:.1f} |")
     print()
     print("\n".join(line for line in metrics.splitlines() if line.startswith("liveclass_media_forward_seconds")))
     return 0
