@@ -156,7 +156,7 @@ def playback(request: HttpRequest, stream_id: int) -> Any:
     if stream.status == StreamStatus.ENDED:
         replay = replays.replay_playback(user, stream)
         return {"mode": "replay", "protocol": "hls", "hls_url": replay.url, "expires_in": replay.expires_in}
-    live = streams.live_playback(user, stream_id)
+    live = streams.live_playback(user, stream)
     return {"mode": "live", "protocol": "whep", "whep_url": live.whep_url, "token": live.token,
             "expires_in": live.expires_in}
 
@@ -184,9 +184,7 @@ instructor = Router(tags=["instructor"])
                  summary="Enter the instructor code to gain the instructor role")
 def instructor_login(request: HttpRequest, body: InstructorLoginIn) -> Any:
     user = _user(request)
-    # Per address and per account: the code is guessable only by brute force.
-    ratelimit.limit("instructor-login-ip", ratelimit.client_address(request), max_calls=10, window_seconds=300)
-    ratelimit.limit("instructor-login-user", str(user.pk), max_calls=10, window_seconds=300)
+    ratelimit.instructor_code_attempt(request, user.pk)
     accounts.become_instructor(user, body.code)
     return {"is_instructor": True}
 

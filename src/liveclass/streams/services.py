@@ -304,9 +304,8 @@ def can_watch(user: User, stream: LiveStreamSession) -> bool:
     return stream.instructor_id == user.pk or active_enrollment(user, stream) is not None
 
 
-def live_playback(user: User, stream_id: int, backend: MediaBackend | None = None) -> LivePlayback:
+def live_playback(user: User, stream: LiveStreamSession, backend: MediaBackend | None = None) -> LivePlayback:
     """The WHEP URL and a short-lived play token, for enrolled users while live."""
-    stream = get_stream(stream_id)
     if not can_watch(user, stream):
         raise NotEnrolled("Enroll in this class to watch it.", stream_id=stream.pk)
     if stream.status == StreamStatus.SCHEDULED:
