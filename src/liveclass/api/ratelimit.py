@@ -30,3 +30,10 @@ def limit(scope: str, key: str, *, max_calls: int, window_seconds: int) -> None:
     if calls > max_calls:
         retry = window_seconds - int(time.time() % window_seconds)
         raise RateLimited(f"Too many attempts; try again in {retry} seconds.", retry_after=max(retry, 1))
+
+
+def instructor_code_attempt(request: HttpRequest, user_id: int) -> None:
+    """One guess at the instructor code, counted per address and per account (API and page alike):
+    the code is guessable only by brute force."""
+    limit("instructor-login-ip", client_address(request), max_calls=10, window_seconds=300)
+    limit("instructor-login-user", str(user_id), max_calls=10, window_seconds=300)

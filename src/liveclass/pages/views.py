@@ -101,9 +101,7 @@ def instructor_login(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST" and form.is_valid():
         try:
-            ratelimit.limit("instructor-login-ip", ratelimit.client_address(request),
-                            max_calls=10, window_seconds=300)
-            ratelimit.limit("instructor-login-user", str(user.pk), max_calls=10, window_seconds=300)
+            ratelimit.instructor_code_attempt(request, user.pk)
             accounts.become_instructor(user, form.cleaned_data["code"])
         except DomainError as exc:
             form.add_error("code", exc.detail)
