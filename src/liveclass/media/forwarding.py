@@ -77,6 +77,26 @@ class Metrics:
     latency: Histogram = field(default_factory=Histogram)
 
 
+def vp8_descriptor_length(payload: bytes) -> int | None:
+    """Length of the RFC 7741 VP8 payload descriptor, or None if the payload is truncated."""
+    b0 = payload[0]
+    i = 1
+    if b0 & 0x80:
+        if len(payload) < 2:
+            return None
+        b1 = payload[1]
+        i = 2
+        if b1 & 0x80:  # picture id
+            if len(payload) <= i:
+                return None
+            i += 2 if payload[i] & 0x80 else 1
+        if b1 & 0x40:  # TL0PICIDX
+            i += 1
+        if b1 & 0x30:  # TID / KEYIDX
+            i += 1
+    return i
+
+
 def is_keyframe_start(codec: str, payload: bytes) -> bool:
     """True if this RTP payload starts a keyframe (VP8 / H.264); audio is always True."""
     if not payload:
@@ -85,21 +105,8 @@ def is_keyframe_start(codec: str, payload: bytes) -> bool:
         b0 = payload[0]
         if not b0 & 0x10 or b0 & 0x07:  # S bit, partition index 0
             return False
-        i = 1
-        if b0 & 0x80:
-            if len(payload) < 2:
-                return False
-            b1 = payload[1]
-            i = 2
-            if b1 & 0x80:  # picture id
-                if len(payload) <= i:
-                    return False
-                i += 2 if payload[i] & 0x80 else 1
-            if b1 & 0x40:  # TL0PICIDX
-                i += 1
-            if b1 & 0x30:  # TID / KEYIDX
-                i += 1
-        return len(payload) > i and not payload[i] & 0x01
+        i = vp8_descriptor_length(payload)
+        return i is not None and len(payload) > i and not payload[i] & 0x01
     if codec == "h264":
         nal = payload[0] & 0x1F
         if nal in (5, 7):

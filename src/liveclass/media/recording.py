@@ -43,6 +43,7 @@ import av
 
 from liveclass.media import hls
 from liveclass.media.events import RECORDING_READY, EventSink
+from liveclass.media.forwarding import vp8_descriptor_length
 
 if TYPE_CHECKING:
     from liveclass.media.forwarding import InputForwarder, SourceTrack
@@ -160,20 +161,9 @@ def vp8_frame(payloads: list[bytes]) -> bytes | None:
         if not p:
             return None
         b0 = p[0]
-        i = 1
-        if b0 & 0x80:
-            if len(p) < 2:
-                return None
-            b1 = p[1]
-            i = 2
-            if b1 & 0x80:
-                if len(p) <= i:
-                    return None
-                i += 2 if p[i] & 0x80 else 1
-            if b1 & 0x40:
-                i += 1
-            if b1 & 0x30:
-                i += 1
+        i = vp8_descriptor_length(p)
+        if i is None:
+            return None
         if n == 0 and (not b0 & 0x10 or b0 & 0x07):
             return None  # does not start a frame (first packet lost)
         parts.append(p[i:])
