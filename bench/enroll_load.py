@@ -747,12 +747,13 @@ def _machine() -> str:
             f"Python {platform.python_version()}, {pg or 'PostgreSQL n/a'}")
 
 
-def write_section(text: str) -> None:
+def write_section(text: str, begin: str = SECTION_BEGIN, end: str = SECTION_END) -> None:
+    """Replace (or append) one generated block of BENCHMARKS.md, leaving the rest alone."""
     old = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    block = f"{SECTION_BEGIN}\n{text.rstrip()}\n{SECTION_END}"
-    if SECTION_BEGIN in old and SECTION_END in old:
-        head, rest = old.split(SECTION_BEGIN, 1)
-        _, tail = rest.split(SECTION_END, 1)
+    block = f"{begin}\n{text.rstrip()}\n{end}"
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        _, tail = rest.split(end, 1)
         new = head + block + tail
     else:
         new = old.rstrip() + "\n\n" + block + "\n"

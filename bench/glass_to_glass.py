@@ -48,13 +48,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from enroll_load import BENCH_ENV, _cpu_of, _free_port, _liveclass_cmd, _percentile, _run, web_server
+from enroll_load import (
+    BENCH_ENV,
+    _cpu_of,
+    _free_port,
+    _liveclass_cmd,
+    _percentile,
+    _run,
+    web_server,
+    write_section,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-BENCHMARKS = ROOT / "BENCHMARKS.md"
 SECTION_BEGIN = "<!-- bench/glass_to_glass.py: begin (generated, replaced on each run) -->"
 SECTION_END = "<!-- bench/glass_to_glass.py: end -->"
+BENCHMARKS = ROOT / "BENCHMARKS.md"
 BUNDLE = ROOT / "src" / "liveclass" / "pages" / "static" / "liveclass" / "build" / "broadcast.js"
 
 MEDIA_START_TIMEOUT = 30.0
@@ -439,18 +448,6 @@ def timeline_table(out: dict[str, Any], step: float) -> str:
     return "\n".join(rows)
 
 
-def write_section(text: str) -> None:
-    old = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    block = f"{SECTION_BEGIN}\n{text.rstrip()}\n{SECTION_END}"
-    if SECTION_BEGIN in old and SECTION_END in old:
-        head, rest = old.split(SECTION_BEGIN, 1)
-        _, tail = rest.split(SECTION_END, 1)
-        new = head + block + tail
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    BENCHMARKS.write_text(new)
-
-
 # ---------------------------------------------------------------- main
 
 
@@ -519,7 +516,7 @@ def main(argv: list[str]) -> int:
     if out["watch_state"]["generation"] != 1:
         print(f"\nnote: the viewer reconnected during the run ({out['watch_state']})")
     if not args.no_write:
-        write_section(text)
+        write_section(text, SECTION_BEGIN, SECTION_END)
         print(f"\nwrote {BENCHMARKS.relative_to(ROOT)}")
     return 0 if summary["n"] else 1
 
