@@ -17,14 +17,23 @@ $(STAMPS)/venv: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
-# Debian packages the tests need: PostgreSQL (started per test run, never as a service) and Chromium.
+# Debian packages the tests need: PostgreSQL and Redis (each started per test run in a
+# temporary directory, never as a service) and Chromium.
 $(STAMPS)/system:
 	@mkdir -p $(STAMPS)
-	@if ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-	  echo "installing chromium and postgresql from apt"; \
+	@if ! command -v chromium >/dev/null || ! command -v redis-server >/dev/null \
+	    || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "installing chromium, postgresql and redis-server from apt"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
-	    chromium postgresql fonts-dejavu-core; \
+	    chromium postgresql redis-server fonts-dejavu-core; \
 	fi
+	@touch $@
+
+# The load generator of bench/enroll_load.py.
+$(STAMPS)/bench-tools:
+	@mkdir -p $(STAMPS)
+	@command -v wrk >/dev/null || { echo "installing wrk from apt"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q wrk; }
 	@touch $@
 
 # Browser bundles (esbuild): node_modules from the lock file, then frontend/*.js -> the pages' static build dir.
@@ -52,7 +61,7 @@ test: $(STAMPS)/venv $(STAMPS)/system $(STAMPS)/frontend
 	# tests/media never touches the database: once is enough.
 	$(BIN)/python tests/run.py postgres --ignore=tests/media
 
-bench: $(STAMPS)/venv $(STAMPS)/system
+bench: $(STAMPS)/venv $(STAMPS)/system $(STAMPS)/bench-tools
 	$(BIN)/python bench/enroll_load.py
 
 clean:

@@ -17,7 +17,9 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,10 +59,71 @@ def _pg_bin(name: str) -> str:
     return path
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """End a process this run started, by its PID: TERM, then KILL if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@contextlib.contextmanager
+def serve(cmd: list[str], env: dict[str, str], log_path: Path, ready: Callable[[], bool],
+          what: str, timeout: float = 60.0) -> Iterator[int]:
+    """Start `cmd` (output to `log_path`), wait until `ready()` is true, yield its PID; stop it."""
+    log = log_path.open("wb")
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log_path.read_text()}")
+            with contextlib.suppress(OSError, ConnectionError, ValueError):
+                if ready():
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} not ready after {timeout:.0f}s:\n{log_path.read_text()}")
+            time.sleep(0.05)
+        yield proc.pid
+    finally:
+        stop(proc)
+        log.close()
+
+
+def answers_200(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback URL we built)
+            return bool(response.status == 200)
+
+    return check
+
+
+@contextlib.contextmanager
+def redis_server(work_dir: Path) -> Iterator[tuple[str, int]]:
+    """A throwaway redis-server on a free loopback port, no persistence: (REDIS_URL, PID)."""
+    server = shutil.which("redis-server")
+    if server is None:
+        raise RuntimeError("redis-server is missing: install the redis-server package (make test does)")
+    port = free_port()
+
+    def pong() -> bool:
+        with socket.create_connection(("127.0.0.1", port), 1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+
+    cmd = [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+           "--dir", str(work_dir)]
+    with serve(cmd, dict(os.environ), work_dir / "redis.log", pong, "redis-server", 20) as pid:
+        yield f"redis://127.0.0.1:{port}/0", pid
 
 
 @contextlib.contextmanager
@@ -75,7 +138,7 @@ def postgres() -> Iterator[str]:
     if as_root:
         shutil.chown(base, "postgres")
         shutil.chown(sock, "postgres")
-    port = _free_port()
+    port = free_port()
     quiet = {"stdout": subprocess.DEVNULL}
     subprocess.run([*prefix, _pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "liveclass",
                     "-E", "UTF8", "--no-sync"], check=True, **quiet)

@@ -4,11 +4,16 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveclass.settings")
 
+import django
 from channels.routing import ProtocolTypeRouter, URLRouter
 from django.conf import settings
-from django.core.asgi import get_asgi_application
 
-django_asgi = get_asgi_application()
+django.setup(set_prefix=False)
+
+from liveclass.config import web_config  # noqa: E402
+from liveclass.handler import PooledSyncHandler  # noqa: E402
+
+django_asgi = PooledSyncHandler(threads=web_config().WEB_THREADS)
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app registry)
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
@@ -28,7 +33,7 @@ async def http(scope: Scope, receive: Receive, send: Send) -> None:
     if path.startswith(_static_prefix):
         await _static({**scope, "path": path[len(_static_prefix) - 1:], "root_path": ""}, receive, send)
     else:
-        await django_asgi(dict(scope), receive, send)  # type: ignore[arg-type]
+        await django_asgi(dict(scope), receive, send)
 
 
 application = ProtocolTypeRouter(

@@ -72,6 +72,12 @@ def cmd_run(ns: argparse.Namespace) -> int:
     from liveclass.config import web_config
 
     config = web_config()
+    if ns.workers > 1 and not config.REDIS_URL:
+        # Sessions are read through the cache: with a cache per process, a sign-out in
+        # one worker would not reach the others (nor would rate limits or chat).
+        print("liveclass run: more than one worker needs REDIS_URL (the cache and chat layer the "
+              "workers share)", file=sys.stderr)
+        return 2
     _django()
     _manage("migrate", "--no-input", "-v", "0")
     _manage("collectstatic", "--no-input", "-v", "0")
@@ -99,8 +105,6 @@ def cmd_run(ns: argparse.Namespace) -> int:
         "",
     ]
     print("\n".join(banner), flush=True)
-    if ns.workers > 1 and not config.REDIS_URL:
-        print("note: without REDIS_URL each worker keeps its own rate limits and chat rooms", file=sys.stderr)
     import uvicorn
 
     try:
@@ -185,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int)
     run.add_argument("--no-demo", action="store_true", help="do not load demo data")
     run.add_argument("--workers", type=int, default=1,
-                     help="web processes (more than 1 needs REDIS_URL: chat and rate limits are per process otherwise)")
+                     help="web processes, one per core (more than 1 needs REDIS_URL: they share sessions through it)")
     run.set_defaults(func=cmd_run)
 
     media = sub.add_parser("media", help="run the embedded media server (WHIP/WHEP)", add_help=False)

@@ -49,6 +49,9 @@ class WebConfig(_Base):
     )
     HOST: str = Field("127.0.0.1", description="Address the web process binds.")
     PORT: int = Field(8000, description="Port the web process binds.")
+    WEB_THREADS: int = Field(
+        8, ge=1, le=64, description="Request threads per web process (each may hold a database connection)."
+    )
     ALLOWED_HOSTS: str = Field(
         "127.0.0.1,localhost", description="Comma-separated host names web answers to."
     )
@@ -108,6 +111,10 @@ class WebConfig(_Base):
         DEV_INSTRUCTOR_CODE, description="The code a signed-in user enters to become an instructor."
     )
     WELCOME_TOKENS: int = Field(0, ge=0, description="Tokens granted to each new account.")
+    SCHEDULE_CACHE_SECONDS: float = Field(
+        1.0, ge=0, le=60,
+        description="Seconds GET /api/streams may be answered from cache (seat counts lag by at most this; 0: off).",
+    )
 
     APPLE_CLIENT_ID: str = Field("", description="Sign in with Apple: Services ID.")
     APPLE_TEAM_ID: str = Field("", description="Sign in with Apple: team id.")

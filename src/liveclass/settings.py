@@ -87,10 +87,13 @@ def _database() -> dict[str, Any]:
         db["TEST"] = {"NAME": str(CONFIG.DATA_DIR / "test.sqlite3")}
     elif db["ENGINE"] == "django.db.backends.postgresql":
         # A pool per process: opening a PostgreSQL connection per request cost more
-        # CPU than the enrollment itself (bench/enroll_load.py). Django's docs prefer
-        # pooling to CONN_MAX_AGE under ASGI, where each request runs in its own thread.
+        # CPU than the enrollment itself (bench/enroll_load.py). Each request thread
+        # (handler.py) takes a connection for its request and returns it at the end.
         db["CONN_MAX_AGE"] = 0
-        db["OPTIONS"] = {**db.get("OPTIONS", {}), "pool": {"min_size": 2, "max_size": 16, "timeout": 10}}
+        # Server-side binding: parameters travel separately and psycopg prepares
+        # statements it sees repeatedly, so neither side re-parses the hot queries.
+        db["OPTIONS"] = {**db.get("OPTIONS", {}), "server_side_binding": True,
+                         "pool": {"min_size": 2, "max_size": CONFIG.WEB_THREADS + 8, "timeout": 10}}
     return db
 
 
@@ -151,6 +154,12 @@ LOGIN_REDIRECT_URL = "/streams"
 LOGIN_URL = "/accounts/login/"
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 
+# Sessions live in the database and are read through the cache: one row read per
+# session per cache lifetime instead of one per request. The cache is per process
+# unless REDIS_URL is set, and `liveclass run --workers N` refuses to start without
+# REDIS_URL, so a sign-out is seen by every worker. (A password change is seen at once
+# regardless: the user row, read on every request, carries the session's auth hash.)
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = CONFIG.SECURE_COOKIES

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from liveclass.api.problems import problem
 
@@ -20,23 +20,23 @@ class BodySizeLimitMiddleware:
     sync_capable = True
     async_capable = True
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]) -> None:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]) -> None:
         self.get_response = get_response
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:
             return self._acall(request)
         refused = self._refuse(request)
         if refused is not None:
             return refused
         response = self.get_response(request)
-        assert isinstance(response, HttpResponse)
+        assert isinstance(response, HttpResponseBase)
         return self._reshape(request, response)
 
-    async def _acall(self, request: HttpRequest) -> HttpResponse:
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
         refused = self._refuse(request)
         if refused is not None:
             return refused
@@ -66,7 +66,7 @@ class BodySizeLimitMiddleware:
         return None
 
     @staticmethod
-    def _reshape(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    def _reshape(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         if (
             response.status_code in (404, 405)
             and request.path.startswith("/api/")
