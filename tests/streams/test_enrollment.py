@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from liveclass.config import web_config
 from liveclass.media.tokens import verify_token
 from liveclass.streams import services as streams
@@ -113,3 +115,31 @@ def test_playback_refuses_the_unenrolled_and_strangers(api, make_user, make_stre
     assert response.json()["type"] == "/problems/not-enrolled"
     assert api(None).get(f"/api/streams/{stream.pk}/playback").status_code == 401
     assert api(instructor).get(f"/api/streams/{stream.pk}/playback").status_code == 200
+
+
+def test_schedule_cache_serves_repeats_and_every_stream_change_shows_at_once(
+    api, make_stream, instructor, monkeypatch
+):
+    monkeypatch.setattr(web_config(), "SCHEDULE_CACHE_SECONDS", 60.0)  # no expiry inside the test
+    first = make_stream(title="First")
+    anonymous = api(None)
+    assert [s["title"] for s in anonymous.get("/api/streams").json()] == ["First"]
+    # A write that bypasses the model's signals is not seen: the answer is cached...
+    type(first).objects.filter(pk=first.pk).update(title="Renamed behind the cache")
+    assert [s["title"] for s in anonymous.get("/api/streams").json()] == ["First"]
+    assert [s["title"] for s in anonymous.get("/api/streams?limit=5").json()] == ["Renamed behind the cache"]
+    # ...while every change through the app drops it: a new class, going live, a cancel.
+    second = make_stream(title="Second", starts_in=timedelta(hours=2))
+    assert [s["title"] for s in anonymous.get("/api/streams").json()] == ["Renamed behind the cache", "Second"]
+    streams.start_stream(instructor, second.pk)
+    assert [s["status"] for s in anonymous.get("/api/streams").json()] == ["live", "scheduled"]
+    streams.cancel_stream(instructor, first.pk)
+    assert [s["title"] for s in anonymous.get("/api/streams").json()] == ["Second"]
+
+
+def test_schedule_cache_off_answers_fresh_seat_counts(api, make_user, make_stream, monkeypatch):
+    monkeypatch.setattr(web_config(), "SCHEDULE_CACHE_SECONDS", 0.0)
+    stream = make_stream(price=1, capacity=5)
+    assert api(None).get("/api/streams").json()[0]["seats_left"] == 5
+    streams.enroll(make_user(tokens=1), stream.pk)
+    assert api(None).get("/api/streams").json()[0]["seats_left"] == 4

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import pytest
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from liveclass.errors import InsufficientTokens, InvalidInput
 from liveclass.wallet import services as wallet
-from liveclass.wallet.models import AppendOnlyError, EntryKind, LedgerEntry
+from liveclass.wallet.models import AppendOnlyError, EntryKind, LedgerEntry, Wallet
 
 
 def test_balance_is_the_sum_of_the_ledger(make_user):
@@ -18,6 +18,14 @@ def test_balance_is_the_sum_of_the_ledger(make_user):
         wallet.debit_locked(user, 3, key="c", kind=EntryKind.ENROLLMENT)
     assert wallet.balance(user) == 9
     assert sorted(e.amount for e in wallet.history(user)) == [-3, 5, 7]
+    assert Wallet.objects.get(user=user).balance == sum(e.amount for e in wallet.history(user))
+
+
+def test_database_refuses_a_negative_balance(make_user):
+    user = make_user(tokens=2)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Wallet.objects.filter(user=user).update(balance=-1)
+    assert wallet.balance(user) == 2
 
 
 def test_grant_is_idempotent_per_key(make_user):

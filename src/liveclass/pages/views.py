@@ -66,7 +66,7 @@ def stream_detail(request: HttpRequest, stream_id: int) -> HttpResponse:
 def enroll(request: HttpRequest, stream_id: int) -> HttpResponse:
     target = reverse("stream", args=[stream_id])
     try:
-        _, created = streams.enroll(_user(request), stream_id)
+        created = streams.enroll(_user(request), stream_id).created
     except DomainError as exc:
         messages.error(request, exc.detail)
     else:

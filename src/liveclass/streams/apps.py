@@ -5,3 +5,13 @@ class StreamsConfig(AppConfig):
     name = "liveclass.streams"
     label = "streams"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
+        from liveclass.streams import services
+        from liveclass.streams.models import LiveStreamSession
+
+        # Any change to a stream row changes the schedule: drop the cached listing.
+        post_save.connect(services.schedule_changed, sender=LiveStreamSession, weak=False)
+        post_delete.connect(services.schedule_changed, sender=LiveStreamSession, weak=False)

@@ -9,15 +9,22 @@ from django.db import models
 
 
 class Wallet(models.Model):
-    """One row per user; its only job is to be the lock that serialises a user's spending."""
+    """One row per user: the lock that serialises a user's spending, and the running
+    balance. The ledger is the record; `balance` is its sum, kept by the same
+    transaction that appends each entry, so reading it (and checking it before a
+    debit) is one row instead of a SUM over the history."""
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, primary_key=True, related_name="wallet"
     )
+    balance = models.IntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         db_table = "wallets"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(balance__gte=0), name="wallet_balance_not_negative"),
+        ]
 
     def __str__(self) -> str:
         return f"wallet of {self.user}"

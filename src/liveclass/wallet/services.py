@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import F
 
 from liveclass import clock
 from liveclass.accounts.models import User
@@ -30,8 +30,8 @@ def lock(user: User) -> Wallet:
 
 
 def balance(user: User) -> int:
-    total = LedgerEntry.objects.filter(user=user).aggregate(total=Sum("amount"))["total"]
-    return int(total or 0)
+    found = Wallet.objects.filter(user=user).values_list("balance", flat=True).first()
+    return int(found or 0)
 
 
 def history(user: User, limit: int = 100) -> list[LedgerEntry]:
@@ -43,10 +43,14 @@ def _existing(user: User, key: str) -> LedgerEntry | None:
 
 
 def _append(user: User, amount: int, kind: str, key: str, reference: str, note: str) -> LedgerEntry:
-    return LedgerEntry.objects.create(
+    """The one place an entry is written: the entry and the wallet's balance change
+    together, in the caller's transaction (the CHECK constraint refuses a negative)."""
+    entry = LedgerEntry.objects.create(
         user=user, amount=amount, kind=kind, idempotency_key=key,
         reference=reference, note=note, created_at=clock.now(),
     )
+    Wallet.objects.filter(user=user).update(balance=F("balance") + amount)
+    return entry
 
 
 def credit(
