@@ -9,6 +9,7 @@ import contextlib
 import os
 import re
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from django.db import connection
 
 from liveclass.cli import main
 from tests.run import answers_200, free_port, redis_server, serve
+
+APP_NAME = "liveclass-test-workers"
 
 
 @pytest.fixture
@@ -46,9 +49,23 @@ def _web_process(env: dict[str, str], log_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def two_workers(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    env = {**os.environ, "DATABASE_URL": _database_url(), "REDIS_URL": redis_url, "WEB_THREADS": "2"}
+    env = {**os.environ, "DATABASE_URL": _database_url(), "REDIS_URL": redis_url, "WEB_THREADS": "2",
+           "PGAPPNAME": APP_NAME}  # libpq labels their PostgreSQL sessions with it
     with _web_process(env, tmp_path / "a.log") as a, _web_process(env, tmp_path / "b.log") as b:
         yield a, b
+    if connection.vendor == "postgresql":
+        # Their backends outlive the processes by a moment; the test database can only be
+        # dropped at the end of the run once they are gone.
+        def alone() -> bool:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                               [APP_NAME])
+                return cursor.fetchone()[0] == 0
+
+        deadline = time.monotonic() + 15
+        while not alone():
+            assert time.monotonic() < deadline, "the web processes' database sessions did not end"
+            time.sleep(0.05)
 
 
 @pytest.mark.django_db(transaction=True)

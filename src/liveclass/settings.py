@@ -90,9 +90,10 @@ def _database() -> dict[str, Any]:
         # CPU than the enrollment itself (bench/enroll_load.py). Each request thread
         # (handler.py) takes a connection for its request and returns it at the end.
         db["CONN_MAX_AGE"] = 0
-        # Server-side binding: parameters travel separately and psycopg prepares
-        # statements it sees repeatedly, so neither side re-parses the hot queries.
-        db["OPTIONS"] = {**db.get("OPTIONS", {}), "server_side_binding": True,
+        # Server-side binding, and statements prepared once a connection has run them 5
+        # times (psycopg's default; Django turns it off): the hot queries are neither
+        # re-parsed nor re-planned. Pooled connections keep their prepared statements.
+        db["OPTIONS"] = {**db.get("OPTIONS", {}), "server_side_binding": True, "prepare_threshold": 5,
                          "pool": {"min_size": 2, "max_size": CONFIG.WEB_THREADS + 8, "timeout": 10}}
     return db
 
@@ -118,8 +119,8 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
-    "allauth.account.auth_backends.AuthenticationBackend",
+    "liveclass.accounts.backends.PasswordBackend",
+    "liveclass.accounts.backends.EmailBackend",
 ]
 
 AUTH_PASSWORD_VALIDATORS = [
