@@ -6,6 +6,7 @@ import itertools
 import os
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -118,3 +119,12 @@ def cloudflare_backend(cloudflare_fake: Any) -> Iterator[CloudflareBackend]:
                            api_token=cloudflare_fake.api_token, customer_code=cloudflare_fake.customer_code,
                            timeout=2.0) as backend:
         yield backend
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A throwaway redis-server (tests/run.py), for what REDIS_URL configures."""
+    from tests.run import redis_server
+
+    with redis_server(tmp_path) as (url, _pid):
+        yield url

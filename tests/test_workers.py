@@ -19,15 +19,9 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
 
 from liveclass.cli import main
-from tests.run import answers_200, free_port, redis_server, serve
+from tests.run import answers_200, free_port, serve
 
 APP_NAME = "liveclass-test-workers"
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    with redis_server(tmp_path) as (url, _pid):
-        yield url
 
 
 def _database_url() -> str:

@@ -104,7 +104,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 if CONFIG.REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "liveclass.cache.RedisCache",
             "LOCATION": CONFIG.REDIS_URL,
         }
     }
