@@ -1,53 +1,57 @@
 """Enrollment throughput and schedule latency, over real HTTP against the real web server.
 
+    make bench                                            # installs wrk, then runs this
     .venv/bin/python bench/enroll_load.py                 # SQLite and PostgreSQL
     .venv/bin/python bench/enroll_load.py --db postgres --seconds 10
 
 For each database, in a fresh temporary LIVECLASS_DATA_DIR (PostgreSQL: a throwaway
 cluster from `tests/run.py:postgres()`), this:
 
-1. migrates (`liveclass manage migrate`);
-2. seeds 1,000 scheduled future streams (price 1 token, capacity 1,000) and `--users`
-   users, each with a real ledger grant (`wallet.grant`) and a server-side Django
-   session (setup runs in a child process of this script, `--phase setup`);
-3. starts `uvicorn liveclass.asgi:application` (one process, DEBUG=0, bench secrets)
-   on a free loopback port and polls `GET /api/streams` until it answers;
-4. measures, with an async httpx client at bounded concurrency:
+1. with `--workers` > 1 (default 2, one per core), starts a throwaway redis-server as
+   REDIS_URL, which `liveclass run --workers N` requires (shared sessions, rate limits);
+2. migrates (`liveclass manage migrate`);
+3. seeds 1,000 scheduled future streams (price 1 token, capacity 1,000) and `--users`
+   users, each with a real ledger grant (`wallet.grant`) and a session made through
+   the session engine as sign-in makes it (setup runs in a child, `--phase setup`);
+4. starts `uvicorn liveclass.asgi:application --workers N` (DEBUG=0, bench secrets) on a
+   free loopback port and polls `GET /api/streams` until it answers;
+5. measures, with wrk (`--client wrk`, default when installed; one thread, `--concurrency`
+   connections, a Lua script that records every status) or an async httpx client:
    - enrollments/s: distinct users enroll through `POST /api/streams/{id}/enroll` with
      their session cookie and a CSRF cookie + matching `X-CSRFToken` header; only 201s
      count, everything else is reported as an error;
    - the same through the service layer (`streams.services.enroll` in threads, in a
      child process, `--phase service`), once on persistent DB connections and once
-     opening a new connection per enrollment (what a request cost before the connection pool);
+     opening a new connection per enrollment;
    - `GET /api/streams` latency p50/p99 at concurrency 1 and at `--concurrency`;
    - a framework floor: `GET /api/<unknown>` (404 through every middleware, no DB);
    and, for each phase, the CPU milliseconds per operation spent by the web server,
-   PostgreSQL (its postmaster and backends, found by port) and this client: unlike
-   wall-clock rates, those do not depend on what else the shared machine is running;
-5. stops the server by its PID (also on error), prints a markdown table and replaces
-   the generated section of BENCHMARKS.md (`--no-write` to skip).
+   PostgreSQL (its postmaster and backends, found by port), Redis, and the client
+   (this process and wrk): unlike wall-clock rates, those do not depend on what else
+   the shared machine is running;
+6. stops every server it started by PID (also on error), checks the ledger, prints a
+   markdown table and replaces the generated section of BENCHMARKS.md (`--no-write`).
 
-Every phase is bounded by a count and by `--seconds`. For experiments, `--workers N`
-starts uvicorn with N workers and `--settings MODULE` swaps DJANGO_SETTINGS_MODULE
-(e.g. a module outside the tree that adds a connection pool; such runs never write
-BENCHMARKS.md). `--profile DIR` records the server with py-spy, if installed.
+Every phase is bounded by a count and/or by `--seconds`. `--settings MODULE` swaps
+DJANGO_SETTINGS_MODULE for experiments (such runs never write BENCHMARKS.md).
+`--profile DIR` records the server (its first worker) with py-spy, if installed.
 """
-
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import functools
 import http.cookiejar
 import importlib.util
 import json
 import math
 import os
 import platform
+import resource
 import secrets
 import shlex
 import shutil
-import socket
 import string
 import subprocess
 import sys
@@ -57,6 +61,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +94,10 @@ BENCH_ENV = {
 # ---------------------------------------------------------------- helpers
 
 
+@functools.cache
 def _tests_run_module() -> Any:
-    """tests/run.py, imported by path (it owns the throwaway PostgreSQL)."""
+    """tests/run.py, imported by path (it owns the throwaway PostgreSQL and Redis and the
+    process helpers)."""
     path = ROOT / "tests" / "run.py"
     spec = importlib.util.spec_from_file_location("liveclass_tests_run", path)
     if spec is None or spec.loader is None:
@@ -101,9 +108,7 @@ def _tests_run_module() -> Any:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return int(_tests_run_module().free_port())
 
 
 def _liveclass_cmd() -> list[str]:
@@ -179,8 +184,8 @@ class CpuMeter:
     backends, and backends already gone, which the postmaster's child times include).
     Load-independent, unlike wall-clock rates on a shared machine."""
 
-    def __init__(self, server_pid: int, postmaster: int | None) -> None:
-        self.server_pid, self.postmaster = server_pid, postmaster
+    def __init__(self, server_pid: int, postmaster: int | None, cache_pid: int | None = None) -> None:
+        self.server_pid, self.postmaster, self.cache_pid = server_pid, postmaster, cache_pid
 
     def snapshot(self) -> dict[str, float]:
         db = 0.0
@@ -191,7 +196,10 @@ class CpuMeter:
                     f = _proc_stat(int(proc.name))
                     if f is not None and int(f[1]) == self.postmaster:
                         db += _cpu_of(int(proc.name))
-        return {"client": time.process_time(), "server": _cpu_tree(self.server_pid), "db": db}
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once it has exited
+        return {"client": time.process_time() + children.ru_utime + children.ru_stime,
+                "server": _cpu_tree(self.server_pid), "db": db,
+                "cache": _cpu_of(self.cache_pid) if self.cache_pid else 0.0}
 
     @staticmethod
     def per_op(before: dict[str, float], after: dict[str, float], ops: int) -> dict[str, float]:
@@ -246,10 +254,9 @@ def _django() -> None:
 def phase_setup(spec: dict[str, Any]) -> dict[str, Any]:
     """Seed streams, users, ledger grants and sessions; return ids and session keys."""
     _django()
+    from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.contrib.auth.hashers import make_password
-    from django.contrib.sessions.backends.db import SessionStore
-    from django.contrib.sessions.models import Session
     from django.db import transaction
 
     from liveclass import clock
@@ -291,19 +298,19 @@ def phase_setup(spec: dict[str, Any]) -> dict[str, Any]:
         Wallet.objects.bulk_create([Wallet(user=u) for u in users], batch_size=500)
         for user in users:  # real ledger grants, through the service
             wallet.grant(user, tokens, key="bench-grant", note="Bench tokens")
-        sessions, keys = [], []
-        expire = now + timedelta(days=1)
+        # Sessions made as django.contrib.auth.login() makes them, through the configured
+        # engine: a row, plus the shared cache entry when REDIS_URL is set.
+        engine = import_module(settings.SESSION_ENGINE)
+        keys = []
         for user in users:
-            store = SessionStore()
-            key = store._get_new_session_key()
-            data = store.encode({
+            store = engine.SessionStore()
+            store.update({
                 SESSION_KEY: str(user.pk),
-                BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend",
+                BACKEND_SESSION_KEY: settings.AUTHENTICATION_BACKENDS[0],
                 HASH_SESSION_KEY: user.get_session_auth_hash(),
             })
-            sessions.append(Session(session_key=key, session_data=data, expire_date=expire))
-            keys.append(key)
-        Session.objects.bulk_create(sessions, batch_size=500)
+            store.create()
+            keys.append(store.session_key)
     stream_ids = list(LiveStreamSession.objects.order_by("pk").values_list("pk", flat=True))
     return {
         "stream_ids": stream_ids,
@@ -346,7 +353,7 @@ def phase_service(spec: dict[str, Any]) -> dict[str, Any]:
                     if time.perf_counter() >= deadline:
                         break
                     try:
-                        _, created = streams.enroll(user, sid)
+                        created = streams.enroll(user, sid).created
                         if created:
                             ok[w] += 1
                         else:
@@ -378,11 +385,12 @@ def phase_service(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _integrity() -> dict[str, Any]:
-    """Every enrollment paid once through the ledger; no balance below zero."""
+    """Every enrollment paid once through the ledger; no balance below zero; every
+    wallet's running balance equal to the sum of its ledger."""
     from django.db.models import Count, Sum
 
     from liveclass.streams.models import Enrollment
-    from liveclass.wallet.models import EntryKind, LedgerEntry
+    from liveclass.wallet.models import EntryKind, LedgerEntry, Wallet
 
     enrollments = Enrollment.objects.count()
     debits = LedgerEntry.objects.filter(kind=EntryKind.ENROLLMENT).count()
@@ -390,9 +398,12 @@ def _integrity() -> dict[str, Any]:
                 .filter(total__lt=0).count())
     over = (Enrollment.objects.values("stream").annotate(n=Count("id"))
             .filter(n__gt=STREAM_CAPACITY).count())
+    ledger = dict(LedgerEntry.objects.values_list("user").annotate(total=Sum("amount")))
+    drift = sum(1 for uid, bal in Wallet.objects.values_list("user_id", "balance")
+                if bal != ledger.get(uid, 0))
     return {"enrollments": enrollments, "enrollment_debits": debits, "negative_balances": negative,
-            "over_capacity_streams": over,
-            "ok": enrollments == debits and negative == 0 and over == 0}
+            "over_capacity_streams": over, "wallets_not_matching_ledger": drift,
+            "ok": enrollments == debits and negative == 0 and over == 0 and drift == 0}
 
 
 # ---------------------------------------------------------------- HTTP measurements
@@ -506,6 +517,94 @@ async def http_get_latency(base: str, requests: int, concurrency: int, seconds: 
             "items": items, "errors": dict(statuses)}
 
 
+# ---------------------------------------------------------------- wrk client
+
+# wrk (C, one event-loop thread) costs the shared cores ~0.05 CPU-ms per request where
+# httpx costs ~2.5: with httpx the load generator alone would eat most of a 500/s budget.
+# The script collects status counts per thread and prints one JSON line from done().
+WRK_LUA = r"""
+local reqs, i = {}, 0
+statuses = {}  -- global, so done() can read each thread's copy with thread:get()
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args)
+  local method, lines = args[1], args[2]
+  for line in io.lines(lines) do
+    local path, cookie, csrf = line:match("^(%S+) ?(%S*) ?(%S*)$")
+    local headers = {["Content-Length"] = "0"}
+    if cookie ~= "" then headers["Cookie"] = cookie; headers["X-CSRFToken"] = csrf end
+    reqs[#reqs + 1] = wrk.format(method, path, headers)
+  end
+end
+function request()
+  i = i % #reqs + 1  -- wraps only if the run outlasts the list (then repeats show as non-201)
+  return reqs[i]
+end
+function response(status, headers, body)
+  statuses[tostring(status)] = (statuses[tostring(status)] or 0) + 1
+end
+function done(summary, latency, requests)
+  local parts = {}
+  for _, t in ipairs(threads) do
+    for k, v in pairs(t:get("statuses") or {}) do parts[#parts + 1] = string.format('"%s": %d', k, v) end
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "statuses": {%s}, ' ..
+    '"socket_errors": {"connect": %d, "read": %d, "write": %d, "timeout": %d}}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    table.concat(parts, ", "), e.connect, e.read, e.write, e.timeout))
+end
+"""
+
+
+def _wrk(base: str, method: str, lines: list[str], concurrency: int, seconds: float,
+         work_dir: Path) -> dict[str, Any]:
+    """Run wrk (1 thread, `concurrency` connections) over `lines` ("PATH [COOKIE CSRF]")."""
+    script, lines_file = work_dir / "wrk.lua", work_dir / f"wrk-{method}-{len(lines)}.txt"
+    script.write_text(WRK_LUA)
+    lines_file.write_text("\n".join(lines) + "\n")
+    cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout",
+           f"{int(REQUEST_TIMEOUT)}s", "-s", str(script), base, "--", method, str(lines_file)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + REQUEST_TIMEOUT + 30,
+                          check=False)
+    found = [ln for ln in done.stdout.splitlines() if ln.startswith("WRKJSON ")]
+    if done.returncode != 0 or not found:
+        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return dict(json.loads(found[-1][len("WRKJSON "):]))
+
+
+def wrk_enroll(base: str, users: list[list[Any]], stream_ids: list[int], per_user: int,
+               offset: int, concurrency: int, seconds: float, work_dir: Path) -> dict[str, Any]:
+    """The enroll phase with wrk: the same distinct (user, stream) pairs as `http_enroll`,
+    in an order where `concurrency` consecutive requests belong to different users."""
+    creds = [(uid, key, _csrf_value()) for uid, key in users]
+    queue = _pairs(creds, stream_ids, offset, per_user, 1)[0]
+    lines = [f"/api/streams/{sid}/enroll sessionid={key};csrftoken={csrf} {csrf}"
+             for (_uid, key, csrf), sid in queue]
+    out = _wrk(base, "POST", lines, concurrency, seconds, work_dir)
+    elapsed = out["duration_us"] / 1e6
+    ok = int(out["statuses"].pop("201", 0))
+    errors = {**out["statuses"], **{k: v for k, v in out["socket_errors"].items() if v}}
+    return {"ok": ok, "seconds": elapsed, "rate": ok / elapsed, "errors": errors,
+            "p50_ms": out["p50_us"] / 1000, "p99_ms": out["p99_us"] / 1000}
+
+
+def wrk_get(base: str, concurrency: int, seconds: float, work_dir: Path,
+            path: str = "/api/streams", expect: int = 200) -> dict[str, Any]:
+    import httpx
+
+    items = None
+    if expect == 200:
+        items = len(httpx.get(f"{base}{path}", timeout=REQUEST_TIMEOUT).json())
+    out = _wrk(base, "GET", [path], concurrency, seconds, work_dir)
+    elapsed = out["duration_us"] / 1e6
+    n = int(out["statuses"].pop(str(expect), 0))
+    errors = {**out["statuses"], **{k: v for k, v in out["socket_errors"].items() if v}}
+    return {"n": n, "concurrency": concurrency, "rps": n / elapsed, "p50_ms": out["p50_us"] / 1000,
+            "p99_ms": out["p99_us"] / 1000, "items": items, "errors": errors}
+
+
 # ---------------------------------------------------------------- server
 
 
@@ -513,43 +612,16 @@ async def http_get_latency(base: str, requests: int, concurrency: int, seconds: 
 def web_server(env: dict[str, str], log_path: Path, workers: int = 1
                ) -> Iterator[tuple[str, int]]:
     """`uvicorn liveclass.asgi:application` on a free loopback port; stopped by PID."""
-    import httpx
-
-    port = _free_port()
+    run = _tests_run_module()
+    port = run.free_port()
     cmd = [sys.executable, "-m", "uvicorn", "liveclass.asgi:application", "--host", "127.0.0.1",
            "--port", str(port), "--log-level", "warning", "--lifespan", "off"]
     if workers > 1:
         cmd += ["--workers", str(workers)]
-    log = log_path.open("wb")
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        for _ in range(int(SERVER_START_TIMEOUT / 0.2) + 1):
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"web server exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{base}/api/streams", timeout=2.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"web server not answering after {SERVER_START_TIMEOUT}s")
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("web server not answering")
-        yield base, proc.pid
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        log.close()
+    with run.serve(cmd, env, log_path, run.answers_200(f"{base}/api/streams"), "web server",
+                   SERVER_START_TIMEOUT) as pid:
+        yield base, pid
 
 
 # ---------------------------------------------------------------- one database
@@ -565,79 +637,102 @@ def bench_db(db: str, args: argparse.Namespace, database_url: str) -> dict[str, 
         if database_url else None
     result: dict[str, Any] = {"db": db, "load_before": os.getloadavg()[0]}
     try:
-        t = time.perf_counter()
-        _run([*_liveclass_cmd(), "manage", "migrate", "--no-input", "-v", "0"], env, 300)
-        result["migrate_s"] = round(time.perf_counter() - t, 1)
-        per_user = args.streams_per_user
-        # Tokens for the HTTP run (offset 0), the service runs (offset per_user) and the
-        # optional profiled HTTP run (offset 2 * per_user).
-        tokens = 3 * per_user * STREAM_PRICE + 5
-        setup = _phase("setup", {"users": args.users, "tokens": tokens}, env, 300)
-        result["setup_s"] = setup["seconds"]
-        users, stream_ids = setup["users"], setup["stream_ids"]
-        print(f"[{db}] migrated in {result['migrate_s']}s, seeded {len(stream_ids)} streams and "
-              f"{len(users)} users in {setup['seconds']}s", flush=True)
-
-        with web_server(env, data_dir / "web.log", args.workers) as (base, pid):
-            meter = CpuMeter(pid, postmaster)
-            result["preflight"] = asyncio.run(http_preflight(base, users, stream_ids[-1]))
-            print(f"[{db}] preflight {result['preflight']}", flush=True)
-            asyncio.run(http_get_latency(base, 50, 1, 10))  # warm-up
-
-            def measured(key: str, coro: Any, ops_key: str) -> None:
-                before = meter.snapshot()
-                result[key] = asyncio.run(coro)
-                result[key]["cpu_ms"] = CpuMeter.per_op(before, meter.snapshot(),
-                                                        result[key][ops_key])
-                print(f"[{db}] {key} {result[key]}", flush=True)
-
-            measured("enroll_http", http_enroll(base, users, stream_ids, per_user, 0,
-                                                args.concurrency, args.seconds), "ok")
-            measured("get_c1", http_get_latency(base, args.requests, 1, args.seconds), "n")
-            measured("get_cn", http_get_latency(base, args.requests, args.concurrency,
-                                                args.seconds), "n")
-            # Framework floor: an unknown /api path answers 404 through the whole
-            # middleware chain without touching the database.
-            measured("floor", http_get_latency(base, args.requests, args.concurrency,
-                                               min(args.seconds, 5.0), "/api/bench-no-such-path",
-                                               expect=404), "n")
-            if args.profile:
-                _profile(db, pid, base, users, stream_ids, args)
-        result["service"] = _phase("service", {
-            "user_ids": [u[0] for u in users], "stream_ids": stream_ids, "per_user": per_user,
-            "concurrency": args.concurrency, "seconds": args.service_seconds,
-            "postmaster": postmaster,
-        }, env, 2 * args.service_seconds + 120)
-        print(f"[{db}] service {result['service']}", flush=True)
-        result["load_after"] = os.getloadavg()[0]
+        with contextlib.ExitStack() as stack:
+            cache_pid = None
+            if args.workers > 1:  # as `liveclass run --workers N`: a shared cache is required
+                env["REDIS_URL"], cache_pid = stack.enter_context(
+                    _tests_run_module().redis_server(data_dir))
+            _bench_db(db, args, env, data_dir, postmaster, cache_pid, result)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     return result
 
 
-def _profile(db: str, pid: int, base: str, users: list[list[Any]], stream_ids: list[int],
-             args: argparse.Namespace) -> None:
-    """Optional: py-spy (collapsed stacks, all threads) of the server under each workload."""
+def _bench_db(db: str, args: argparse.Namespace, env: dict[str, str], data_dir: Path,
+              postmaster: int | None, cache_pid: int | None, result: dict[str, Any]) -> None:
+    t = time.perf_counter()
+    _run([*_liveclass_cmd(), "manage", "migrate", "--no-input", "-v", "0"], env, 300)
+    result["migrate_s"] = round(time.perf_counter() - t, 1)
+    per_user = args.streams_per_user
+    # Tokens for the HTTP run (offset 0), the service runs (offset per_user) and the
+    # optional profiled HTTP run (offset 2 * per_user).
+    tokens = 3 * per_user * STREAM_PRICE + 5
+    setup = _phase("setup", {"users": args.users, "tokens": tokens}, env, 300)
+    result["setup_s"] = setup["seconds"]
+    users, stream_ids = setup["users"], setup["stream_ids"]
+    print(f"[{db}] migrated in {result['migrate_s']}s, seeded {len(stream_ids)} streams and "
+          f"{len(users)} users in {setup['seconds']}s", flush=True)
+
+    with web_server(env, data_dir / "web.log", args.workers) as (base, pid):
+        meter = CpuMeter(pid, postmaster, cache_pid)
+        result["preflight"] = asyncio.run(http_preflight(base, users, stream_ids[-1]))
+        print(f"[{db}] preflight {result['preflight']}", flush=True)
+        asyncio.run(http_get_latency(base, 50, 1, 10))  # warm-up
+
+        def enroll(offset: int, seconds: float) -> dict[str, Any]:
+            if args.client == "wrk":
+                return wrk_enroll(base, users, stream_ids, per_user, offset, args.concurrency,
+                                  seconds, data_dir)
+            return asyncio.run(http_enroll(base, users, stream_ids, per_user, offset,
+                                           args.concurrency, seconds))
+
+        def get(concurrency: int, seconds: float, path: str = "/api/streams",
+                expect: int = 200) -> dict[str, Any]:
+            if args.client == "wrk":
+                return wrk_get(base, concurrency, seconds, data_dir, path, expect)
+            return asyncio.run(http_get_latency(base, args.requests, concurrency, seconds,
+                                                path, expect))
+
+        def measured(key: str, run: Any, ops_key: str) -> None:
+            before = meter.snapshot()
+            result[key] = run()
+            result[key]["cpu_ms"] = CpuMeter.per_op(before, meter.snapshot(), result[key][ops_key])
+            print(f"[{db}] {key} {result[key]}", flush=True)
+
+        measured("enroll_http", lambda: enroll(0, args.seconds), "ok")
+        measured("get_c1", lambda: get(1, args.seconds), "n")
+        measured("get_cn", lambda: get(args.concurrency, args.seconds), "n")
+        # Framework floor: an unknown /api path answers 404 through the whole
+        # middleware chain without touching the database.
+        measured("floor", lambda: get(args.concurrency, min(args.seconds, 5.0),
+                                      "/api/bench-no-such-path", 404), "n")
+        if args.profile:
+            _profile(db, pid, args, {
+                "enroll": lambda: enroll(2 * per_user, 8),
+                "get_cn": lambda: get(args.concurrency, 8),
+                "get_c1": lambda: get(1, 8),
+            })
+    result["service"] = _phase("service", {
+        "user_ids": [u[0] for u in users], "stream_ids": stream_ids, "per_user": per_user,
+        "concurrency": args.concurrency, "seconds": args.service_seconds,
+        "postmaster": postmaster,
+    }, env, 2 * args.service_seconds + 120)
+    print(f"[{db}] service {result['service']}", flush=True)
+    result["load_after"] = os.getloadavg()[0]
+
+
+def _profile(db: str, pid: int, args: argparse.Namespace, runs: dict[str, Any]) -> None:
+    """Optional: py-spy (collapsed stacks of the GIL holder, per thread) of the server —
+    with --workers N, of its first worker — under each workload."""
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(pyspy).exists():
         print("[profile] py-spy not available; skipped", flush=True)
         return
     out_dir = Path(args.profile)
     out_dir.mkdir(parents=True, exist_ok=True)
-    seconds = 8
-    runs = (
-        ("enroll", lambda: http_enroll(base, users, stream_ids, args.streams_per_user,
-                                       2 * args.streams_per_user, args.concurrency, seconds)),
-        ("get_cn", lambda: http_get_latency(base, 1_000_000, args.concurrency, seconds)),
-        ("get_c1", lambda: http_get_latency(base, 1_000_000, 1, seconds)),
-    )
-    for name, make in runs:
+    target = pid
+    if args.workers > 1:
+        workers = sorted(int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                         and (f := _proc_stat(int(p.name))) is not None and int(f[1]) == pid
+                         and b"spawn_main" in (p / "cmdline").read_bytes())
+        target = workers[0] if workers else pid
+    for name, run in runs.items():
         out = out_dir / f"{db}-{name}.txt"
-        cmd = [pyspy, "record", "-p", str(pid), "-d", str(seconds + 1), "-r", "250", "-f", "raw",
-               "--threads", "-o", str(out), "--nonblocking"]
+        cmd = [pyspy, "record", "-p", str(target), "-d", "9", "-r", "250", "-f", "raw",
+               "--threads", "--gil", "-o", str(out), "--nonblocking"]
         spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
-        print(f"[profile] {db} {name}: {asyncio.run(make())}", flush=True)
+        print(f"[profile] {db} {name}: {run()}", flush=True)
         try:
             spy.wait(30)
         except subprocess.TimeoutExpired:
@@ -661,7 +756,8 @@ def _fmt_errors(r: dict[str, Any] | None) -> str:
 
 def _fmt_cpu(cpu: dict[str, float], r: dict[str, Any],
              keys: tuple[str, ...] = ("server", "db", "client")) -> str:
-    return " / ".join("—" if k == "db" and r["db"] == "sqlite" else f"{cpu[k]:.1f}" for k in keys)
+    return " / ".join("—" if (k == "db" and r["db"] == "sqlite") or (k == "cache" and not cpu.get(k))
+                      else f"{cpu[k]:.2f}" for k in keys)
 
 
 def table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
@@ -697,7 +793,7 @@ def table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
                       f"{_fmt_errors(r['service']['reconnect'])}"),
         row("HTTP ÷ service layer (persistent)",
             lambda r: f"{r['enroll_http']['rate'] / r['service']['persistent']['rate']:.2f}"),
-        row("Ledger check after the run (enrollments = debits, no negative balance)",
+        row("Ledger check after the run (enrollments = debits, no negative balance, wallets = ledger sums)",
             lambda r: "ok" if r["service"]["integrity"]["ok"]
             else f"FAILED {r['service']['integrity']}"),
         row("`GET /api/streams` p50, c=1 (ms)", lambda r: f"{r['get_c1']['p50_ms']:.1f}"),
@@ -712,8 +808,11 @@ def table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
             lambda r: f"{r['get_c1']['n']} / {r['get_cn']['n']}, "
                       f"{_fmt_errors(r['get_c1'])}; {_fmt_errors(r['get_cn'])}"),
         row("  items per response (default `limit`)", lambda r: str(r["get_c1"]["items"])),
-        row("CPU ms per HTTP enrollment: web server / PostgreSQL / client",
-            lambda r: _fmt_cpu(r["enroll_http"]["cpu_ms"], r)),
+        row("CPU ms per HTTP enrollment: web server / PostgreSQL / Redis / client",
+            lambda r: _fmt_cpu(r["enroll_http"]["cpu_ms"], r, ("server", "db", "cache", "client"))),
+        row("  all processes together: CPU ms per enrollment; ÷ 2 cores → enrollments/s ceiling",
+            lambda r: f"{sum(r['enroll_http']['cpu_ms'].values()):.2f}; "
+                      f"{2000 / sum(r['enroll_http']['cpu_ms'].values()):.0f}"),
         row("CPU ms per service-layer enrollment (persistent): Python / PostgreSQL",
             lambda r: _fmt_cpu(r["service"]["persistent"]["cpu_ms"], r, ("service", "db"))),
         row("CPU ms per service-layer enrollment (reconnect): Python / PostgreSQL",
@@ -776,17 +875,22 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, argv: l
         "enrollments are distinct (user, stream) pairs, a user never in flight twice.",
         "- Server: `uvicorn liveclass.asgi:application --host 127.0.0.1 --port <free> "
         "--log-level warning --lifespan off"
-        + (f" --workers {args.workers}`" if args.workers > 1
+        + (f" --workers {args.workers}` (as `liveclass run --workers {args.workers}`; REDIS_URL: a "
+           "throwaway redis-server on loopback)" if args.workers > 1
            else "` (1 process, as `liveclass run` starts it)")
-        + ", DEBUG=0, "
+        + f", WEB_THREADS={os.environ.get('WEB_THREADS', 'default')}, DEBUG=0, "
         + (f"settings `{args.settings}`" if args.settings
            else "settings as shipped (PostgreSQL: psycopg pool per process)")
         + ". PostgreSQL is the throwaway cluster of `tests/run.py` (fsync=off, "
         "synchronous_commit=off: commit cost understated).",
-        f"- Client: httpx AsyncClient, concurrency {args.concurrency}; enroll phase bounded by "
-        f"{args.seconds:g} s, GET phases by {args.requests} requests or {args.seconds:g} s, "
-        f"service phases by {args.service_seconds:g} s each. GET runs after the HTTP enrollments, "
-        "so the seats annotation counts real rows.",
+        (f"- Client: wrk (1 thread, {args.concurrency} connections, Lua script counting every "
+         f"status); enroll phase {args.seconds:g} s, GET phases {args.seconds:g} s each, "
+         if args.client == "wrk" else
+         f"- Client: httpx AsyncClient, concurrency {args.concurrency}; enroll phase bounded by "
+         f"{args.seconds:g} s, GET phases by {args.requests} requests or {args.seconds:g} s, ")
+        + f"service phases by {args.service_seconds:g} s each. GET runs after the HTTP "
+        "enrollments, so seat counts are real rows; it is answered through the schedule cache "
+        f"as shipped (SCHEDULE_CACHE_SECONDS={os.environ.get('SCHEDULE_CACHE_SECONDS', 'default')}).",
         f"- Auth checks before measuring (anonymous, session without CSRF, CSRF mismatch): {pre}.",
         "",
         table(results, args),
@@ -810,8 +914,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--requests", type=int, default=2000,
                    help="GET /api/streams requests per concurrency level (default 2000)")
     p.add_argument("--concurrency", type=int, default=8, help="client concurrency (default 8)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="uvicorn worker processes (default 1, as `liveclass run`)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="uvicorn worker processes (default 2, one per core; above 1 with a "
+                        "throwaway redis-server as REDIS_URL, as `liveclass run --workers` needs)")
+    p.add_argument("--client", choices=["wrk", "httpx"], default="wrk" if shutil.which("wrk") else "httpx",
+                   help="load generator (default wrk when installed: `make bench` installs it)")
     p.add_argument("--settings", help="DJANGO_SETTINGS_MODULE for every process (experiments; "
                    "put its directory on PYTHONPATH). Default: liveclass.settings")
     p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")

@@ -38,7 +38,6 @@ import os
 import platform
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,6 +54,7 @@ from enroll_load import (
     _liveclass_cmd,
     _percentile,
     _run,
+    _tests_run_module,
     web_server,
     write_section,
 )
@@ -80,6 +80,7 @@ def phase_setup() -> dict[str, Any]:
     import django
 
     django.setup()
+    from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.contrib.sessions.backends.db import SessionStore
 
@@ -100,7 +101,7 @@ def phase_setup() -> dict[str, Any]:
     def session(user: User) -> str:
         store = SessionStore()
         store[SESSION_KEY] = str(user.pk)
-        store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        store[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
         store[HASH_SESSION_KEY] = user.get_session_auth_hash()
         store.create()
         assert store.session_key
@@ -116,36 +117,12 @@ def phase_setup() -> dict[str, Any]:
 @contextmanager
 def media_server(env: dict[str, str], port: int, log_path: Path) -> Iterator[int]:
     """`python -m liveclass.media` on 127.0.0.1:port; stopped by PID."""
-    import httpx
-
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "liveclass.media", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning"],
-        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + MEDIA_START_TIMEOUT
-        for _ in range(int(MEDIA_START_TIMEOUT / 0.2) + 1):
-            if proc.poll() is not None:
-                raise RuntimeError(f"media server exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"media server not answering after {MEDIA_START_TIMEOUT}s")
-            time.sleep(0.2)
-        yield proc.pid
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        log.close()
+    run = _tests_run_module()
+    cmd = [sys.executable, "-m", "liveclass.media", "--host", "127.0.0.1", "--port", str(port),
+           "--log-level", "warning"]
+    with run.serve(cmd, env, log_path, run.answers_200(f"http://127.0.0.1:{port}/healthz"),
+                   "media server", MEDIA_START_TIMEOUT) as pid:
+        yield pid
 
 
 # ---------------------------------------------------------------- browser
