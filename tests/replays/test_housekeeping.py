@@ -4,6 +4,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 
 from liveclass import clock
 from liveclass.mediabackends.cloudflare import CloudflareBackend
@@ -43,7 +44,13 @@ def test_deletes_only_expired_non_catalog_recordings_once_even_when_run_twice_at
 
     with clock.shifted(timedelta(days=91)):
         reports: list[housekeeping.HousekeepingReport] = []
-        runners = [threading.Thread(target=lambda: reports.append(housekeeping.run(backend))) for _ in range(2)]
+        def run() -> None:
+            try:
+                reports.append(housekeeping.run(backend))
+            finally:
+                connection.close()  # give this thread's connection back (else the test DB cannot be dropped)
+
+        runners = [threading.Thread(target=run) for _ in range(2)]
         for t in runners:
             t.start()
         for t in runners:
