@@ -13,6 +13,7 @@ const options = {
     broadcast: path.join(here, "broadcast.js"),
     watch: path.join(here, "watch.js"),
     replay: path.join(here, "replay.js"),
+    chat: path.join(here, "chat.js"),
     live: path.join(here, "live.css"),
   },
   outdir,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from asgiref.testing import ApplicationCommunicator
@@ -30,3 +31,38 @@ async def asgi_request(app: Any, method: str, path: str, chunks: list[bytes] | N
             break
     await communicator.wait(10)
     return int(start["status"]), {k.lower(): v for k, v in start["headers"]}, body
+
+
+class WebSocket:
+    """A websocket client for an ASGI application, in the manner of Channels'
+    WebsocketCommunicator (whose package needs daphne)."""
+
+    def __init__(self, app: Any, path: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        self._io = ApplicationCommunicator(app, {
+            "type": "websocket", "path": path, "raw_path": path.encode(), "query_string": b"",
+            "headers": headers or [], "subprotocols": [], "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+        })
+
+    async def connect(self, timeout: float = 10) -> tuple[bool, int | None]:
+        """(accepted, close code if refused)."""
+        await self._io.send_input({"type": "websocket.connect"})
+        reply = await self._io.receive_output(timeout)
+        if reply["type"] == "websocket.close":
+            return False, reply.get("code", 1000)
+        return True, None
+
+    async def send_json_to(self, data: Any) -> None:
+        await self.send_to(text_data=json.dumps(data))
+
+    async def send_to(self, text_data: str) -> None:
+        await self._io.send_input({"type": "websocket.receive", "text": text_data})
+
+    async def receive_json_from(self, timeout: float = 10) -> Any:
+        reply = await self._io.receive_output(timeout)
+        assert reply["type"] == "websocket.send", reply
+        return json.loads(reply["text"])
+
+    async def disconnect(self, code: int = 1000, timeout: float = 10) -> None:
+        await self._io.send_input({"type": "websocket.disconnect", "code": code})
+        await self._io.wait(timeout)

@@ -5,10 +5,8 @@ which process answers each request (the kernel would hand most to one of them)."
 
 from __future__ import annotations
 
-import contextlib
-import os
+import json
 import re
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,33 +17,16 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
 
 from liveclass.cli import main
-from tests.run import answers_200, free_port, serve
+from tests.asgi_server import asgi_web
 
 APP_NAME = "liveclass-test-workers"
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
-@contextlib.contextmanager
-def _web_process(env: dict[str, str], log_path: Path) -> Iterator[str]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "uvicorn", "liveclass.asgi:application", "--host", "127.0.0.1",
-           "--port", str(port), "--lifespan", "off", "--log-level", "warning"]
-    with serve(cmd, env, log_path, answers_200(f"{base}/api/streams"), "a web process", 30):
-        yield base
-
-
 @pytest.fixture
 def two_workers(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    env = {**os.environ, "DATABASE_URL": _database_url(), "REDIS_URL": redis_url, "WEB_THREADS": "2",
-           "PGAPPNAME": APP_NAME}  # libpq labels their PostgreSQL sessions with it
-    with _web_process(env, tmp_path / "a.log") as a, _web_process(env, tmp_path / "b.log") as b:
+    # PGAPPNAME: libpq labels their PostgreSQL sessions with it.
+    env = {"REDIS_URL": redis_url, "WEB_THREADS": "2", "PGAPPNAME": APP_NAME}
+    with asgi_web(tmp_path / "a.log", **env) as a, asgi_web(tmp_path / "b.log", **env) as b:
         yield a, b
     if connection.vendor == "postgresql":
         # Their backends outlive the processes by a moment; the test database can only be
@@ -94,3 +75,33 @@ def test_run_refuses_several_workers_without_redis(monkeypatch, capsys) -> None:
     monkeypatch.setattr(web_config(), "REDIS_URL", "")
     assert main(["run", "--workers", "2", "--no-demo"]) == 2
     assert "REDIS_URL" in capsys.readouterr().err
+
+
+@pytest.mark.django_db(transaction=True)
+def test_chat_fans_out_across_workers_through_redis(two_workers: tuple[str, str], make_user, make_stream) -> None:
+    from django.test import Client
+    from websockets.sync.client import connect
+
+    from liveclass.streams import services as streams
+
+    a, b = two_workers
+    stream = make_stream(price=1)
+    ann, bob = make_user(tokens=1), make_user(tokens=1)
+    for fan in (ann, bob):
+        streams.enroll(fan, stream.pk)
+    session = {}
+    for fan in (ann, bob):
+        client = Client()
+        client.force_login(fan)
+        session[fan.pk] = client.cookies["sessionid"].value
+    # Ann listens on worker A; Bob posts through the API of worker B.
+    ws_url = a.replace("http://", "ws://") + f"/ws/streams/{stream.pk}/chat/"
+    with connect(ws_url, origin=a, additional_headers={"Cookie": f"sessionid={session[ann.pk]}"},
+                 open_timeout=10) as socket:
+        assert json.loads(socket.recv(timeout=10)) == {"type": "history", "messages": []}
+        posted = httpx.post(f"{b}/api/streams/{stream.pk}/chat", json={"body": "hello from worker B"},
+                            cookies={"sessionid": session[bob.pk], "csrftoken": "c" * 32},
+                            headers={"X-CSRFToken": "c" * 32}, timeout=10)
+        assert posted.status_code == 201, posted.text
+        event = json.loads(socket.recv(timeout=10))
+    assert event["type"] == "message" and event["body"] == "hello from worker B"

@@ -17,10 +17,13 @@ django_asgi = PooledSyncHandler(threads=web_config().WEB_THREADS)
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app registry)
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
 from starlette.staticfiles import StaticFiles  # noqa: E402
 from starlette.types import Receive, Scope, Send  # noqa: E402
 
-websocket_urlpatterns: list = []
+from liveclass.chat.consumers import ChatConsumer  # noqa: E402
+
+websocket_urlpatterns = [path("ws/streams/<int:stream_id>/chat/", ChatConsumer.as_asgi())]
 
 # Static files are served by Starlette, async end to end, so no request pays a
 # sync/async thread hand-off for them (`liveclass run` collects them first).

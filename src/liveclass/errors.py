@@ -57,6 +57,10 @@ class IllegalTransition(DomainError):
     pass
 
 
+class ChatClosed(DomainError):
+    """Posting to the chat of a class that has ended or was cancelled."""
+
+
 class NotEnrolled(DomainError):
     pass
 

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "liveclass.wallet",
     "liveclass.streams",
     "liveclass.replays",
+    "liveclass.chat",
 ]
 
 MIDDLEWARE = [

@@ -27,6 +27,7 @@ DOMAIN_STATUS: dict[type[errors.DomainError], tuple[int, str, str]] = {
     errors.InsufficientTokens: (402, "insufficient-tokens", "Not enough tokens"),
     errors.StreamFull: (409, "stream-full", "Class is full"),
     errors.StreamClosed: (409, "stream-closed", "Enrollment closed"),
+    errors.ChatClosed: (409, "chat-closed", "Chat closed"),
     errors.IllegalTransition: (409, "illegal-transition", "Illegal status change"),
     errors.NotEnrolled: (403, "not-enrolled", "Not enrolled"),
     errors.StreamNotLive: (409, "stream-not-live", "Stream not live"),

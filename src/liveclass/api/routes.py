@@ -21,6 +21,8 @@ from liveclass.api import problems, ratelimit
 from liveclass.api.auth import session_auth
 from liveclass.api.schemas import (
     CatalogVideoOut,
+    ChatMessageOut,
+    ChatPostIn,
     EnrollmentOut,
     EnrollOut,
     InstructorLoginIn,
@@ -36,6 +38,7 @@ from liveclass.api.schemas import (
     UnlockOut,
     WalletOut,
 )
+from liveclass.chat import services as chat_services
 from liveclass.config import web_config
 from liveclass.errors import NotInstructor
 from liveclass.mediabackends.registry import get_backend
@@ -313,7 +316,32 @@ def catalog_playback(request: HttpRequest, video_id: int) -> Any:
     return {"mode": "replay", "protocol": "hls", "hls_url": replay.url, "expires_in": replay.expires_in}
 
 
+# ---------------------------------------------------------------- chat
+
+chat = Router(tags=["chat"])
+
+
+@chat.get("/streams/{stream_id}/chat", auth=session_auth, response={200: list[ChatMessageOut], **ERRORS},
+          summary="The class chat's latest messages (members and the instructor)")
+def chat_history(request: HttpRequest, stream_id: int) -> Any:
+    return [chat_services.message_event(m) for m in chat_services.history(_user(request), stream_id)]
+
+
+@chat.post("/streams/{stream_id}/chat", auth=session_auth, response={201: ChatMessageOut, **ERRORS},
+           summary="Post to the class chat (also sent to everyone connected to its websocket)")
+def chat_post(request: HttpRequest, stream_id: int, payload: ChatPostIn) -> Any:
+    message = chat_services.post(_user(request), stream_id, payload.body)
+    return Status(201, chat_services.message_event(message))
+
+
+@chat.post("/chat/{message_id}/hide", auth=session_auth, response={200: ChatMessageOut, **ERRORS},
+           summary="Hide a chat message for everyone (the class's instructor, or staff)")
+def chat_hide(request: HttpRequest, message_id: int) -> Any:
+    return chat_services.message_event(chat_services.hide(_user(request), message_id))
+
+
 api.add_router("/", public)
+api.add_router("/", chat)
 api.add_router("/catalog", catalog)
 api.add_router("/media", media)
 api.add_router("/instructor", instructor)

@@ -46,6 +46,18 @@ class StreamCreateIn(Schema):
     capacity: int | None = Field(None, ge=1, le=100_000)
 
 
+class ChatPostIn(Schema):
+    body: str = Field(min_length=1, max_length=2000, description="Plain text; stored as one line of at most 500.")
+
+
+class ChatMessageOut(Schema):
+    id: int
+    body: str = Field(description="Plain text: render it as text, never as HTML.")
+    author: str
+    from_instructor: bool
+    at: datetime
+
+
 class InstructorLoginIn(Schema):
     code: str = Field(min_length=1, max_length=200)
 

@@ -9,6 +9,7 @@ urlpatterns = [
     path("streams/<int:stream_id>", views.stream_detail, name="stream"),
     path("streams/<int:stream_id>/enroll", views.enroll, name="enroll"),
     path("streams/<int:stream_id>/watch", views.watch, name="watch"),
+    path("streams/<int:stream_id>/chat", views.chat_post, name="chat-post"),
     path("me", views.me, name="me"),
     path("catalog", views.catalog, name="catalog"),
     path("catalog/<int:video_id>/unlock", views.unlock, name="unlock"),

@@ -17,6 +17,7 @@ from liveclass import clock
 from liveclass.accounts import services as accounts
 from liveclass.accounts.models import User
 from liveclass.api import ratelimit
+from liveclass.chat import services as chat
 from liveclass.errors import DomainError, NotFound
 from liveclass.mediabackends.registry import get_backend
 from liveclass.streams import services as streams
@@ -270,13 +271,27 @@ def watch(request: HttpRequest, stream_id: int) -> HttpResponse:
         mode = "live"
     else:
         mode = "countdown"
+    chat_open = can_watch and stream.status in chat.OPEN
     return render(request, "pages/watch.html", {
         "stream": stream,
         "mode": mode,
         "can_watch": can_watch,
         "is_owner": user.is_authenticated and stream.instructor_id == user.pk,
         "seats_left": streams.seats_left(stream),
+        "chat_open": chat_open,
+        "chat_history": chat.history(user, stream.pk) if chat_open else [],
     })
+
+
+@require_POST
+@login_required
+def chat_post(request: HttpRequest, stream_id: int) -> HttpResponse:
+    """The chat form without JavaScript (the page's script sends over the websocket)."""
+    try:
+        chat.post(_user(request), stream_id, request.POST.get("body", ""))
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+    return _see_other(reverse("watch", args=[stream_id]) + "#chat")
 
 
 def _replay(request: HttpRequest, stream: LiveStreamSession, user: User, *, catalog: bool = False) -> HttpResponse:

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class ChatConfig(AppConfig):
+    name = "liveclass.chat"
+    label = "chat"
+    default_auto_field = "django.db.models.BigAutoField"
