@@ -7,6 +7,7 @@ the URLconf so each behaviour the handler promises has a view that shows it.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -43,6 +44,13 @@ def stream_view(request: HttpRequest) -> HttpResponse:
     return response  # type: ignore[return-value]
 
 
+def loop_view(request: HttpRequest) -> HttpResponse:
+    async def which_loop() -> int:
+        return id(asyncio.get_running_loop())
+
+    return JsonResponse({"loop": async_to_sync(which_loop)()})
+
+
 def boom_view(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("boom")
 
@@ -52,6 +60,7 @@ urlpatterns = [
     path("echo", echo_view),
     path("stream", stream_view),
     path("boom", boom_view),
+    path("loop", loop_view),
 ]
 
 
@@ -118,6 +127,18 @@ def test_a_crashing_view_is_a_500_and_the_pool_keeps_serving(handler: PooledSync
     assert status == 500
     status, body = async_to_sync(_call)(handler, "POST", "/echo", [b"again"])
     assert (status, body) == (200, b'{"length": 5, "head": "again"}')
+
+
+def test_async_to_sync_in_a_view_runs_on_the_servers_loop(handler: PooledSyncHandler) -> None:
+    # What sends a chat message from a view to in-memory websocket consumers: their
+    # queues belong to the server's loop, so a loop of its own would not wake them.
+    async def scenario() -> tuple[int, int]:
+        status, body = await _call(handler, "GET", "/loop")
+        assert status == 200
+        return id(asyncio.get_running_loop()), json.loads(body)["loop"]
+
+    server_loop, view_loop = async_to_sync(scenario)()
+    assert view_loop == server_loop
 
 
 def test_refuses_non_http_scopes(handler: PooledSyncHandler) -> None:

@@ -13,7 +13,7 @@ from django.test import Client
 from liveclass.asgi import application
 from liveclass.chat.consumers import REFUSED
 from liveclass.streams import services as streams
-from tests.asgi import WebSocket
+from tests.asgi import WebSocket, asgi_request
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -154,3 +154,26 @@ def test_the_instructor_hides_a_message_live(room):
     message, refused, hidden = async_to_sync(scenario)()
     assert refused["type"] == "error" and refused["code"] == "NotStreamOwner"
     assert hidden == {"type": "hidden", "id": message["id"]}
+
+
+def test_a_message_posted_over_http_reaches_the_sockets(room):
+    """The API (and the no-JS form) publish from a request thread; with the in-memory
+    channel layer of a single process the consumers must still be woken."""
+    stream, (ann, bob), _ = room
+    ann_cookie, bob_cookie, csrf = _cookie(ann), _cookie(bob), b"c" * 32
+    body = json.dumps({"body": "sent over HTTP"}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"cookie", bob_cookie + b"; csrftoken=" + csrf), (b"x-csrftoken", csrf)]
+
+    async def scenario() -> tuple[int, dict[str, Any]]:
+        s = _socket(stream.pk, ann_cookie)
+        assert (await s.connect(timeout=10))[0]
+        await s.receive_json_from(10)
+        status, _, _ = await asgi_request(application, "POST", f"/api/streams/{stream.pk}/chat", [body], headers)
+        event = await s.receive_json_from(10)
+        await s.disconnect()
+        return status, event
+
+    status, event = async_to_sync(scenario)()
+    assert status == 201
+    assert event["type"] == "message" and event["body"] == "sent over HTTP"
