@@ -32,3 +32,20 @@ def test_token_prints_a_verifiable_media_token(capsys):
 def test_token_rejects_unknown_roles(capsys):
     with pytest.raises(SystemExit):
         main(["token", "--role", "admin", "--input", "abc"])
+
+
+def test_demo_loads_once_with_classes_to_browse_and_a_chat_to_join(db, capsys):
+    from django.contrib.auth import authenticate
+
+    from liveclass.chat.models import ChatMessage
+    from liveclass.demo import DEMO_INSTRUCTOR, DEMO_USER
+    from liveclass.streams.models import LiveStreamSession
+
+    assert main(["demo"]) == 0
+    classes = LiveStreamSession.objects.filter(status="scheduled").count()
+    assert classes >= 3
+    assert ChatMessage.objects.filter(user__email=DEMO_INSTRUCTOR[0]).count() == classes
+    assert authenticate(email=DEMO_USER[0], password=DEMO_USER[1]) is not None
+    assert wallet.balance(authenticate(email=DEMO_USER[0], password=DEMO_USER[1])) > 0
+    assert main(["demo"]) == 0  # a second run changes nothing
+    assert LiveStreamSession.objects.count() == classes

@@ -31,6 +31,7 @@ def load_demo() -> DemoResult:
     from django.db import transaction
 
     from liveclass.accounts.models import User
+    from liveclass.chat import services as chat
     from liveclass.streams import services as streams
     from liveclass.wallet import services as wallet
 
@@ -45,8 +46,9 @@ def load_demo() -> DemoResult:
         wallet.grant(dancer, DEMO_TOKENS, key="demo-starter", note="Starter tokens")
     start = clock.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     for index, (title, description, minutes, price) in enumerate(CLASSES):
-        streams.create_stream(teacher, streams.StreamDraft(
+        stream = streams.create_stream(teacher, streams.StreamDraft(
             title=title, description=description, scheduled_start=start + timedelta(hours=6 * index),
             duration_minutes=minutes, price_tokens=price,
         ))
+        chat.post(teacher, stream.pk, "Welcome! Say hi here while we warm up; I read the chat during class.")
     return DemoResult(True, DEMO_INSTRUCTOR[0], DEMO_USER[0])

@@ -42,3 +42,29 @@ def test_no_chat_panel_for_strangers(api, member, make_user):
     _, stream = member
     page = api(make_user()).client.get(f"/streams/{stream.pk}/watch").content.decode()
     assert 'data-testid="chat"' not in page
+
+
+def test_the_broadcast_page_has_the_chat_and_its_form_returns_there(api, member, instructor):
+    fan, stream = member
+    client = api(instructor).client
+    page = client.get(f"/instructor/streams/{stream.pk}/broadcast").content.decode()
+    assert f'data-ws-path="/ws/streams/{stream.pk}/chat/"' in page and 'data-can-moderate="1"' in page
+    response = client.post(f"/streams/{stream.pk}/chat", {
+        "body": "Warm up!", "back": "broadcast", "csrfmiddlewaretoken": client.cookies["csrftoken"].value})
+    assert response["Location"].endswith(f"/instructor/streams/{stream.pk}/broadcast#chat")
+    watch = api(fan).client.get(f"/streams/{stream.pk}/watch").content.decode()
+    assert "Warm up!" in watch and 'data-can-moderate=""' in watch
+
+
+def test_staff_hide_messages_from_the_admin(member, admin_client):
+    from liveclass.chat import services as chat
+    from liveclass.chat.models import ChatMessage
+
+    fan, stream = member
+    message = chat.post(fan, stream.pk, "off-topic")
+    response = admin_client.post("/admin/chat/chatmessage/", {
+        "action": "hide", "_selected_action": [message.pk]})
+    assert response.status_code == 302
+    message.refresh_from_db()
+    assert message.hidden_at is not None and message.hidden_by is not None
+    assert not ChatMessage.objects.filter(hidden_at__isnull=True).exists()

@@ -1,5 +1,5 @@
-"""Class chat in Chromium: two members of a class talk over the websocket, markup stays
-text, the instructor hides a message for everyone. Served by the production ASGI
+"""Class chat in Chromium: a member (watch page) and the instructor (broadcast page) talk
+over the websocket, markup stays text, the instructor hides a message for everyone. Served by the production ASGI
 application under uvicorn (pytest-django's live_server speaks WSGI: no websockets)."""
 
 from __future__ import annotations
@@ -38,9 +38,11 @@ def test_members_chat_live_and_the_instructor_moderates(
     streams.enroll(ann, stream.pk)
 
     fan = signed_in(make_context, asgi_base, ann).new_page()
+    fan.goto(f"{asgi_base}/streams/{stream.pk}/watch")
+    # The instructor chats from the browser studio, beside the camera preview.
     coach = signed_in(make_context, asgi_base, instructor).new_page()
+    coach.goto(f"{asgi_base}/instructor/streams/{stream.pk}/broadcast")
     for page in (fan, coach):
-        page.goto(f"{asgi_base}/streams/{stream.pk}/watch")
         expect(page.get_by_test_id("chat")).to_have_attribute("data-connected", "1")
 
     fan.get_by_test_id("chat-input").fill("<b>hello</b> from Ann")

@@ -221,10 +221,15 @@ def broadcast(request: HttpRequest, stream_id: int) -> HttpResponse:
     stream = _own_stream(request, stream_id, "Only this stream's instructor can broadcast to it.")
     if isinstance(stream, HttpResponse):
         return stream
+    chat_open = stream.status in chat.OPEN
     return render(request, "pages/broadcast.html", {
         "stream": stream,
         "enrolled": stream.enrollments.filter(status="active").count(),
         "over": stream.status in (StreamStatus.ENDED, StreamStatus.CANCELLED),
+        "chat_open": chat_open,
+        "chat_history": chat.history(_user(request), stream.pk) if chat_open else [],
+        "can_moderate": True,
+        "chat_back": "broadcast",
     })
 
 
@@ -280,6 +285,8 @@ def watch(request: HttpRequest, stream_id: int) -> HttpResponse:
         "seats_left": streams.seats_left(stream),
         "chat_open": chat_open,
         "chat_history": chat.history(user, stream.pk) if chat_open else [],
+        "can_moderate": user.is_authenticated and (stream.instructor_id == user.pk or user.is_staff),
+        "chat_back": "watch",
     })
 
 
@@ -291,7 +298,8 @@ def chat_post(request: HttpRequest, stream_id: int) -> HttpResponse:
         chat.post(_user(request), stream_id, request.POST.get("body", ""))
     except DomainError as exc:
         messages.error(request, exc.detail)
-    return _see_other(reverse("watch", args=[stream_id]) + "#chat")
+    back = "broadcast" if request.POST.get("back") == "broadcast" else "watch"
+    return _see_other(reverse(back, args=[stream_id]) + "#chat")
 
 
 def _replay(request: HttpRequest, stream: LiveStreamSession, user: User, *, catalog: bool = False) -> HttpResponse:
