@@ -127,3 +127,13 @@ def test_cancel_via_form_refunds(instructor, make_user, make_stream):
     client.force_login(instructor)
     client.post(f"/instructor/streams/{stream.pk}/cancel")
     assert wallet.balance(fan) == 2
+
+
+def test_ended_class_tells_strangers_where_the_replay_is(instructor, make_stream):
+    stream = make_stream()
+    streams.start_stream(instructor, stream.pk)
+    streams.end_stream(instructor, stream.pk)
+    page = Client().get(f"/streams/{stream.pk}/watch").content.decode()
+    assert 'data-testid="ended-panel"' in page
+    assert "Enrolled members can watch it for 7 days" in page and "sign in" in page
+    assert 'data-testid="chat"' not in page  # chat closes with the class

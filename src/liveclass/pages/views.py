@@ -18,6 +18,7 @@ from liveclass.accounts import services as accounts
 from liveclass.accounts.models import User
 from liveclass.api import ratelimit
 from liveclass.chat import services as chat
+from liveclass.config import web_config
 from liveclass.errors import DomainError, NotFound
 from liveclass.mediabackends.registry import get_backend
 from liveclass.streams import services as streams
@@ -287,6 +288,7 @@ def watch(request: HttpRequest, stream_id: int) -> HttpResponse:
         "chat_history": chat.history(user, stream.pk) if chat_open else [],
         "can_moderate": user.is_authenticated and (stream.instructor_id == user.pk or user.is_staff),
         "chat_back": "watch",
+        "replay_days": web_config().REPLAY_DAYS,
     })
 
 
