@@ -23,7 +23,6 @@ from liveclass import clock
 from liveclass.accounts.models import User
 from liveclass.errors import (
     IllegalTransition,
-    InsufficientTokens,
     InvalidInput,
     MediaBackendError,
     NotEnrolled,
@@ -43,7 +42,7 @@ from liveclass.streams.models import (
     StreamStatus,
 )
 from liveclass.wallet import services as wallet
-from liveclass.wallet.models import EntryKind, LedgerEntry, Wallet
+from liveclass.wallet.models import EntryKind
 
 MAX_PRICE = 10_000
 # What anonymous listings need; the rest (URLs, input ids) stays out of the query.
@@ -307,9 +306,7 @@ def enroll(user: User, stream_id: int) -> Enrolled:
     The hottest write in the product, so it is a handful of plain SQL statements in
     one transaction rather than ORM queries (the ORM's per-query Python cost was most
     of an enrollment's CPU in bench/enroll_load.py). Locks, in the module's order: the
-    stream row, then the wallet row, which the conditional UPDATE takes while it
-    debits; PostgreSQL re-checks `balance >= price` on the locked row version, so
-    concurrent debits cannot overdraw (and the CHECK constraint is the backstop).
+    stream row, then the wallet row, which `wallet.debit` takes while it debits.
     """
     try:
         stream_id = int(stream_id)
@@ -344,18 +341,12 @@ def enroll(user: User, stream_id: int) -> Enrolled:
             stream.seats_taken = taken + 1  # type: ignore[attr-defined]
         price = stream.price_tokens
         if price:
-            cursor.execute(_DEBIT_SQL, [price, user.pk, price])
-            debited = cursor.fetchone()
-            if debited is None:
-                current = wallet.balance(user)
-                raise InsufficientTokens(
-                    f"This costs {price} tokens and your balance is {current}.", balance=current, price=price
-                )
-            balance_after = int(debited[0])
-            cursor.execute(_LEDGER_SQL, [
-                user.pk, -price, EntryKind.ENROLLMENT, f"enroll:stream:{stream_id}", f"stream:{stream_id}",
-                f"Enrolled in {stream.title}"[:200], connection.ops.adapt_datetimefield_value(now),
-            ])
+            # No enrollment row means no debit for it either: both are written in this
+            # transaction, so the key is known to be unused.
+            balance_after = wallet.debit(
+                user, price, key=f"enroll:stream:{stream_id}", kind=EntryKind.ENROLLMENT,
+                reference=f"stream:{stream_id}", note=f"Enrolled in {stream.title}"[:200], at=now,
+            ).balance
         cursor.execute(_ENROLL_SQL, [
             user.pk, stream_id, EnrollmentStatus.ACTIVE, price, connection.ops.adapt_datetimefield_value(now),
         ])
@@ -369,8 +360,7 @@ def enroll(user: User, stream_id: int) -> Enrolled:
 
 # Table names come from the models' Meta and every value is a parameter (hence the
 # S608 waivers below: nothing from a request is formatted into these strings).
-_S, _U = LiveStreamSession._meta.db_table, User._meta.db_table
-_E, _W, _L = Enrollment._meta.db_table, Wallet._meta.db_table, LedgerEntry._meta.db_table
+_S, _U, _E = LiveStreamSession._meta.db_table, User._meta.db_table, Enrollment._meta.db_table
 _STREAM_COLUMNS = ("id", "title", "description", "instructor_id", "scheduled_start", "duration_minutes",
                    "price_tokens", "capacity", "status", "started_at", "ended_at")
 _LOCK_STREAM_SQL = (
@@ -383,10 +373,6 @@ _MINE_AND_TAKEN_SQL = (
     f"(SELECT status FROM {_E} WHERE user_id = %s AND stream_id = %s), "
     f"(SELECT COUNT(*) FROM {_E} WHERE stream_id = %s AND status = %s)"
 )
-_DEBIT_SQL = (f"UPDATE {_W} SET balance = balance - %s "  # noqa: S608
-              "WHERE user_id = %s AND balance >= %s RETURNING balance")
-_LEDGER_SQL = (f"INSERT INTO {_L} (user_id, amount, kind, idempotency_key, reference, note, created_at) "  # noqa: S608
-               "VALUES (%s, %s, %s, %s, %s, %s, %s)")
 _ENROLL_SQL = (f"INSERT INTO {_E} (user_id, stream_id, status, tokens_paid, enrolled_at) "  # noqa: S608
                "VALUES (%s, %s, %s, %s, %s) RETURNING id")
 _DATETIME_COLUMNS = {"scheduled_start", "started_at", "ended_at"}
