@@ -66,11 +66,21 @@ def clean_body(body: Any) -> str:
 
 
 def history(user: User | Any, stream_id: int, limit_to: int = HISTORY) -> list[ChatMessage]:
-    """The latest visible messages, oldest first."""
+    """The latest visible messages, oldest first, for someone who may read them."""
     _readable(user, stream_id)
+    return recent(stream_id, limit_to)
+
+
+def recent(stream_id: int, limit_to: int = HISTORY) -> list[ChatMessage]:
+    """The latest visible messages, oldest first, for callers that have already
+    decided the reader may see them (a page that has loaded the stream)."""
     latest = (ChatMessage.objects.filter(stream_id=stream_id, hidden_at__isnull=True)
               .select_related("user", "stream").order_by("-created_at", "-id")[:limit_to])
     return list(reversed(latest))
+
+
+def can_moderate(user: User | Any, stream: LiveStreamSession) -> bool:
+    return isinstance(user, User) and (user.is_staff or stream.instructor_id == user.pk)
 
 
 def post(user: User | Any, stream_id: int, body: Any) -> ChatMessage:
@@ -90,7 +100,7 @@ def hide(user: User | Any, message_id: int) -> ChatMessage:
         message = ChatMessage.objects.select_related("stream", "user").get(pk=message_id)
     except (ChatMessage.DoesNotExist, ValueError, TypeError, OverflowError) as exc:
         raise NotFound(f"No chat message with id {message_id}.") from exc
-    if not isinstance(user, User) or not (user.is_staff or message.stream.instructor_id == user.pk):
+    if not can_moderate(user, message.stream):
         raise NotStreamOwner("Only this class's instructor can hide messages.")
     if message.hidden_at is None:
         message.hidden_at, message.hidden_by = clock.now(), user

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
@@ -222,15 +223,11 @@ def broadcast(request: HttpRequest, stream_id: int) -> HttpResponse:
     stream = _own_stream(request, stream_id, "Only this stream's instructor can broadcast to it.")
     if isinstance(stream, HttpResponse):
         return stream
-    chat_open = stream.status in chat.OPEN
     return render(request, "pages/broadcast.html", {
         "stream": stream,
         "enrolled": stream.enrollments.filter(status="active").count(),
         "over": stream.status in (StreamStatus.ENDED, StreamStatus.CANCELLED),
-        "chat_open": chat_open,
-        "chat_history": chat.history(_user(request), stream.pk) if chat_open else [],
-        "can_moderate": True,
-        "chat_back": "broadcast",
+        **_chat_panel(request, stream, member=True, back="broadcast"),
     })
 
 
@@ -277,19 +274,26 @@ def watch(request: HttpRequest, stream_id: int) -> HttpResponse:
         mode = "live"
     else:
         mode = "countdown"
-    chat_open = can_watch and stream.status in chat.OPEN
     return render(request, "pages/watch.html", {
         "stream": stream,
         "mode": mode,
         "can_watch": can_watch,
         "is_owner": user.is_authenticated and stream.instructor_id == user.pk,
         "seats_left": streams.seats_left(stream),
-        "chat_open": chat_open,
-        "chat_history": chat.history(user, stream.pk) if chat_open else [],
-        "can_moderate": user.is_authenticated and (stream.instructor_id == user.pk or user.is_staff),
-        "chat_back": "watch",
         "replay_days": web_config().REPLAY_DAYS,
+        **_chat_panel(request, stream, member=can_watch, back="watch"),
     })
+
+
+def _chat_panel(request: HttpRequest, stream: LiveStreamSession, *, member: bool, back: str) -> dict[str, Any]:
+    """What pages/_chat.html needs; `member`: the view has decided the user may chat."""
+    is_open = member and stream.status in chat.OPEN
+    return {
+        "chat_open": is_open,
+        "chat_history": chat.recent(stream.pk) if is_open else [],
+        "can_moderate": chat.can_moderate(request.user, stream),
+        "chat_back": back,
+    }
 
 
 @require_POST
