@@ -16,7 +16,10 @@ from django.test import Client
 
 from liveclass import clock
 from liveclass.accounts.models import User
+from liveclass.config import web_config
+from liveclass.mediabackends.base import MediaBackend
 from liveclass.mediabackends.cloudflare import CloudflareBackend
+from liveclass.mediabackends.registry import get_backend
 from liveclass.streams import services as streams
 from liveclass.streams.models import LiveStreamSession
 from liveclass.wallet import services as wallet
@@ -119,6 +122,40 @@ def cloudflare_backend(cloudflare_fake: Any) -> Iterator[CloudflareBackend]:
                            api_token=cloudflare_fake.api_token, customer_code=cloudflare_fake.customer_code,
                            timeout=2.0) as backend:
         yield backend
+
+
+def _forget_backend() -> None:
+    """Drop the cached settings and backend (closing the backend's HTTP pool, if it has one)."""
+    if get_backend.cache_info().currsize:
+        close = getattr(get_backend(), "close", None)
+        if callable(close):
+            close()
+    get_backend.cache_clear()
+    web_config.cache_clear()
+
+
+@pytest.fixture
+def media_backend() -> Iterator[Callable[..., MediaBackend]]:
+    """The one seam to swap the web app's media backend: configure it as a deployment does.
+
+    `media_backend(MEDIA_BACKEND="cloudflare", CLOUDFLARE_API_BASE=..., ...)` sets those
+    environment variables, drops the cached settings and backend, and returns the backend
+    that every module now gets from `registry.get_backend()`. After the test the
+    environment is restored and the caches dropped again, so the next test starts clean.
+    """
+    env = pytest.MonkeyPatch()
+
+    def use(**variables: str) -> MediaBackend:
+        for name, value in variables.items():
+            env.setenv(name, value)
+        _forget_backend()
+        return get_backend()
+
+    try:
+        yield use
+    finally:
+        env.undo()
+        _forget_backend()
 
 
 @pytest.fixture

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 
 from liveclass import clock
-from liveclass.api import routes
+from liveclass.mediabackends.base import MediaBackend
 from liveclass.mediabackends.cloudflare import CloudflareBackend
-from liveclass.streams import services as streams
 from liveclass.streams.models import LiveStreamSession
 from tests.fakes.cloudflare import FakeCloudflareStream
 
@@ -20,11 +20,14 @@ def fake(cloudflare_fake: FakeCloudflareStream) -> FakeCloudflareStream:
 
 
 @pytest.fixture
-def cloudflare(cloudflare_backend: CloudflareBackend, monkeypatch: pytest.MonkeyPatch) -> CloudflareBackend:
-    """The active backend is Cloudflare (as with MEDIA_BACKEND=cloudflare)."""
-    for module in (streams, routes):
-        monkeypatch.setattr(module, "get_backend", lambda: cloudflare_backend)
-    return cloudflare_backend
+def cloudflare(fake: FakeCloudflareStream, media_backend: Callable[..., MediaBackend]) -> MediaBackend:
+    """The active backend is Cloudflare: MEDIA_BACKEND=cloudflare, its API at the fake."""
+    backend = media_backend(
+        MEDIA_BACKEND="cloudflare", CLOUDFLARE_API_BASE=fake.url, CLOUDFLARE_ACCOUNT_ID=fake.account_id,
+        CLOUDFLARE_API_TOKEN=fake.api_token, CLOUDFLARE_STREAM_CUSTOMER_CODE=fake.customer_code,
+    )
+    assert isinstance(backend, CloudflareBackend)
+    return backend
 
 
 def _create(client):

@@ -1,4 +1,10 @@
-"""Pick the active backend from configuration (one instance per process)."""
+"""Pick the active backend from configuration (one instance per process).
+
+Callers look the backend up with `get_backend()` when they need it, never at import
+time, so that configuration is the only way to choose it: a process that changes its
+environment (as the tests do) clears this cache and `web_config`'s, and every caller
+sees the new backend.
+"""
 
 from __future__ import annotations
 
