@@ -126,7 +126,7 @@ def test_bad_frames_get_an_error_and_the_socket_stays_open(room):
     *errors, ok = async_to_sync(scenario)()
     assert [e["type"] for e in errors] == ["error"] * 6
     assert all(e["detail"] for e in errors)
-    assert errors[3]["code"] == "InvalidInput" and errors[5]["code"] in ("NotFound", "NotStreamOwner")
+    assert errors[3]["code"] == "invalid-input" and errors[5]["code"] in ("not-found", "not-stream-owner")
     assert ok["type"] == "message" and ok["body"] == "still works"
 
 
@@ -152,7 +152,7 @@ def test_the_instructor_hides_a_message_live(room):
         return message, refused, hidden
 
     message, refused, hidden = async_to_sync(scenario)()
-    assert refused["type"] == "error" and refused["code"] == "NotStreamOwner"
+    assert refused["type"] == "error" and refused["code"] == "not-stream-owner"
     assert hidden == {"type": "hidden", "id": message["id"]}
 
 

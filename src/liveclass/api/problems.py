@@ -1,8 +1,8 @@
-"""The one place where errors become HTTP: RFC 9457 `application/problem+json`.
+"""The API's errors as RFC 9457 `application/problem+json`.
 
-Domain errors map by class; framework errors (validation, auth, CSRF, 404, bad
-JSON, oversized bodies) are reshaped into the same body, so every 4xx a client
-sees has a machine-readable `type` and a human `detail`.
+A domain error brings its own status, slug and title (`liveclass.errors`); framework
+errors (validation, auth, CSRF, 404, bad JSON, oversized bodies) are reshaped into the
+same body, so every 4xx a client sees has a machine-readable `type` and a human `detail`.
 """
 
 from __future__ import annotations
@@ -15,28 +15,6 @@ from django.http import HttpRequest, HttpResponse
 from liveclass import errors
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
-
-# class -> (status, slug, title)
-DOMAIN_STATUS: dict[type[errors.DomainError], tuple[int, str, str]] = {
-    errors.NotFound: (404, "not-found", "Not found"),
-    errors.NotSignedIn: (401, "not-signed-in", "Sign in required"),
-    errors.NotInstructor: (403, "not-instructor", "Instructors only"),
-    errors.NotStreamOwner: (403, "not-stream-owner", "Not your stream"),
-    errors.InvalidInstructorCode: (403, "invalid-instructor-code", "Invalid instructor code"),
-    errors.RateLimited: (429, "rate-limited", "Too many requests"),
-    errors.InsufficientTokens: (402, "insufficient-tokens", "Not enough tokens"),
-    errors.StreamFull: (409, "stream-full", "Class is full"),
-    errors.StreamClosed: (409, "stream-closed", "Enrollment closed"),
-    errors.ChatClosed: (409, "chat-closed", "Chat closed"),
-    errors.IllegalTransition: (409, "illegal-transition", "Illegal status change"),
-    errors.NotEnrolled: (403, "not-enrolled", "Not enrolled"),
-    errors.StreamNotLive: (409, "stream-not-live", "Stream not live"),
-    errors.ReplayExpired: (403, "replay-expired", "Replay expired"),
-    errors.RecordingNotAvailable: (409, "recording-not-available", "No recording"),
-    errors.InvalidInput: (400, "invalid-input", "Invalid input"),
-    errors.WebhookRejected: (401, "webhook-rejected", "Webhook rejected"),
-    errors.MediaBackendError: (502, "media-backend-error", "Media backend failed"),
-}
 
 
 def problem(
@@ -52,19 +30,11 @@ def problem(
     return response
 
 
-def status_of(exc: errors.DomainError) -> tuple[int, str, str]:
-    for cls in type(exc).__mro__:
-        if cls in DOMAIN_STATUS:
-            return DOMAIN_STATUS[cls]
-    return 400, "domain-error", "Request refused"
-
-
 def from_domain_error(exc: errors.DomainError) -> HttpResponse:
-    status, slug, title = status_of(exc)
     headers = {}
     if isinstance(exc, errors.RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
-    return problem(status, slug, title, exc.detail, headers=headers, extra=exc.extra)
+    return problem(exc.status, exc.slug, exc.title, exc.detail, headers=headers, extra=exc.extra)
 
 
 def install(api: Any) -> None:

@@ -4,7 +4,9 @@ Client → server: {"type": "message", "body": "..."} or {"type": "hide", "id": 
 Server → client: {"type": "history", "messages": [...]} once on connect, then
 {"type": "message", ...} and {"type": "hidden", "id": ...} as they happen, and
 {"type": "error", "detail": "...", "code": "..."} for a refused action (the socket
-stays open). Strangers and non-members are refused at the handshake (close 4403).
+stays open); `code` is the error's slug, the same as the API's problem type
+(`invalid-input`, `not-stream-owner`, `rate-limited`, ...), or `bad-frame`.
+Strangers and non-members are refused at the handshake (close 4403).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             else:
                 await self._error('Unknown action; send {"type": "message", "body": "..."}.', "bad-frame")
         except DomainError as exc:
-            await self._error(exc.detail, type(exc).__name__)
+            await self._error(exc.detail, exc.slug)
 
     async def chat_event(self, message: dict[str, Any]) -> None:
         await self.send_json(message["event"])
