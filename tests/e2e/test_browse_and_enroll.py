@@ -1,14 +1,13 @@
 """The issue's browser journey: browse anonymously, sign in from the modal, enroll, see it on /me.
 
 Plus the same enrollment with JavaScript disabled, through the plain sign-in page.
-Screenshots go to pytest's temporary directory; set E2E_SHOT_DIR to keep copies for review.
+Screenshots (`shoot`, conftest.py) go to pytest's temporary directory; set E2E_SHOT_DIR to keep
+copies for review.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +15,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
-from pytest_django.live_server_helper import LiveServer
 
 from liveclass.accounts.models import User
 from liveclass.streams.models import LiveStreamSession
@@ -35,18 +33,6 @@ def classes(
         make_stream(title="Morning Cardio Dance", price=2, starts_in=timedelta(hours=3)),
         make_stream(title="Latin Burn", price=3, capacity=12, starts_in=timedelta(days=1, hours=2)),
     ]
-
-
-def shoot(page: Page, directory: Path, name: str) -> Path:
-    """A full-page PNG in `directory` (and in $E2E_SHOT_DIR when set); fails if empty."""
-    path = directory / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 0, f"empty screenshot {path}"
-    keep = os.environ.get("E2E_SHOT_DIR")
-    if keep:
-        Path(keep).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, Path(keep) / path.name)
-    return path
 
 
 def local_time_parts(stream: LiveStreamSession) -> list[re.Pattern[str]]:
@@ -71,13 +57,12 @@ def nav_balance(page: Page) -> int:
 
 
 def test_browse_sign_in_enroll_and_see_it_on_me(
-    live_server: LiveServer,
+    base: str,
     page: Page,
     classes: list[LiveStreamSession],
     make_user: Callable[..., User],
-    tmp_path: Path,
+    shoot: Callable[[Page, str], Path],
 ) -> None:
-    base = live_server.url
     make_user("dancer@example.test", tokens=10)
     cardio, latin = classes
 
@@ -100,7 +85,7 @@ def test_browse_sign_in_enroll_and_see_it_on_me(
         expect(when).not_to_have_text(re.compile("UTC"))
         for part in local_time_parts(stream):
             expect(when).to_contain_text(part)
-    schedule_png = shoot(page, tmp_path, "01-streams")
+    schedule_png = shoot(page, "01-streams")
 
     # The stream page: the enroll button is a sign-in prompt that opens the modal.
     cards.nth(0).get_by_role("link").click()
@@ -108,7 +93,7 @@ def test_browse_sign_in_enroll_and_see_it_on_me(
     expect(page.get_by_role("heading", level=1)).to_have_text(cardio.title)
     for part in local_time_parts(cardio):
         expect(page.locator("article time[data-local]")).to_contain_text(part)
-    stream_png = shoot(page, tmp_path, "02-stream-anonymous")
+    stream_png = shoot(page, "02-stream-anonymous")
     assert schedule_png.stat().st_size > 0 and stream_png.stat().st_size > 0
 
     dialog = page.locator("dialog#signin")
@@ -118,7 +103,7 @@ def test_browse_sign_in_enroll_and_see_it_on_me(
     expect(page).to_have_url(f"{base}/streams/{cardio.pk}")  # the modal, not the login page
     email = dialog.get_by_label("Email")
     expect(email).to_be_focused()
-    shoot(page, tmp_path, "03-signin-dialog")
+    shoot(page, "03-signin-dialog")
 
     # Sign in from the modal: back on the same stream page, signed in, balance in the nav.
     email.fill("dancer@example.test")
@@ -128,7 +113,7 @@ def test_browse_sign_in_enroll_and_see_it_on_me(
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     expect(page.get_by_test_id("nav-balance")).to_have_text("10 tokens")
     before = nav_balance(page)
-    shoot(page, tmp_path, "04-stream-signed-in")
+    shoot(page, "04-stream-signed-in")
 
     # Enroll: the nav balance drops by the price and the page says so.
     page.get_by_role("button", name="Enroll for 2 tokens", exact=True).click()
@@ -137,7 +122,7 @@ def test_browse_sign_in_enroll_and_see_it_on_me(
     expect(page.get_by_test_id("enrolled")).to_have_text("You're enrolled.")
     expect(page.get_by_test_id("nav-balance")).to_have_text("8 tokens")
     assert nav_balance(page) == before - cardio.price_tokens
-    shoot(page, tmp_path, "05-stream-enrolled")
+    shoot(page, "05-stream-enrolled")
 
     # /me lists the enrollment, and its wallet balance matches the nav.
     page.get_by_role("link", name="My classes").click()
@@ -147,17 +132,16 @@ def test_browse_sign_in_enroll_and_see_it_on_me(
     expect(enrollments).not_to_contain_text(latin.title)
     expect(page.get_by_test_id("balance")).to_have_text("8")
     assert nav_balance(page) == 8
-    shoot(page, tmp_path, "06-me")
+    shoot(page, "06-me")
 
 
 def test_enroll_without_javascript(
-    live_server: LiveServer,
+    base: str,
     make_context: Callable[..., BrowserContext],
     classes: list[LiveStreamSession],
     make_user: Callable[..., User],
-    tmp_path: Path,
+    shoot: Callable[[Page, str], Path],
 ) -> None:
-    base = live_server.url
     make_user("nojs@example.test", tokens=5)
     latin = classes[1]
     page = make_context(java_script_enabled=False, timezone_id="America/New_York").new_page()
@@ -175,7 +159,7 @@ def test_enroll_without_javascript(
     form = page.locator("main form")
     form.get_by_label("Email").fill("nojs@example.test")
     form.get_by_label("Password").fill(PASSWORD)
-    shoot(page, tmp_path, "11-login-page-nojs")
+    shoot(page, "11-login-page-nojs")
     form.get_by_role("button", name=re.compile(r"^sign in$", re.IGNORECASE)).click()
 
     expect(page).to_have_url(f"{base}/streams/{latin.pk}")
@@ -183,7 +167,7 @@ def test_enroll_without_javascript(
     page.get_by_role("button", name="Enroll for 3 tokens", exact=True).click()
     expect(page.get_by_test_id("enrolled")).to_have_text("You're enrolled.")
     expect(page.get_by_test_id("nav-balance")).to_have_text("2 tokens")
-    shoot(page, tmp_path, "12-stream-enrolled-nojs")
+    shoot(page, "12-stream-enrolled-nojs")
 
     page.goto(f"{base}/me")
     expect(

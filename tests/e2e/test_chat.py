@@ -9,17 +9,15 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from playwright.sync_api import BrowserContext, expect
+from playwright.sync_api import expect
 
-from liveclass.accounts.models import User
-from liveclass.streams import services as streams
-from liveclass.streams.models import LiveStreamSession
 from tests.asgi_server import asgi_web
-from tests.e2e.test_broadcast_watch import signed_in
+from tests.e2e.browser import Classroom
 
 
 @pytest.fixture
-def asgi_base(tmp_path: Path) -> Iterator[str]:
+def base(tmp_path: Path) -> Iterator[str]:
+    """Here the pages come from the ASGI app under uvicorn (the chat is a websocket)."""
     call_command("collectstatic", "--no-input", verbosity=0)  # the ASGI app serves STATIC_ROOT
     with asgi_web(tmp_path / "web.log") as base:
         yield base
@@ -27,21 +25,17 @@ def asgi_base(tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.django_db(transaction=True)
 def test_members_chat_live_and_the_instructor_moderates(
-    asgi_base: str,
-    make_context: Callable[..., BrowserContext],
-    instructor: User,
-    make_user: Callable[..., User],
-    make_stream: Callable[..., LiveStreamSession],
+    base: str,
+    open_class: Callable[..., Classroom],
 ) -> None:
-    stream = make_stream(title="Chatty Cha-cha", price=1)
-    ann = make_user("ann@example.test", tokens=1)
-    streams.enroll(ann, stream.pk)
+    room = open_class(title="Chatty Cha-cha", price=1, viewer="ann@example.test", tokens=1)
+    stream, instructor = room.stream, room.instructor
 
-    fan = signed_in(make_context, asgi_base, ann).new_page()
-    fan.goto(f"{asgi_base}/streams/{stream.pk}/watch")
+    fan = room.watcher()
+    fan.goto(f"{base}/streams/{stream.pk}/watch")
     # The instructor chats from the browser studio, beside the camera preview.
-    coach = signed_in(make_context, asgi_base, instructor).new_page()
-    coach.goto(f"{asgi_base}/instructor/streams/{stream.pk}/broadcast")
+    coach = room.studio()
+    coach.goto(f"{base}/instructor/streams/{stream.pk}/broadcast")
     for page in (fan, coach):
         expect(page.get_by_test_id("chat")).to_have_attribute("data-connected", "1")
 

@@ -20,27 +20,24 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Page, Request, expect
+from playwright.sync_api import Page, Request, expect
 from pytest_django.live_server_helper import LiveServer
 
 from liveclass import clock
-from liveclass.accounts.models import User
 from liveclass.config import web_config
-from liveclass.mediabackends.embedded import EmbeddedBackend
+from liveclass.mediabackends.base import MediaBackend
 from liveclass.replays.models import Recording
-from liveclass.streams import services as streams
 from liveclass.streams.models import LiveStreamSession
-from tests.e2e.test_broadcast_watch import MEDIA_TIMEOUT_MS, signed_in, start_broadcast
-from tests.e2e.test_browse_and_enroll import shoot
-from tests.media.support import KEY, LOOPBACK_CONFIG, MediaServer, running_server
+from tests.e2e.browser import MEDIA_TIMEOUT_MS, Classroom, start_broadcast
+from tests.media.support import LOOPBACK_CONFIG, MediaServer, running_server
 
 SEGMENT_SECONDS = 2.0
 READY_TIMEOUT = 30.0  # End Stream → finalize → webhook → Recording row
 
 
 @pytest.fixture(scope="module")
-def recording_server(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
-    """The media server as `make run` starts it: recording on, events to the web app."""
+def media_server(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
+    """Here the media server runs as `make run` starts it: recording on, events to the web app."""
     config = LOOPBACK_CONFIG.with_(
         recording_enabled=True, recordings_dir=tmp_path_factory.mktemp("recordings"),
         recording_segment_seconds=SEGMENT_SECONDS, recording_grace_seconds=2.0,
@@ -48,16 +45,6 @@ def recording_server(live_server: LiveServer, tmp_path_factory: pytest.TempPathF
     )
     with running_server(config, use_config_sink=True) as server:
         yield server
-
-
-@pytest.fixture
-def backend(recording_server: MediaServer, monkeypatch: pytest.MonkeyPatch) -> EmbeddedBackend:
-    embedded = EmbeddedBackend(public_url=recording_server.url, internal_url=recording_server.url,
-                               signing_key=KEY, play_ttl=120, publish_ttl=3600)
-    for module in ("liveclass.streams.services", "liveclass.api.routes", "liveclass.pages.views",
-                   "liveclass.replays.services"):
-        monkeypatch.setattr(f"{module}.get_backend", lambda: embedded)
-    return embedded
 
 
 def poll(predicate: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
@@ -120,27 +107,20 @@ def tampered(url: str) -> str:
 
 @pytest.mark.django_db(transaction=True)
 def test_broadcast_is_recorded_and_the_hls_player_plays_the_replay(
-    live_server: LiveServer,
-    make_context: Callable[..., BrowserContext],
-    instructor: User,
-    make_user: Callable[..., User],
-    make_stream: Callable[..., LiveStreamSession],
-    backend: EmbeddedBackend,
-    recording_server: MediaServer,
-    tmp_path: Path,
+    base: str,
+    open_class: Callable[..., Classroom],
+    backend: MediaBackend,
+    media_server: MediaServer,
+    shoot: Callable[[Page, str], Path],
 ) -> None:
-    base = live_server.url
-    stream = make_stream(title="Replay Rumba", price=2, starts_in=timedelta(minutes=10))
-    viewer = make_user(tokens=5)
-    streams.enroll(viewer, stream.pk)
-
-    studio = signed_in(make_context, base, instructor).new_page()
-    studio.on("dialog", lambda dialog: dialog.accept())  # "End this class for everyone?"
-    recording = broadcast_record_and_end(studio, base, stream, recording_server, segments=3)
+    room = open_class(title="Replay Rumba", price=2, starts_in=timedelta(minutes=10), tokens=5)
+    stream = room.stream
+    studio = room.studio()  # accepts "End this class for everyone?"
+    recording = broadcast_record_and_end(studio, base, stream, media_server, segments=3)
     assert recording.duration_seconds >= 4.0, recording.duration_seconds
 
     # The enrolled viewer gets the replay: hls.js, never the WHEP player.
-    watcher = signed_in(make_context, base, viewer).new_page()
+    watcher = room.watcher()
     requests = media_requests(watcher)
     response = watcher.goto(f"{base}/streams/{stream.pk}/watch")
     assert response is not None and response.status == 200
@@ -149,7 +129,7 @@ def test_broadcast_is_recorded_and_the_hls_player_plays_the_replay(
     expect(watcher.get_by_test_id("live-video")).to_have_count(0)
     expect(watcher.get_by_test_id("live-panel")).to_have_count(0)
     src = panel.get_attribute("data-src") or ""
-    assert src.startswith(f"{recording_server.url}/recordings/{recording.recording_id}/index.m3u8?token="), src
+    assert src.startswith(f"{media_server.url}/recordings/{recording.recording_id}/index.m3u8?token="), src
 
     video = watcher.get_by_test_id("replay-video")
     video.evaluate("v => { v.muted = true; return v.play(); }")
@@ -166,7 +146,7 @@ def test_broadcast_is_recorded_and_the_hls_player_plays_the_replay(
     played = video.evaluate("v => ({t: v.currentTime, w: v.videoWidth, h: v.videoHeight, d: v.duration})")
     assert played["w"] > 0 and played["h"] > 0, played
     assert played["d"] == pytest.approx(recording.duration_seconds, abs=1.5), (played, recording.duration_seconds)
-    shoot(watcher, tmp_path, "51-watch-replay")
+    shoot(watcher, "51-watch-replay")
 
     # Every media request went to the recording, signed: the playlist and each segment.
     assert not [u for u in requests if "/whep/" in u], requests
@@ -180,25 +160,19 @@ def test_broadcast_is_recorded_and_the_hls_player_plays_the_replay(
 
 @pytest.mark.django_db(transaction=True)
 def test_replay_is_refused_after_the_replay_window(
-    live_server: LiveServer,
-    make_context: Callable[..., BrowserContext],
-    instructor: User,
-    make_user: Callable[..., User],
-    make_stream: Callable[..., LiveStreamSession],
-    backend: EmbeddedBackend,
-    recording_server: MediaServer,
-    tmp_path: Path,
+    base: str,
+    open_class: Callable[..., Classroom],
+    backend: MediaBackend,
+    media_server: MediaServer,
+    shoot: Callable[[Page, str], Path],
 ) -> None:
     assert web_config().REPLAY_DAYS == 7
-    base = live_server.url
-    stream = make_stream(title="Replay Reggaeton", price=2, starts_in=timedelta(minutes=10))
-    viewer = make_user(tokens=5)
-    streams.enroll(viewer, stream.pk)
-    studio = signed_in(make_context, base, instructor).new_page()
-    studio.on("dialog", lambda dialog: dialog.accept())
-    recording = broadcast_record_and_end(studio, base, stream, recording_server, segments=1)
+    room = open_class(title="Replay Reggaeton", price=2, starts_in=timedelta(minutes=10), tokens=5)
+    stream = room.stream
+    studio = room.studio()
+    recording = broadcast_record_and_end(studio, base, stream, media_server, segments=1)
 
-    watcher = signed_in(make_context, base, viewer).new_page()
+    watcher = room.watcher()
     playback_api = f"{base}/api/streams/{stream.pk}/playback"
 
     # Inside the window: the API hands out the signed playlist URL, and it works.
@@ -230,7 +204,7 @@ def test_replay_is_refused_after_the_replay_window(
     expect(watcher.get_by_test_id("replay-reason")).to_contain_text("7 days")
     expect(watcher.get_by_test_id("replay-panel")).to_have_count(0)
     expect(watcher.locator("video")).to_have_count(0)
-    shoot(watcher, tmp_path, "52-watch-replay-expired")
+    shoot(watcher, "52-watch-replay-expired")
     assert requests == [], requests
     assert api.status == 403, api.text()
     problem = api.json()

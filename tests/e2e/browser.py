@@ -1,0 +1,76 @@
+"""What the browser tests (and bench/glass_to_glass.py) share: Chromium, its flags, timeouts,
+and the steps several tests take on the pages.
+
+Chromium comes from Debian (`/usr/bin/chromium`); the Playwright browser downloads are
+never used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+if TYPE_CHECKING:  # bench/glass_to_glass.py imports this module without setting up Django
+    from liveclass.accounts.models import User
+    from liveclass.streams.models import LiveStreamSession
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+]
+TIMEOUT_MS = 10_000
+MEDIA_TIMEOUT_MS = 25_000  # ICE + DTLS + the first keyframe, on a loaded CI machine
+
+
+def new_context(browser: Browser, **options: object) -> BrowserContext:
+    """A fresh, isolated browser profile (cookies, storage) with bounded timeouts."""
+    defaults: dict[str, object] = {"locale": "en-US", "viewport": {"width": 1280, "height": 800}}
+    context = browser.new_context(**{**defaults, **options})  # type: ignore[arg-type]
+    context.set_default_timeout(TIMEOUT_MS)
+    context.set_default_navigation_timeout(TIMEOUT_MS)
+    return context
+
+
+def start_broadcast(page: Page, base: str, stream: LiveStreamSession) -> None:
+    """Open the broadcast page, wait for the (fake) camera, start, wait until connected."""
+    page.goto(f"{base}/instructor/streams/{stream.pk}/broadcast")
+    start = page.get_by_role("button", name="Start Broadcast")
+    expect(start).to_be_enabled()  # camera preview opened (fake device)
+    expect(page.get_by_test_id("camera-select").locator("option")).not_to_have_count(0)
+    start.click()
+    expect(page.get_by_test_id("live-indicator")).to_be_visible(timeout=MEDIA_TIMEOUT_MS)
+    expect(page.get_by_test_id("connection-state")).to_have_text("Connected")
+    expect(page.get_by_role("button", name="Stop Broadcast")).to_be_visible()
+
+
+@dataclass
+class Classroom:
+    """A scheduled class with one enrolled viewer; `studio()` and `watcher()` open signed-in
+    pages for its instructor and its viewer (each in its own browser context)."""
+
+    stream: LiveStreamSession
+    instructor: User
+    viewer: User
+    sign_in: Callable[..., BrowserContext]
+
+    def studio(self, **options: Any) -> Page:
+        page = self.sign_in(self.instructor, **options).new_page()
+        page.on("dialog", lambda dialog: dialog.accept())  # "End this class for everyone?"
+        return page
+
+    def watcher(self, **options: Any) -> Page:
+        return self.sign_in(self.viewer, **options).new_page()
