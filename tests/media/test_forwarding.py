@@ -11,18 +11,11 @@ import pytest
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket, unwrap_rtx
 
-from liveclass.media.forwarding import (
-    ABS_SEND_TIME_URI,
-    MID_URI,
-    InputForwarder,
-    KeyframeRequester,
-    Metrics,
-    SourceTrack,
-    ViewerStream,
-    build_extensions,
-    is_keyframe_start,
-    parse_extensions,
-)
+from liveclass.media.codecs import is_keyframe_start
+from liveclass.media.forwarding import InputForwarder, SourceTrack, ViewerStream
+from liveclass.media.keyframes import KeyframeRequester
+from liveclass.media.metrics import Metrics
+from liveclass.media.rtp import ABS_SEND_TIME_URI, MID_URI, build_extensions, parse_extensions
 
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 TOFFSET_URI = "urn:ietf:params:rtp-hdrext:toffset"
@@ -167,15 +160,13 @@ def test_nack_is_answered_from_history_with_rtx_and_viewer_header() -> None:
     cap = Capture()
     v = viewer(cap)
     f.add_viewer("video", v)
-    dropped: list[int] = []
+    calls: list[bytes] = []
 
-    def drop_second(seq: int) -> bool:  # lose exactly the second packet on this leg
-        if len(cap.sent) == 1 and not dropped:
-            dropped.append(seq)
-            return True
-        return False
+    def lose_second(data: bytes) -> bool:  # lose exactly the second packet on this leg
+        calls.append(data)
+        return len(calls) != 2 and cap(data)
 
-    v.drop = drop_second
+    v.send = lose_second
     for i, payload in enumerate([VP8_KEY, VP8_CONT, VP8_DELTA]):
         f.on_rtp(packet(200 + i, 90, payload))
     assert v.dropped == 1 and len(cap.sent) == 2

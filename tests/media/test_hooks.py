@@ -19,7 +19,8 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket
 
-from liveclass.media.forwarding import InputForwarder, Metrics, SourceTrack
+from liveclass.media.forwarding import InputForwarder, SourceTrack
+from liveclass.media.metrics import Metrics
 from liveclass.media.peers import (
     HOOKS,
     IdleTrack,

@@ -217,9 +217,13 @@ def test_loss_on_one_viewer_leg_is_repaired_by_nack(media_server: MediaServer) -
             await viewer.start()
         await lossy.wait_frames(5, 15)
         rng = random.Random(7)
-        dropper = lambda seq: rng.random() < 0.10  # noqa: E731 - 10% loss on this leg only
         video = [s for kind, _sender, s in viewer_streams(media_server, lossy) if kind == "video"]
-        video[0].drop = dropper
+        send = video[0].send
+
+        def lossy_send(data: bytes) -> bool:  # 10% loss on this leg only
+            return rng.random() >= 0.10 and send(data)
+
+        video[0].send = lossy_send
         nacks, resent = metrics.nacks_received, metrics.nack_retransmits
         before = lossy.frames
         await asyncio.gather(lossy.wait_frames(before + 60, 15), *(v.wait_frames(v.frames + 60, 15) for v in clean))

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from liveclass.media import hls
+from liveclass.media import hls, metrics
 from liveclass.media.inputs import InputEnded, NotLive, Overloaded, Registry, Session, new_etag
 from liveclass.media.peers import OfferError, parse_offer
 from liveclass.media.tokens import Claims, Role, TokenError, WrongRole, verify_token
@@ -402,43 +402,6 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 def render_metrics(registry: Registry) -> str:
-    m = registry.metrics
-    live = sum(1 for i in registry.inputs.values() if i.publisher is not None)
-    viewers = sum(len(i.viewers) for i in registry.inputs.values())
-    lines = [
-        "# HELP liveclass_media_live_inputs Inputs with a publisher.",
-        "# TYPE liveclass_media_live_inputs gauge",
-        f"liveclass_media_live_inputs {live}",
-        "# HELP liveclass_media_viewers WHEP sessions.",
-        "# TYPE liveclass_media_viewers gauge",
-        f"liveclass_media_viewers {viewers}",
-        "# HELP liveclass_media_sessions WHIP and WHEP sessions.",
-        "# TYPE liveclass_media_sessions gauge",
-        f"liveclass_media_sessions {len(registry.sessions)}",
-    ]
-    counters = {
-        "packets_received": (m.packets_in, "RTP packets received from publishers."),
-        "packets_forwarded": (m.packets_forwarded, "RTP packets sent to viewers."),
-        "bytes_forwarded": (m.bytes_forwarded, "RTP bytes (before SRTP) sent to viewers."),
-        "packets_dropped": (m.packets_dropped, "Packets dropped for one viewer (backpressure, not ready)."),
-        "nacks_received": (m.nacks_received, "NACK packets received from viewers."),
-        "nack_retransmits": (m.nack_retransmits, "Packets retransmitted from history."),
-        "plis_from_viewers": (m.plis_from_viewers, "PLI/FIR received from viewers."),
-        "plis_sent": (m.plis_to_publishers, "PLI sent to publishers."),
-        "hook_errors": (m.hook_errors, "Exceptions caught in aiortc hooks."),
-    }
-    for name, (value, help_text) in counters.items():
-        lines += [f"# HELP liveclass_media_{name}_total {help_text}",
-                  f"# TYPE liveclass_media_{name}_total counter",
-                  f"liveclass_media_{name}_total {value}"]
-    h = m.latency
-    lines += ["# HELP liveclass_media_forward_seconds Time to forward one publisher packet to every viewer.",
-              "# TYPE liveclass_media_forward_seconds histogram"]
-    cumulative = 0
-    for bound, count in zip(h.buckets, h.counts, strict=False):
-        cumulative += count
-        lines.append(f'liveclass_media_forward_seconds_bucket{{le="{bound}"}} {cumulative}')
-    lines.append(f'liveclass_media_forward_seconds_bucket{{le="+Inf"}} {h.count}')
-    lines.append(f"liveclass_media_forward_seconds_sum {h.sum:.6f}")
-    lines.append(f"liveclass_media_forward_seconds_count {h.count}")
-    return "\n".join(lines) + "\n"
+    inputs = registry.inputs.values()
+    return metrics.render(registry.metrics, live_inputs=sum(1 for i in inputs if i.publisher is not None),
+                          viewers=sum(len(i.viewers) for i in inputs), sessions=len(registry.sessions))

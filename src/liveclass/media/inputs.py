@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from liveclass.media.events import CONNECTED, DISCONNECTED, EventSink
-from liveclass.media.forwarding import InputForwarder, Metrics
+from liveclass.media.forwarding import InputForwarder
+from liveclass.media.metrics import Metrics
 from liveclass.media.peers import Offer, OfferError, Peer, PublisherPeer, ViewerPeer
 
 if TYPE_CHECKING:

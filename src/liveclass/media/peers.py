@@ -64,7 +64,8 @@ from aiortc.sdp import (
 )
 from OpenSSL import SSL
 
-from liveclass.media.forwarding import NTP_EPOCH_OFFSET, InputForwarder, SourceTrack, ViewerStream
+from liveclass.media.forwarding import InputForwarder, SourceTrack, ViewerStream
+from liveclass.media.rtp import NTP_EPOCH_OFFSET
 
 log = logging.getLogger(__name__)
 

@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING, Any
 import av
 
 from liveclass.media import hls
+from liveclass.media.codecs import h264_access_unit, vp8_frame
 from liveclass.media.events import RECORDING_READY, EventSink
-from liveclass.media.forwarding import vp8_descriptor_length
 
 if TYPE_CHECKING:
     from liveclass.media.forwarding import InputForwarder, SourceTrack
@@ -122,53 +122,6 @@ class FrameAssembler:
             self.arrivals.pop(ts, None)
             self.next_seq = end + 1
         return out
-
-
-def h264_access_unit(payloads: list[bytes]) -> list[bytes]:
-    """NAL units of one frame from its RTP payloads (packetization-mode 0 and 1)."""
-    nals: list[bytes] = []
-    fu: bytearray | None = None
-    for p in payloads:
-        if not p:
-            continue
-        kind = p[0] & 0x1F
-        if 1 <= kind <= 23:
-            nals.append(p)
-        elif kind == 24:  # STAP-A
-            i = 1
-            while i + 2 <= len(p):
-                size = (p[i] << 8) | p[i + 1]
-                if size and i + 2 + size <= len(p):
-                    nals.append(p[i + 2 : i + 2 + size])
-                i += 2 + size
-        elif kind == 28 and len(p) > 2:  # FU-A
-            header = p[1]
-            if header & 0x80:
-                fu = bytearray(((p[0] & 0xE0) | (header & 0x1F),))
-                fu += p[2:]
-            elif fu is not None:
-                fu += p[2:]
-            if header & 0x40 and fu is not None:
-                nals.append(bytes(fu))
-                fu = None
-    return nals
-
-
-def vp8_frame(payloads: list[bytes]) -> bytes | None:
-    """The VP8 frame carried by these RTP payloads (RFC 7741 descriptors removed)."""
-    parts = []
-    for n, p in enumerate(payloads):
-        if not p:
-            return None
-        b0 = p[0]
-        i = vp8_descriptor_length(p)
-        if i is None:
-            return None
-        if n == 0 and (not b0 & 0x10 or b0 & 0x07):
-            return None  # does not start a frame (first packet lost)
-        parts.append(p[i:])
-    frame = b"".join(parts)
-    return frame or None
 
 
 class RtpClock:
