@@ -7,7 +7,7 @@ What it does, all on 127.0.0.1:
 
 1. pre-encodes `--clip` seconds of 1280x720 30 fps H.264 (constrained baseline, ~2.5 Mbit/s,
    GOP 30, no B-frames) with the bundled FFmpeg, once, into a temporary Annex-B file;
-2. starts the media server (`python -m liveclass.media.server`) as a child process and
+2. starts the media server (`python -m liveclass.media`) as a child process and
    keeps its PID to measure its CPU time from /proc and to stop it;
 3. publishes over WHIP with an aiortc peer whose track *replays the pre-encoded access
    units* (no encoder in the loop); a PLI from the server makes the replay jump to the
@@ -55,87 +55,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fractions
 import itertools
 import json
 import os
-import queue
-import signal
-import socket
 import statistics
 import struct
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import av
 import httpx
-import imageio_ffmpeg
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from liveclass.media.tokens import sign_token  # noqa: E402
-
-KEY = "bench-media-signing-key-0123456789abcdef"
-CLOCK = (sys.platform == "linux" and os.sysconf("SC_CLK_TCK")) or 100
-
+from harness import MEDIA_KEY, processes, replay
+from harness.cpu import CpuMeter, cpu_seconds
 
 # --- publisher ------------------------------------------------------------------------------
-
-
-def encode_clip(seconds: int, bitrate: str) -> list[tuple[bytes, bool]]:
-    path = Path(tempfile.mkdtemp(prefix="sfu-bench-")) / "clip.h264"
-    subprocess.run([
-        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi",
-        "-i", f"testsrc2=size=1280x720:rate=30:duration={seconds}", "-c:v", "libx264", "-profile:v", "baseline",
-        "-tune", "zerolatency", "-bf", "0", "-g", "30", "-b:v", bitrate, "-maxrate", bitrate, "-bufsize", bitrate,
-        "-f", "h264", str(path)], check=True)
-    units = []
-    with av.open(str(path), format="h264") as container:
-        for packet in container.demux(video=0):
-            if packet.size:
-                units.append((bytes(packet), bool(packet.is_keyframe)))
-    path.unlink()
-    path.parent.rmdir()
-    return units
-
-
-class ReplayTrack(MediaStreamTrack):
-    kind = "video"
-
-    def __init__(self, units: list[tuple[bytes, bool]]) -> None:
-        super().__init__()
-        self.units = units
-        self.index = 0
-        self.count = 0
-        self.start = 0.0
-        self.want_keyframe = False
-        self.last_size = 0  # bytes of the access unit recv() returned last (the pacer's frame budget)
-
-    async def recv(self) -> av.Packet:
-        if not self.start:
-            self.start = time.monotonic()
-        due = self.start + self.count / 30
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
-        if self.want_keyframe:
-            self.want_keyframe = False
-            while not self.units[self.index][1]:
-                self.index = (self.index + 1) % len(self.units)
-        data, _key = self.units[self.index]
-        self.last_size = len(data)
-        self.index = (self.index + 1) % len(self.units)
-        packet = av.Packet(data)
-        packet.pts = self.count * 3000
-        packet.time_base = fractions.Fraction(1, 90000)
-        self.count += 1
-        return packet
 
 
 def payload_of(data: bytes) -> bytes:
@@ -179,7 +115,7 @@ class Pacer:
     is (aiortc packetizes a frame at once and then sends it), an RTX packet when it is sent.
     """
 
-    def __init__(self, rate_bps: float, frame_interval: float, media_ssrc: int, track: ReplayTrack) -> None:
+    def __init__(self, rate_bps: float, frame_interval: float, media_ssrc: int, track: replay.ReplayTrack) -> None:
         self.rate = rate_bps / 8  # bytes per second
         self.interval = frame_interval
         self.ssrc = media_ssrc
@@ -220,11 +156,8 @@ class Pacer:
 
 
 def prefer_h264(pc: RTCPeerConnection) -> None:
-    caps = RTCRtpSender.getCapabilities("video").codecs
-    chosen = [c for c in caps if c.mimeType == "video/H264" and c.parameters.get("profile-level-id") == "42e01f"]
-    rtx = [c for c in caps if c.mimeType == "video/rtx"]
     for t in pc.getTransceivers():
-        t.setCodecPreferences(chosen + rtx)
+        t.setCodecPreferences(replay.codecs("video/H264", **{"profile-level-id": "42e01f"}))
 
 
 async def post(client: httpx.AsyncClient, url: str, sdp: str, token: str) -> httpx.Response:
@@ -232,35 +165,12 @@ async def post(client: httpx.AsyncClient, url: str, sdp: str, token: str) -> htt
                                                         "Authorization": f"Bearer {token}"})
 
 
-async def wait_connected(pc: RTCPeerConnection, timeout: float) -> None:
-    done = asyncio.Event()
-
-    @pc.on("connectionstatechange")
-    def changed() -> None:
-        if pc.connectionState in ("connected", "failed", "closed"):
-            done.set()
-
-    if pc.connectionState != "connected":
-        await asyncio.wait_for(done.wait(), timeout)
-    if pc.connectionState != "connected":
-        raise RuntimeError(f"peer connection {pc.connectionState}")
-
-
 async def start_publisher(client: httpx.AsyncClient, base: str, input_id: str,
                           units: list[tuple[bytes, bool]], log: SendLog,
                           pacing_bps: float | None) -> tuple[RTCPeerConnection, Pacer | None]:
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    track = ReplayTrack(units)
-    sender = pc.addTrack(track)
+    track = replay.ReplayTrack("video", units)
+    pc, (sender,) = replay.publisher([track], replay.codecs("video/H264", **{"profile-level-id": "42e01f"}))
     pacer = None if pacing_bps is None else Pacer(pacing_bps, 1 / 30, sender._ssrc, track)
-    prefer_h264(pc)
-    original_keyframe = sender._send_keyframe
-
-    def on_keyframe_request() -> None:
-        track.want_keyframe = True
-        original_keyframe()
-
-    sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
     dtls = sender.transport
     original_send = dtls._send_rtp
 
@@ -273,12 +183,7 @@ async def start_publisher(client: httpx.AsyncClient, base: str, input_id: str,
         await original_send(data)
 
     dtls._send_rtp = send_rtp  # type: ignore[method-assign]
-    await pc.setLocalDescription(await pc.createOffer())
-    r = await post(client, f"{base}/whip/{input_id}", pc.localDescription.sdp,
-                   sign_token(KEY, sub=input_id, role="publish", ttl=3600))
-    r.raise_for_status()
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
-    await wait_connected(pc, 15)
+    await replay.whip_connect(client, base, input_id, pc, timeout=15)
     return pc, pacer
 
 
@@ -334,13 +239,7 @@ async def start_viewer(client: httpx.AsyncClient, base: str, input_id: str, log:
             original(data, addr)
 
         protocol.datagram_received = datagram_received  # type: ignore[method-assign]
-    stats.posted = time.monotonic()
-    r = await post(client, f"{base}/whep/{input_id}", pc.localDescription.sdp,
-                   sign_token(KEY, sub=input_id, role="play", ttl=3600, uid="bench"))
-    r.raise_for_status()
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
-    await wait_connected(pc, 20)
-    return pc, r.headers.get("location", "")
+    return await whep_connect(client, base, input_id, pc, stats)
 
 
 async def start_sink(client: httpx.AsyncClient, base: str, input_id: str,
@@ -365,12 +264,18 @@ async def start_sink(client: httpx.AsyncClient, base: str, input_id: str,
             original(data, addr)
 
         protocol.datagram_received = datagram_received  # type: ignore[method-assign]
+    return await whep_connect(client, base, input_id, pc, stats)
+
+
+async def whep_connect(client: httpx.AsyncClient, base: str, input_id: str, pc: RTCPeerConnection,
+                       stats: ViewerStats) -> tuple[RTCPeerConnection, str]:
+    """Subscribe `pc` (offer made) over WHEP; join time counts from here. (pc, session URL path)."""
     stats.posted = time.monotonic()
     r = await post(client, f"{base}/whep/{input_id}", pc.localDescription.sdp,
-                   sign_token(KEY, sub=input_id, role="play", ttl=3600, uid="bench"))
+                   replay.token(input_id, "play", uid="bench"))
     r.raise_for_status()
     await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
-    await wait_connected(pc, 20)
+    await replay.wait_connected(pc, 20)
     return pc, r.headers.get("location", "")
 
 
@@ -380,7 +285,7 @@ async def close_viewers(client: httpx.AsyncClient, base: str, input_id: str,
         if location:
             with contextlib.suppress(httpx.HTTPError):
                 await client.delete(f"{base}{location}", headers={
-                    "Authorization": f"Bearer {sign_token(KEY, sub=input_id, role='play', ttl=60)}"})
+                    "Authorization": f"Bearer {replay.token(input_id, 'play', ttl=60)}"})
         await pc.close()
 
 
@@ -433,11 +338,6 @@ def seq_loss(seqs: set[int]) -> tuple[int, int]:
         ordered = ordered[i:] + [s + 0x10000 for s in ordered[:i]]
     expected = ordered[-1] - ordered[0] + 1
     return expected, expected - len(ordered)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK
 
 
 def pct(values: list[float], q: float) -> float:
@@ -501,8 +401,9 @@ async def run_phase(base: str, server_pid: int, kind: str, n: int, seconds: floa
                 joins += [j for j in json.loads(line)["joins"] if j is not None]
             await asyncio.sleep(settle)  # past the join transients (GOP burst / PLI keyframe, DTLS)
             pids = [os.getpid()] + ([sink.pid] if sink is not None else [])
-            ccpu0 = sum(cpu_seconds(p) for p in pids)
-            cpu0, t0 = cpu_seconds(server_pid), time.monotonic()
+            meter = CpuMeter(server=lambda: cpu_seconds(server_pid),
+                             client=lambda: sum(cpu_seconds(p) for p in pids))
+            before = meter.snapshot()
             if sink is not None:
                 sink.stdin.write(b"start\n")
                 await sink.stdin.drain()
@@ -518,8 +419,7 @@ async def run_phase(base: str, server_pid: int, kind: str, n: int, seconds: floa
             if sink is not None:
                 sink.stdin.write(b"stop\n")
                 await sink.stdin.drain()
-            cpu1, t1 = cpu_seconds(server_pid), time.monotonic()
-            ccpu1 = sum(cpu_seconds(p) for p in pids)
+            after = meter.snapshot()
             expected = lost = total_bytes = 0
             for s in stats:
                 e, lo = seq_loss(s.seqs)
@@ -540,14 +440,16 @@ async def run_phase(base: str, server_pid: int, kind: str, n: int, seconds: floa
         await publisher.close()
     latencies = [x for s in stats for x in s.latencies]
     app_latencies = [x for s in stats for x in s.app_latencies]
+    cpu = CpuMeter.percent(before, after)
+    window = after["wall"] - before["wall"]
     return Row(
-        server=kind, viewers=n, cpu=100 * (cpu1 - cpu0) / (t1 - t0),
+        server=kind, viewers=n, cpu=cpu["server"],
         loss=100 * lost / expected if expected else float("nan"),
         lat_p50=1000 * pct(latencies, 0.5), lat_p99=1000 * pct(latencies, 0.99),
         join_p50=1000 * statistics.median(joins) if joins else float("nan"),
         join_p99=1000 * pct(joins, 0.99) if joins else float("nan"),
-        mbps=total_bytes * 8 / (t1 - t0) / max(1, n) / 1e6,
-        client_cpu=100 * (ccpu1 - ccpu0) / (t1 - t0), probes=n_probes,
+        mbps=total_bytes * 8 / window / max(1, n) / 1e6,
+        client_cpu=cpu["client"], probes=n_probes,
         app_p99=1000 * pct(app_latencies, 0.99),
         **({} if pacer is None else {
             "pacer_p50": 1000 * pct(pacer.delays, 0.5), "pacer_p99": 1000 * pct(pacer.delays, 0.99),
@@ -556,36 +458,6 @@ async def run_phase(base: str, server_pid: int, kind: str, n: int, seconds: floa
 
 
 # --- servers --------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def server_process(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen([sys.executable, *args], env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stderr is not None
-    stream = proc.stderr
-    threading.Thread(target=lambda: list(map(lines.put, stream)), daemon=True).start()
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            if "Application startup complete" in line:
-                break
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def relay_server(port: int) -> None:
@@ -660,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(sink_client(base, input_id, int(count)))
         return 0
 
-    units = encode_clip(args.clip, args.bitrate)
+    units = replay.encode(args.clip, bitrate=args.bitrate)
     target = float(args.bitrate[:-1]) * {"k": 1e3, "m": 1e6}[args.bitrate[-1].lower()] \
         if args.bitrate[-1].lower() in "km" else float(args.bitrate)
     pacing_bps = None if args.no_pacing else args.pacing_factor * target
@@ -671,23 +543,23 @@ def main(argv: list[str] | None = None) -> int:
           f"{pacing_bps / 1e6:.2f} Mbit/s ({args.pacing_factor}x {target / 1e6:.2f}), a frame within 1/30 s"),
           flush=True)
     rows: list[Row] = []
-    common = {"MEDIA_ICE_ADDRESSES": "127.0.0.1", "MEDIA_SIGNING_KEY": KEY, "MEDIA_MAX_SESSIONS": "10000",
+    common = {"MEDIA_ICE_ADDRESSES": "127.0.0.1", "MEDIA_SIGNING_KEY": MEDIA_KEY, "MEDIA_MAX_SESSIONS": "10000",
               "MEDIA_RATE_LIMIT": "100000", "MEDIA_RATE_BURST": "100000"}
 
-    port = free_port()
-    with server_process(["-m", "liveclass.media.server", "--log-level", "info"],
-                        {**common, "MEDIA_PORT": str(port)}) as proc:
+    with processes.media_server(common, log_level="info") as (base, pid):
         for n in [int(x) for x in args.viewers.split(",") if x]:
-            row = asyncio.run(run_phase(f"http://127.0.0.1:{port}", proc.pid, "forward", n, args.seconds, units,
+            row = asyncio.run(run_phase(base, pid, "forward", n, args.seconds, units,
                                          args.probes, args.settle, pacing_bps))
             rows.append(row)
             print(row, flush=True)
-        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        metrics = httpx.get(f"{base}/metrics", timeout=5).text
     if args.relay_viewers:
-        port = free_port()
-        with server_process([__file__, "--relay-server", str(port)], common) as proc:
+        port = processes.free_port()
+        base = f"http://127.0.0.1:{port}"
+        with processes.serve([sys.executable, __file__, "--relay-server", str(port)], common,
+                             what="relay server", ready_url=f"{base}/healthz") as pid:
             for n in [int(x) for x in args.relay_viewers.split(",") if x]:
-                row = asyncio.run(run_phase(f"http://127.0.0.1:{port}", proc.pid, "relay", n, args.seconds, units,
+                row = asyncio.run(run_phase(base, pid, "relay", n, args.seconds, units,
                                              args.probes, args.settle, pacing_bps))
                 rows.append(row)
                 print(row, flush=True)
