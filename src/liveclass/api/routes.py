@@ -17,7 +17,7 @@ from ninja import NinjaAPI, Query, Router, Status
 
 from liveclass.accounts import services as accounts
 from liveclass.accounts.models import User
-from liveclass.api import problems, ratelimit
+from liveclass.api import problems
 from liveclass.api.auth import session_auth
 from liveclass.api.schemas import (
     CatalogVideoOut,
@@ -36,14 +36,15 @@ from liveclass.api.schemas import (
     StreamCreateIn,
     StreamOut,
     UnlockOut,
+    ViewersOut,
     WalletOut,
 )
 from liveclass.chat import services as chat_services
 from liveclass.config import web_config
-from liveclass.errors import NotInstructor
-from liveclass.mediabackends.registry import get_backend
+from liveclass.ratelimit import client_address
 from liveclass.replays import services as replays
 from liveclass.replays.models import Recording
+from liveclass.streams import selectors as stream_selectors
 from liveclass.streams import services as streams
 from liveclass.streams.models import Enrollment, LiveStreamSession, StreamStatus
 from liveclass.wallet import services as wallet
@@ -91,7 +92,7 @@ def stream_out(stream: LiveStreamSession) -> dict[str, Any]:
         "duration_minutes": stream.duration_minutes,
         "price_tokens": stream.price_tokens,
         "capacity": stream.capacity,
-        "seats_left": streams.seats_left(stream),
+        "seats_left": stream_selectors.seats_left(stream),
         "status": stream.status,
         "started_at": stream.started_at,
         "ended_at": stream.ended_at,
@@ -129,10 +130,10 @@ public = Router(tags=["streams"])
 @public.get("/streams", response={200: list[StreamOut], 422: Problem}, summary="Live and upcoming streams (anonymous)")
 def list_streams(request: HttpRequest, limit: int = Query(100, ge=1, le=500)) -> Any:
     # The same for everyone, and the most requested: served from a short cache.
-    key = streams.schedule_cache_key(limit)
+    key = stream_selectors.schedule_cache_key(limit)
     body = cache.get(key) if key else None
     if body is None:
-        body = json.dumps([stream_out(s) for s in streams.schedule(limit=limit)], cls=DjangoJSONEncoder)
+        body = json.dumps([stream_out(s) for s in stream_selectors.schedule(limit=limit)], cls=DjangoJSONEncoder)
         if key:
             cache.set(key, body, web_config().SCHEDULE_CACHE_SECONDS)
     return HttpResponse(body, content_type="application/json")
@@ -147,7 +148,7 @@ def _json(body: Any, status: int = 200) -> HttpResponse:
 
 @public.get("/streams/{stream_id}", response={200: StreamOut, **ERRORS}, summary="One stream")
 def get_stream(request: HttpRequest, stream_id: int) -> Any:
-    return stream_out(streams.get_stream(stream_id))
+    return stream_out(stream_selectors.get_stream(stream_id))
 
 
 @public.post(
@@ -167,7 +168,7 @@ def enroll(request: HttpRequest, stream_id: int) -> Any:
 )
 def playback(request: HttpRequest, stream_id: int) -> Any:
     user = _user(request)
-    stream = streams.get_stream(stream_id)
+    stream = stream_selectors.get_stream(stream_id)
     if stream.status == StreamStatus.ENDED:
         replay = replays.replay_playback(user, stream)
         return {"mode": "replay", "protocol": "hls", "hls_url": replay.url, "expires_in": replay.expires_in}
@@ -179,7 +180,7 @@ def playback(request: HttpRequest, stream_id: int) -> Any:
 @public.get("/enrollments", auth=session_auth, response={200: list[EnrollmentOut], **ERRORS},
             tags=["me"], summary="My enrollments")
 def my_enrollments(request: HttpRequest) -> Any:
-    return [enrollment_out(e) for e in streams.enrollments_of(_user(request))]
+    return [enrollment_out(e) for e in stream_selectors.enrollments_of(_user(request))]
 
 
 @public.get("/wallet", auth=session_auth, response={200: WalletOut, **ERRORS}, tags=["me"],
@@ -198,30 +199,21 @@ instructor = Router(tags=["instructor"])
 @instructor.post("/login", auth=session_auth, response={200: InstructorLoginOut, **ERRORS},
                  summary="Enter the instructor code to gain the instructor role")
 def instructor_login(request: HttpRequest, body: InstructorLoginIn) -> Any:
-    user = _user(request)
-    ratelimit.instructor_code_attempt(request, user.pk)
-    accounts.become_instructor(user, body.code)
+    accounts.become_instructor(_user(request), body.code, client_address=client_address(request))
     return {"is_instructor": True}
-
-
-def _instructor(request: HttpRequest) -> User:
-    user = _user(request)
-    if not user.is_instructor:
-        raise NotInstructor("Only instructors can do this; enter the instructor code first.")
-    return user
 
 
 @instructor.get("/streams", auth=session_auth, response={200: list[InstructorStreamOut], **ERRORS},
                 summary="My streams")
 def instructor_streams(request: HttpRequest) -> Any:
-    return [instructor_stream_out(s) for s in streams.instructor_streams(_instructor(request))]
+    return [instructor_stream_out(s) for s in stream_selectors.instructor_streams(_user(request))]
 
 
 @instructor.post("/streams/create", auth=session_auth, response={201: InstructorStreamOut, **ERRORS},
                  summary="Create a stream and its live input")
 def create_stream(request: HttpRequest, body: StreamCreateIn) -> Any:
     stream = streams.create_stream(
-        _instructor(request),
+        _user(request),
         streams.StreamDraft(
             title=body.title, description=body.description, scheduled_start=body.scheduled_start,
             duration_minutes=body.duration_minutes, price_tokens=body.price_tokens, capacity=body.capacity,
@@ -233,26 +225,33 @@ def create_stream(request: HttpRequest, body: StreamCreateIn) -> Any:
 @instructor.post("/streams/{stream_id}/start", auth=session_auth,
                  response={200: InstructorStreamOut, **ERRORS}, summary="Mark the stream live")
 def start_stream(request: HttpRequest, stream_id: int) -> Any:
-    return instructor_stream_out(streams.start_stream(_instructor(request), stream_id))
+    return instructor_stream_out(streams.start_stream(_user(request), stream_id))
 
 
 @instructor.post("/streams/{stream_id}/end", auth=session_auth,
                  response={200: InstructorStreamOut, **ERRORS}, summary="End the stream and its input")
 def end_stream(request: HttpRequest, stream_id: int) -> Any:
-    return instructor_stream_out(streams.end_stream(_instructor(request), stream_id))
+    return instructor_stream_out(streams.end_stream(_user(request), stream_id))
 
 
 @instructor.post("/streams/{stream_id}/cancel", auth=session_auth,
                  response={200: InstructorStreamOut, **ERRORS}, summary="Cancel and refund every enrollment")
 def cancel_stream(request: HttpRequest, stream_id: int) -> Any:
-    return instructor_stream_out(streams.cancel_stream(_instructor(request), stream_id))
+    return instructor_stream_out(streams.cancel_stream(_user(request), stream_id))
 
 
 @instructor.get("/streams/{stream_id}/publish", auth=session_auth, response={200: PublishOut, **ERRORS},
                 summary="WHIP URL and publish token (for the browser, OBS or FFmpeg)")
 def publish(request: HttpRequest, stream_id: int) -> Any:
-    stream = streams.publish_target(_instructor(request), stream_id)
-    return {"whip_url": stream.whip_url, "token": get_backend().publish_token(stream.input_id)}
+    target = streams.publish_target(_user(request), stream_id)
+    return {"whip_url": target.whip_url, "token": target.token}
+
+
+@instructor.get("/streams/{stream_id}/viewers", auth=session_auth, response={200: ViewersOut, **ERRORS},
+                summary="Live or not and the viewer count, as the media engine reports them (the broadcast page)")
+def viewers(request: HttpRequest, stream_id: int) -> Any:
+    state = stream_selectors.input_state(_user(request), stream_id)
+    return {"viewers": state.viewers, "live": state.live}
 
 
 # ---------------------------------------------------------------- media engine events

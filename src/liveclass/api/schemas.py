@@ -128,6 +128,14 @@ class PublishOut(Schema):
     token: str | None
 
 
+class ViewersOut(Schema):
+    """What the media engine says about the stream's input now; null when it does not report it
+    (Cloudflare's viewer count, an unreachable media server, an input of another backend)."""
+
+    viewers: int | None
+    live: bool | None
+
+
 class Problem(Schema):
     type: str
     title: str

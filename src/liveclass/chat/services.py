@@ -21,14 +21,13 @@ from liveclass.accounts.models import User
 from liveclass.chat.models import ChatMessage
 from liveclass.errors import ChatClosed, InvalidInput, NotEnrolled, NotFound, NotStreamOwner
 from liveclass.ratelimit import limit
-from liveclass.streams import services as streams
-from liveclass.streams.models import LiveStreamSession, StreamStatus
+from liveclass.streams import selectors as streams
+from liveclass.streams.models import LiveStreamSession
 
 MAX_LENGTH = 500
 HISTORY = 50
 # Enough for a lively class, not for a flood: per user and class.
 RATE_MESSAGES, RATE_WINDOW_SECONDS = 5, 10
-OPEN = (StreamStatus.SCHEDULED, StreamStatus.LIVE)
 
 
 def group_name(stream_id: int) -> str:
@@ -79,13 +78,19 @@ def recent(stream_id: int, limit_to: int = HISTORY) -> list[ChatMessage]:
     return list(reversed(latest))
 
 
+def is_open_to(user: User | Any, stream: LiveStreamSession) -> bool:
+    """Whether `user` may write to the class's chat now: a member or its instructor, while
+    the class is scheduled or live."""
+    return streams.is_open(stream) and streams.can_watch(user, stream)
+
+
 def can_moderate(user: User | Any, stream: LiveStreamSession) -> bool:
-    return isinstance(user, User) and (user.is_staff or stream.instructor_id == user.pk)
+    return isinstance(user, User) and (user.is_staff or streams.is_owner(user, stream))
 
 
 def post(user: User | Any, stream_id: int, body: Any) -> ChatMessage:
     stream = _readable(user, stream_id)
-    if stream.status not in OPEN:
+    if not streams.is_open(stream):
         raise ChatClosed("The chat is closed: this class is over.", stream_status=stream.status)
     text = clean_body(body)
     limit("chat", f"{user.pk}:{stream_id}", max_calls=RATE_MESSAGES, window_seconds=RATE_WINDOW_SECONDS)

@@ -27,7 +27,7 @@ from liveclass.mediabackends.base import MediaBackend
 from liveclass.mediabackends.registry import get_backend
 from liveclass.replays.models import CatalogUnlock, Recording
 from liveclass.streams.models import LiveStreamSession, StreamStatus
-from liveclass.streams.services import active_enrollment
+from liveclass.streams.selectors import active_enrollment, is_owner
 from liveclass.wallet import services as wallet
 from liveclass.wallet.models import EntryKind
 
@@ -97,7 +97,7 @@ def recording_of(stream: LiveStreamSession) -> Recording | None:
 
 
 def _is_staff_or_owner(user: User, stream: LiveStreamSession) -> bool:
-    return bool(user.is_staff) or stream.instructor_id == user.pk
+    return bool(user.is_staff) or is_owner(user, stream)
 
 
 def _signed(recording: Recording, user: User, current: ReplayState, backend: MediaBackend | None) -> ReplayPlayback:

@@ -1,4 +1,5 @@
-"""Stream lifecycle, enrollment and access decisions.
+"""Stream lifecycle, enrollment, playback and publish credentials (reads and access
+questions are in `selectors.py`).
 
 Locking order, everywhere: the stream row, then wallet rows (sorted by user id when
 more than one). Keeping one order is what makes concurrent enrollments and a
@@ -7,28 +8,25 @@ cancellation unable to deadlock each other on PostgreSQL.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Q
 from django.utils.dateparse import parse_datetime
 
 from liveclass import clock
 from liveclass.accounts.models import User
+from liveclass.accounts.services import require_instructor
+from liveclass.config import web_config
 from liveclass.errors import (
     IllegalTransition,
     InvalidInput,
     MediaBackendError,
     NotEnrolled,
     NotFound,
-    NotInstructor,
-    NotStreamOwner,
     StreamClosed,
     StreamFull,
     StreamNotLive,
@@ -41,13 +39,11 @@ from liveclass.streams.models import (
     LiveStreamSession,
     StreamStatus,
 )
+from liveclass.streams.selectors import PUBLIC_FIELDS, can_watch, is_open, owned_stream
 from liveclass.wallet import services as wallet
 from liveclass.wallet.models import EntryKind
 
 MAX_PRICE = 10_000
-# What anonymous listings need; the rest (URLs, input ids) stays out of the query.
-PUBLIC_FIELDS = ("id", "title", "description", "instructor_id", "scheduled_start", "duration_minutes",
-                 "price_tokens", "capacity", "status", "started_at", "ended_at")
 MAX_DURATION_MINUTES = 600
 MAX_CAPACITY = 100_000
 
@@ -63,6 +59,14 @@ class StreamDraft:
 
 
 @dataclass(frozen=True)
+class PublishTarget:
+    """Where and with what the instructor broadcasts (WHIP)."""
+
+    whip_url: str
+    token: str | None  # None when the URL itself carries the secret (Cloudflare)
+
+
+@dataclass(frozen=True)
 class LivePlayback:
     """What a viewer needs to play a live stream over WHEP."""
 
@@ -71,102 +75,7 @@ class LivePlayback:
     expires_in: int
 
 
-# ---------------------------------------------------------------- queries
-
-
-def get_stream(stream_id: int) -> LiveStreamSession:
-    try:
-        return LiveStreamSession.objects.select_related("instructor").get(pk=stream_id)
-    except (LiveStreamSession.DoesNotExist, ValueError, OverflowError) as exc:
-        raise NotFound(f"No stream with id {stream_id}.") from exc
-
-
-def with_seats_taken(qs: QuerySet[LiveStreamSession]) -> QuerySet[LiveStreamSession]:
-    # A correlated subquery counts seats only for the rows returned (after LIMIT); a
-    # JOIN + GROUP BY would count every stream's enrollments first (bench/enroll_load.py).
-    taken = (
-        Enrollment.objects.filter(stream=OuterRef("pk"), status=EnrollmentStatus.ACTIVE)
-        .order_by().values("stream").annotate(n=Count("id")).values("n")
-    )
-    return qs.annotate(seats_taken=Coalesce(Subquery(taken), 0))
-
-
-def schedule(limit: int = 200) -> list[LiveStreamSession]:
-    """Live now, then upcoming by start time: what anyone may browse."""
-    qs = (
-        LiveStreamSession.objects.filter(status__in=[StreamStatus.LIVE, StreamStatus.SCHEDULED])
-        .select_related("instructor")
-        .only(*PUBLIC_FIELDS, "instructor__email", "instructor__display_name")
-        .order_by("status", "scheduled_start", "id")  # "live" sorts before "scheduled"
-    )
-    return list(with_seats_taken(qs)[:limit])
-
-
-_SCHEDULE_VERSION_KEY = "schedule:version"
-
-
-def schedule_cache_key(limit: int) -> str | None:
-    """Cache key of the anonymous schedule's response, or None when caching is off.
-
-    The key carries a version that every stream change bumps (`schedule_changed`), so a
-    new, started or cancelled class shows at once; only seat counts may lag, by at most
-    SCHEDULE_CACHE_SECONDS.
-    """
-    from liveclass.config import web_config
-
-    if web_config().SCHEDULE_CACHE_SECONDS <= 0:
-        return None
-    return f"schedule:{cache.get(_SCHEDULE_VERSION_KEY, 0)}:{limit}"
-
-
-def schedule_changed(**_: Any) -> None:
-    cache.set(_SCHEDULE_VERSION_KEY, time.time_ns(), None)
-
-
-def instructor_streams(user: User) -> list[LiveStreamSession]:
-    return list(with_seats_taken(LiveStreamSession.objects.filter(instructor=user)).order_by("-scheduled_start"))
-
-
-def enrollments_of(user: User) -> list[Enrollment]:
-    return list(
-        Enrollment.objects.filter(user=user)
-        .select_related("stream", "stream__instructor")
-        .order_by("-enrolled_at", "-id")
-    )
-
-
-def active_enrollment(user: User, stream: LiveStreamSession) -> Enrollment | None:
-    if not user.is_authenticated:
-        return None
-    return Enrollment.objects.filter(user=user, stream=stream, status=EnrollmentStatus.ACTIVE).first()
-
-
-def seats_left(stream: LiveStreamSession) -> int | None:
-    if stream.capacity is None:
-        return None
-    taken = getattr(stream, "seats_taken", None)
-    if taken is None:
-        taken = stream.enrollments.filter(status=EnrollmentStatus.ACTIVE).count()
-    return max(stream.capacity - taken, 0)
-
-
 # ---------------------------------------------------------------- instructor actions
-
-
-def _require_instructor(user: User) -> None:
-    if not user.is_instructor:
-        raise NotInstructor("Only instructors can do this; enter the instructor code first.")
-
-
-def _owned(user: User, stream_id: int, *, lock: bool = False) -> LiveStreamSession:
-    qs = LiveStreamSession.objects.select_for_update() if lock else LiveStreamSession.objects
-    try:
-        stream = qs.get(pk=stream_id)
-    except (LiveStreamSession.DoesNotExist, ValueError, OverflowError) as exc:
-        raise NotFound(f"No stream with id {stream_id}.") from exc
-    if stream.instructor_id != user.pk:
-        raise NotStreamOwner("Only this stream's instructor can do that.")
-    return stream
 
 
 def validate_draft(draft: StreamDraft) -> StreamDraft:
@@ -202,7 +111,7 @@ def validate_draft(draft: StreamDraft) -> StreamDraft:
 
 def create_stream(user: User, draft: StreamDraft, backend: MediaBackend | None = None) -> LiveStreamSession:
     """Validate, create the backend's live input, then the row; undo the input if the row fails."""
-    _require_instructor(user)
+    require_instructor(user)
     draft = validate_draft(draft)
     backend = backend or get_backend()
     live_input = backend.create_input(name=draft.title)
@@ -238,7 +147,7 @@ def _transition_error(stream: LiveStreamSession, action: str) -> IllegalTransiti
 def start_stream(user: User, stream_id: int) -> LiveStreamSession:
     """Mark live: viewers can now watch."""
     with transaction.atomic():
-        stream = _owned(user, stream_id, lock=True)
+        stream = owned_stream(user, stream_id, lock=True)
         if stream.status != StreamStatus.SCHEDULED:
             raise _transition_error(stream, "start")
         stream.status = StreamStatus.LIVE
@@ -249,7 +158,7 @@ def start_stream(user: User, stream_id: int) -> LiveStreamSession:
 
 def end_stream(user: User, stream_id: int, backend: MediaBackend | None = None) -> LiveStreamSession:
     with transaction.atomic():
-        stream = _owned(user, stream_id, lock=True)
+        stream = owned_stream(user, stream_id, lock=True)
         if stream.status != StreamStatus.LIVE:
             raise _transition_error(stream, "end")
         stream.status = StreamStatus.ENDED
@@ -263,8 +172,8 @@ def end_stream(user: User, stream_id: int, backend: MediaBackend | None = None) 
 def cancel_stream(user: User, stream_id: int, backend: MediaBackend | None = None) -> LiveStreamSession:
     """Cancel a scheduled or live stream and refund every enrollment through the ledger."""
     with transaction.atomic():
-        stream = _owned(user, stream_id, lock=True)
-        if stream.status not in (StreamStatus.SCHEDULED, StreamStatus.LIVE):
+        stream = owned_stream(user, stream_id, lock=True)
+        if not is_open(stream):
             raise _transition_error(stream, "cancel")
         now = clock.now()
         enrollments = list(
@@ -320,7 +229,7 @@ def enroll(user: User, stream_id: int) -> Enrolled:
         row = cursor.fetchone()
         if row is None:
             raise NotFound(f"No stream with id {stream_id}.")
-        stream = _stream_from_row(row)
+        stream = _stream_from_row(row)  # its public fields: what the enrollment's answer shows
         # Read after the lock, in a statement of its own: under READ COMMITTED that
         # is what makes it see enrollments committed while this one waited.
         cursor.execute(_MINE_AND_TAKEN_SQL, [user.pk, stream_id, user.pk, stream_id, stream_id,
@@ -361,10 +270,8 @@ def enroll(user: User, stream_id: int) -> Enrolled:
 # Table names come from the models' Meta and every value is a parameter (hence the
 # S608 waivers below: nothing from a request is formatted into these strings).
 _S, _U, _E = LiveStreamSession._meta.db_table, User._meta.db_table, Enrollment._meta.db_table
-_STREAM_COLUMNS = ("id", "title", "description", "instructor_id", "scheduled_start", "duration_minutes",
-                   "price_tokens", "capacity", "status", "started_at", "ended_at")
 _LOCK_STREAM_SQL = (
-    f"SELECT {', '.join('s.' + c for c in _STREAM_COLUMNS)}, u.email, u.display_name "  # noqa: S608
+    f"SELECT {', '.join('s.' + c for c in PUBLIC_FIELDS)}, u.email, u.display_name "  # noqa: S608
     f"FROM {_S} s JOIN {_U} u ON u.id = s.instructor_id WHERE s.id = %s"
     + (" FOR UPDATE OF s" if connection.features.has_select_for_update_of else "")
 )
@@ -379,7 +286,7 @@ _DATETIME_COLUMNS = {"scheduled_start", "started_at", "ended_at"}
 
 
 def _stream_from_row(row: Sequence[Any]) -> LiveStreamSession:
-    fields = dict(zip(_STREAM_COLUMNS, row, strict=False))
+    fields = dict(zip(PUBLIC_FIELDS, row, strict=False))
     for name in _DATETIME_COLUMNS:
         fields[name] = _aware(fields[name])
     stream = LiveStreamSession(**fields)
@@ -395,12 +302,6 @@ def _aware(value: Any) -> datetime | None:
     parsed = value if isinstance(value, datetime) else parse_datetime(str(value))
     assert parsed is not None, f"unreadable datetime {value!r}"
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def can_watch(user: User, stream: LiveStreamSession) -> bool:
-    if not user.is_authenticated:
-        return False
-    return stream.instructor_id == user.pk or active_enrollment(user, stream) is not None
 
 
 def live_playback(user: User, stream: LiveStreamSession, backend: MediaBackend | None = None) -> LivePlayback:
@@ -419,8 +320,6 @@ def live_playback(user: User, stream: LiveStreamSession, backend: MediaBackend |
             "This class has ended and its recording is not available for replay.", stream_status=stream.status
         )
     backend = backend or get_backend()
-    from liveclass.config import web_config
-
     return LivePlayback(
         whep_url=stream.whep_url,
         token=backend.play_token(stream.input_id, user_id=str(user.pk)),
@@ -428,12 +327,14 @@ def live_playback(user: User, stream: LiveStreamSession, backend: MediaBackend |
     )
 
 
-def publish_target(user: User, stream_id: int) -> LiveStreamSession:
-    """The stream whose WHIP URL and publish token its instructor may fetch: not once it is over."""
-    stream = _owned(user, stream_id)
-    if stream.status in (StreamStatus.ENDED, StreamStatus.CANCELLED):
+def publish_target(user: User, stream_id: int, backend: MediaBackend | None = None) -> PublishTarget:
+    """The WHIP URL and publish token its instructor broadcasts with (browser, OBS or FFmpeg):
+    refused once the class is over."""
+    stream = owned_stream(user, stream_id)
+    if not is_open(stream):
         raise _transition_error(stream, "broadcast to")
-    return stream
+    return PublishTarget(whip_url=stream.whip_url,
+                         token=(backend or get_backend()).publish_token(stream.input_id))
 
 
 def record_publisher_event(input_id: str, *, connected: bool, at: datetime) -> bool:
