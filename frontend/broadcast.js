@@ -3,7 +3,6 @@
 // Mark as Live / End Stream, and automatic reconnection (a new WHIP session; the media
 // server lets the new publisher take over, so viewers keep playing).
 import { api, backoff, formatBitrate, problemOf, $ } from "./common.js";
-import { clockTrack, queryFlag } from "./clock.js";
 
 const root = document.getElementById("broadcast");
 if (root) main(root);
@@ -113,25 +112,9 @@ function main(root) {
     };
   }
 
-  // Measurement mode (bench/glass_to_glass.py): `?source=clock` sends a canvas painting this
-  // browser's clock instead of the camera; the microphone is still used.
-  const clockSource = queryFlag("source", "clock");
-  if (clockSource) {
-    ui.video.classList.remove("mirror");
-    ui.video.setAttribute("aria-label", "Clock test pattern preview");
-    const hint = root.querySelector("[data-mirror-hint]");
-    if (hint) hint.hidden = true;
-  }
-
   async function openDevices() {
     try {
-      let media;
-      if (clockSource) {
-        const audio = await navigator.mediaDevices.getUserMedia({ audio: constraints().audio });
-        media = new MediaStream([clockTrack(), ...audio.getAudioTracks()]);
-      } else {
-        media = await navigator.mediaDevices.getUserMedia(constraints());
-      }
+      const media = await navigator.mediaDevices.getUserMedia(constraints());
       const previous = state.media;
       state.media = media;
       ui.video.srcObject = media;
@@ -409,10 +392,9 @@ function main(root) {
   }
 
   async function sampleViewers() {
-    const url = root.dataset.viewersUrl;
-    if (!url || !ui.viewers) return;
+    if (!ui.viewers) return;
     try {
-      const body = await api(url);
+      const body = await api(`/api/instructor/streams/${streamId}/viewers`);
       ui.viewers.textContent = body.viewers == null ? "n/a" : String(body.viewers);
     } catch (_) {
       ui.viewers.textContent = "–";

@@ -19,6 +19,5 @@ urlpatterns = [
     path("instructor/streams/<int:stream_id>", views.instructor_stream, name="instructor-stream"),
     # Before the catch-all instructor action route, which would otherwise swallow these.
     path("instructor/streams/<int:stream_id>/broadcast", views.broadcast, name="broadcast"),
-    path("instructor/streams/<int:stream_id>/viewers", views.broadcast_viewers, name="broadcast-viewers"),
     path("instructor/streams/<int:stream_id>/<str:action>", views.instructor_action, name="instructor-action"),
 ]

@@ -1,4 +1,8 @@
-"""Server-rendered pages: usable without JavaScript (JS only adds local times and the sign-in modal)."""
+"""Server-rendered pages: usable without JavaScript (JS only adds local times and the sign-in modal).
+
+Views are adapters: they read the request, call one service or selector and render what
+it returns; a `DomainError` becomes a page, a message or a form error (`pages.errors`).
+"""
 
 from __future__ import annotations
 
@@ -17,12 +21,14 @@ from django.views.decorators.http import require_POST
 from liveclass import clock
 from liveclass.accounts import services as accounts
 from liveclass.accounts.models import User
-from liveclass.api import ratelimit
 from liveclass.chat import services as chat
 from liveclass.config import web_config
-from liveclass.errors import DomainError, NotFound
-from liveclass.mediabackends.registry import get_backend
-from liveclass.streams import services as streams
+from liveclass.errors import DomainError, NotFound, NotInstructor, RecordingNotAvailable, ReplayExpired
+from liveclass.pages.errors import form_error, refused, see_other, shows_errors
+from liveclass.ratelimit import client_address
+from liveclass.replays import services as replays
+from liveclass.streams import selectors as streams
+from liveclass.streams import services as stream_services
 from liveclass.streams.models import LiveStreamSession, StreamStatus
 from liveclass.wallet import services as wallet
 
@@ -33,13 +39,6 @@ def _user(request: HttpRequest) -> User:
     return user
 
 
-def _see_other(url: str) -> HttpResponseRedirect:
-    """303 after a POST, so a reload does not resubmit the form."""
-    response = HttpResponseRedirect(url)
-    response.status_code = 303
-    return response
-
-
 def schedule(request: HttpRequest) -> HttpResponse:
     items = streams.schedule()
     return render(request, "pages/schedule.html", {
@@ -48,36 +47,31 @@ def schedule(request: HttpRequest) -> HttpResponse:
     })
 
 
+@shows_errors
 def stream_detail(request: HttpRequest, stream_id: int) -> HttpResponse:
-    try:
-        stream = streams.get_stream(stream_id)
-    except NotFound:
-        return render(request, "pages/not_found.html", {"what": "stream"}, status=404)
-    user = request.user
-    enrollment = streams.active_enrollment(user, stream) if isinstance(user, User) else None
+    stream = streams.get_stream(stream_id)
     return render(request, "pages/stream.html", {
         "stream": stream,
-        "enrollment": enrollment,
+        "enrollment": streams.active_enrollment(request.user, stream),
         "seats_left": streams.seats_left(stream),
-        "is_owner": user.is_authenticated and stream.instructor_id == user.pk,
-        "enrollable": stream.status in (StreamStatus.SCHEDULED, StreamStatus.LIVE),
+        "is_owner": streams.is_owner(request.user, stream),
+        "enrollable": streams.is_open(stream),
     })
 
 
 @require_POST
 @login_required
 def enroll(request: HttpRequest, stream_id: int) -> HttpResponse:
-    target = reverse("stream", args=[stream_id])
+    back = reverse("stream", args=[stream_id])
     try:
-        created = streams.enroll(_user(request), stream_id).created
+        created = stream_services.enroll(_user(request), stream_id).created
     except DomainError as exc:
-        messages.error(request, exc.detail)
+        return refused(request, exc, back=back)
+    if created:
+        messages.success(request, "You're enrolled. See you in class!")
     else:
-        if created:
-            messages.success(request, "You're enrolled. See you in class!")
-        else:
-            messages.info(request, "You were already enrolled; nothing was charged.")
-    return _see_other(target)
+        messages.info(request, "You were already enrolled; nothing was charged.")
+    return see_other(back)
 
 
 @login_required
@@ -93,26 +87,6 @@ def me(request: HttpRequest) -> HttpResponse:
 class InstructorCodeForm(forms.Form):
     code = forms.CharField(max_length=200, widget=forms.PasswordInput(attrs={"autocomplete": "off"}),
                            label="Instructor code")
-
-
-@login_required
-def instructor_login(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
-    if user.is_instructor:
-        return HttpResponseRedirect(reverse("instructor"))
-    form = InstructorCodeForm(request.POST or None)
-    status = 200
-    if request.method == "POST" and form.is_valid():
-        try:
-            ratelimit.instructor_code_attempt(request, user.pk)
-            accounts.become_instructor(user, form.cleaned_data["code"])
-        except DomainError as exc:
-            form.add_error("code", exc.detail)
-            status = 403
-        else:
-            messages.success(request, "Welcome, instructor! Create your first class below.")
-            return _see_other(reverse("instructor"))
-    return render(request, "pages/instructor_login.html", {"form": form}, status=status)
 
 
 class StreamForm(forms.Form):
@@ -141,9 +115,29 @@ class StreamForm(forms.Form):
 
 
 @login_required
+def instructor_login(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    if user.is_instructor:
+        return HttpResponseRedirect(reverse("instructor"))
+    form = InstructorCodeForm(request.POST or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        try:
+            accounts.become_instructor(user, form.cleaned_data["code"], client_address=client_address(request))
+        except DomainError as exc:
+            status = form_error(form, exc, "code")
+        else:
+            messages.success(request, "Welcome, instructor! Create your first class below.")
+            return see_other(reverse("instructor"))
+    return render(request, "pages/instructor_login.html", {"form": form}, status=status)
+
+
+@login_required
 def instructor_home(request: HttpRequest) -> HttpResponse:
     user = _user(request)
-    if not user.is_instructor:
+    try:
+        accounts.require_instructor(user)
+    except NotInstructor:
         return HttpResponseRedirect(reverse("instructor-login"))
     form = StreamForm(request.POST or None)
     status = 200
@@ -151,18 +145,16 @@ def instructor_home(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             d = form.cleaned_data
             try:
-                stream = streams.create_stream(user, streams.StreamDraft(
+                stream = stream_services.create_stream(user, stream_services.StreamDraft(
                     title=d["title"], description=d["description"], scheduled_start=d["scheduled_start"],
                     duration_minutes=d["duration_minutes"], price_tokens=d["price_tokens"],
                     capacity=d["capacity"],
                 ))
             except DomainError as exc:
-                form.add_error(exc.extra.get("field") if exc.extra.get("field") in form.fields else None,
-                               exc.detail)
-                status = 400
+                status = form_error(form, exc)
             else:
                 messages.success(request, f"“{stream.title}” is scheduled.")
-                return _see_other(reverse("instructor-stream", args=[stream.pk]))
+                return see_other(reverse("instructor-stream", args=[stream.pk]))
         else:
             status = 400
     return render(request, "pages/instructor.html", {
@@ -170,32 +162,22 @@ def instructor_home(request: HttpRequest) -> HttpResponse:
     }, status=status)
 
 
-def _own_stream(request: HttpRequest, stream_id: int, why: str) -> LiveStreamSession | HttpResponse:
-    """The signed-in instructor's own stream, or the 404/403 page to answer with."""
-    try:
-        stream = streams.get_stream(stream_id)
-    except NotFound:
-        return render(request, "pages/not_found.html", {"what": "stream"}, status=404)
-    if stream.instructor_id != _user(request).pk:
-        return render(request, "pages/forbidden.html", {"why": why}, status=403)
-    return stream
-
-
 @login_required
+@shows_errors
 def instructor_stream(request: HttpRequest, stream_id: int) -> HttpResponse:
-    stream = _own_stream(request, stream_id, "Only this stream's instructor can manage it.")
-    if isinstance(stream, HttpResponse):
-        return stream
-    publish_token = None
-    if stream.status in (StreamStatus.SCHEDULED, StreamStatus.LIVE):
-        publish_token = get_backend().publish_token(stream.input_id)
+    user = _user(request)
+    stream = streams.owned_stream(user, stream_id)
+    is_open = streams.is_open(stream)
     return render(request, "pages/instructor_stream.html", {
-        "stream": stream, "publish_token": publish_token,
-        "enrolled": stream.enrollments.filter(status="active").count(),
+        "stream": stream,
+        "open": is_open,  # it can still be cancelled and broadcast to
+        "publish": stream_services.publish_target(user, stream.pk) if is_open else None,
+        "enrolled": streams.seats_taken(stream),
     })
 
 
-ACTIONS = {"start": streams.start_stream, "end": streams.end_stream, "cancel": streams.cancel_stream}
+ACTIONS = {"start": stream_services.start_stream, "end": stream_services.end_stream,
+           "cancel": stream_services.cancel_stream}
 DONE = {"start": "The class is live: enrolled users can watch now.", "end": "The class has ended.",
         "cancel": "The class was cancelled and every enrollment refunded."}
 
@@ -204,66 +186,41 @@ DONE = {"start": "The class is live: enrolled users can watch now.", "end": "The
 @login_required
 def instructor_action(request: HttpRequest, stream_id: int, action: str) -> HttpResponse:
     if action not in ACTIONS:
-        return render(request, "pages/not_found.html", {"what": "action"}, status=404)
+        return refused(request, NotFound(f"A class has no “{action}” action."))
+    back = reverse("instructor-stream", args=[stream_id])
     try:
         ACTIONS[action](_user(request), stream_id)
     except DomainError as exc:
-        messages.error(request, exc.detail)
-    else:
-        messages.success(request, DONE[action])
-    return _see_other(reverse("instructor-stream", args=[stream_id]))
+        return refused(request, exc, back=back)
+    messages.success(request, DONE[action])
+    return see_other(back)
 
 
 # ---------------------------------------------------------------- broadcast + watch (browser WHIP / WHEP)
 
 
 @login_required
+@shows_errors
 def broadcast(request: HttpRequest, stream_id: int) -> HttpResponse:
-    """The instructor's in-browser studio: camera preview, WHIP publishing, Mark as Live / End."""
-    stream = _own_stream(request, stream_id, "Only this stream's instructor can broadcast to it.")
-    if isinstance(stream, HttpResponse):
-        return stream
+    """The instructor's in-browser studio: camera preview, WHIP publishing, Mark as Live / End.
+    Its viewer count comes from the API (GET /api/instructor/streams/<id>/viewers)."""
+    stream = streams.owned_stream(_user(request), stream_id)
     return render(request, "pages/broadcast.html", {
         "stream": stream,
-        "enrolled": stream.enrollments.filter(status="active").count(),
-        "over": stream.status in (StreamStatus.ENDED, StreamStatus.CANCELLED),
-        **_chat_panel(request, stream, member=True, back="broadcast"),
+        "enrolled": streams.seats_taken(stream),
+        "over": not streams.is_open(stream),
+        **_chat_panel(request, stream, back="broadcast"),
     })
 
 
-@login_required
-def broadcast_viewers(request: HttpRequest, stream_id: int) -> HttpResponse:
-    """Viewer count for the broadcast page, read from the embedded media server's operator API.
-
-    `{"viewers": null}` when the active backend does not report it (Cloudflare) or the
-    media server cannot be reached: the page shows "n/a" rather than a wrong number.
-    """
-    from django.http import JsonResponse
-
-    user = _user(request)
-    try:
-        stream = streams.get_stream(stream_id)
-    except NotFound:
-        return JsonResponse({"detail": f"No stream with id {stream_id}."}, status=404)
-    if stream.instructor_id != user.pk:
-        return JsonResponse({"detail": "Only this stream's instructor can see its viewers."}, status=403)
-    backend = get_backend()
-    if stream.media_backend != backend.name:
-        return JsonResponse({"viewers": None, "live": None})
-    state = backend.input_state(stream.input_id)
-    return JsonResponse({"viewers": state.viewers, "live": state.live})
-
-
+@shows_errors
 def watch(request: HttpRequest, stream_id: int) -> HttpResponse:
     """One page, one player at a time, picked from the stream's state (live is WHEP only)."""
-    try:
-        stream = streams.get_stream(stream_id)
-    except NotFound:
-        return render(request, "pages/not_found.html", {"what": "stream"}, status=404)
+    stream = streams.get_stream(stream_id)
     user = request.user
-    can_watch = isinstance(user, User) and streams.can_watch(user, stream)
     if stream.status == StreamStatus.ENDED and isinstance(user, User):
         return _replay(request, stream, user)
+    can_watch = streams.can_watch(user, stream)
     if stream.status == StreamStatus.CANCELLED:
         mode = "cancelled"
     elif stream.status == StreamStatus.ENDED:
@@ -278,16 +235,16 @@ def watch(request: HttpRequest, stream_id: int) -> HttpResponse:
         "stream": stream,
         "mode": mode,
         "can_watch": can_watch,
-        "is_owner": user.is_authenticated and stream.instructor_id == user.pk,
+        "is_owner": streams.is_owner(user, stream),
         "seats_left": streams.seats_left(stream),
         "replay_days": web_config().REPLAY_DAYS,
-        **_chat_panel(request, stream, member=can_watch, back="watch"),
+        **_chat_panel(request, stream, back="watch"),
     })
 
 
-def _chat_panel(request: HttpRequest, stream: LiveStreamSession, *, member: bool, back: str) -> dict[str, Any]:
-    """What pages/_chat.html needs; `member`: the view has decided the user may chat."""
-    is_open = member and stream.status in chat.OPEN
+def _chat_panel(request: HttpRequest, stream: LiveStreamSession, *, back: str) -> dict[str, Any]:
+    """What pages/_chat.html needs; `back`: the page its no-JS form returns to."""
+    is_open = chat.is_open_to(request.user, stream)
     return {
         "chat_open": is_open,
         "chat_history": chat.recent(stream.pk) if is_open else [],
@@ -300,31 +257,27 @@ def _chat_panel(request: HttpRequest, stream: LiveStreamSession, *, member: bool
 @login_required
 def chat_post(request: HttpRequest, stream_id: int) -> HttpResponse:
     """The chat form without JavaScript (the page's script sends over the websocket)."""
+    page = "broadcast" if request.POST.get("back") == "broadcast" else "watch"
+    back = reverse(page, args=[stream_id]) + "#chat"
     try:
         chat.post(_user(request), stream_id, request.POST.get("body", ""))
     except DomainError as exc:
-        messages.error(request, exc.detail)
-    back = "broadcast" if request.POST.get("back") == "broadcast" else "watch"
-    return _see_other(reverse(back, args=[stream_id]) + "#chat")
+        return refused(request, exc, back=back)
+    return see_other(back)
 
 
 def _replay(request: HttpRequest, stream: LiveStreamSession, user: User, *, catalog: bool = False) -> HttpResponse:
     """An ended class: the HLS replay (never WebRTC), or the reason there is none."""
-    from liveclass.errors import RecordingNotAvailable, ReplayExpired
-    from liveclass.replays import services as replays
-
     context: dict[str, object] = {"stream": stream, "catalog": catalog}
     status = 200
     try:
         replay = replays.replay_playback(user, stream)
-    except ReplayExpired as exc:
-        context.update(headline="Replay expired", reason=exc.detail, catalog_hint=True)
-        status = 403
     except RecordingNotAvailable as exc:
+        # Not a refusal: the recording is not ready yet, or there is none. The page says so.
         context.update(headline="No replay", reason=exc.detail)
     except DomainError as exc:
-        context.update(headline="Not available", reason=exc.detail)
-        status = 403
+        context.update(headline=exc.title, reason=exc.detail, catalog_hint=isinstance(exc, ReplayExpired))
+        status = exc.status
     else:
         recording = replays.recording_of(stream)
         context.update(hls_url=replay.url,
@@ -333,19 +286,13 @@ def _replay(request: HttpRequest, stream: LiveStreamSession, user: User, *, cata
 
 
 @login_required
+@shows_errors
 def catalog_watch(request: HttpRequest, video_id: int) -> HttpResponse:
-    from liveclass.replays import services as replays
-
-    try:
-        recording = replays.catalog_video(video_id)
-    except NotFound:
-        return render(request, "pages/not_found.html", {"what": "catalog video"}, status=404)
+    recording = replays.catalog_video(video_id)
     return _replay(request, recording.stream, _user(request), catalog=True)
 
 
 def catalog(request: HttpRequest) -> HttpResponse:
-    from liveclass.replays import services as replays
-
     user = request.user
     videos = [
         {"recording": r, "price": replays.catalog_price_for(user, r),  # type: ignore[arg-type]
@@ -358,12 +305,10 @@ def catalog(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def unlock(request: HttpRequest, video_id: int) -> HttpResponse:
-    from liveclass.replays import services as replays
-
+    back = reverse("catalog")
     try:
         _, created = replays.unlock(_user(request), video_id)
     except DomainError as exc:
-        messages.error(request, exc.detail)
-    else:
-        messages.success(request, "Unlocked: enjoy the class!" if created else "You had already unlocked it.")
-    return _see_other(reverse("catalog"))
+        return refused(request, exc, back=back)
+    messages.success(request, "Unlocked: enjoy the class!" if created else "You had already unlocked it.")
+    return see_other(back)
