@@ -69,8 +69,9 @@ class LiveInputStatus:
 
 
 @dataclass(frozen=True)
-class Recording:
-    """A video Cloudflare recorded from a live input (``GET /live_inputs/{uid}/videos``)."""
+class RecordedVideo:
+    """A video Cloudflare recorded from a live input (``GET /live_inputs/{uid}/videos``); not
+    the domain's `replays.models.Recording`, which is what web keeps of any engine's recording."""
 
     uid: str
     live_input: str | None
@@ -215,7 +216,7 @@ class CloudflareBackend:
         result = self._call("GET", f"/live_inputs/{_seg(input_id)}", what=what)
         return _parse_live_input(_expect_object(result, what), what)
 
-    def list_recordings(self, input_id: str) -> list[Recording]:
+    def list_recordings(self, input_id: str) -> list[RecordedVideo]:
         """Videos recorded from the input, as Cloudflare lists them (may be empty)."""
         what = f"list recordings of live input {input_id}"
         result = self._call("GET", f"/live_inputs/{_seg(input_id)}/videos", what=what)
@@ -223,7 +224,7 @@ class CloudflareBackend:
             return []
         if not isinstance(result, list):
             raise MediaBackendError(f"Cloudflare Stream API ({what}) returned an unexpected result")
-        return [_parse_recording(_expect_object(item, what), what) for item in result]
+        return [_parse_recorded_video(_expect_object(item, what), what) for item in result]
 
     def delete_input(self, input_id: str) -> None:
         """Delete the input (its recordings stay). Idempotent like `end_input`."""
@@ -486,7 +487,7 @@ def _parse_live_input(data: dict[str, Any], what: str) -> LiveInputStatus:
     )
 
 
-def _parse_recording(data: dict[str, Any], what: str) -> Recording:
+def _parse_recorded_video(data: dict[str, Any], what: str) -> RecordedVideo:
     status = data.get("status")
     playback = data.get("playback")
     play = playback if isinstance(playback, dict) else {}
@@ -494,7 +495,7 @@ def _parse_recording(data: dict[str, Any], what: str) -> Recording:
     duration: float | None = None
     if isinstance(raw_duration, int | float) and not isinstance(raw_duration, bool):
         duration = float(raw_duration) if raw_duration >= 0 else None
-    return Recording(
+    return RecordedVideo(
         uid=_expect_str(data.get("uid"), f"{what}: uid"),
         live_input=_opt_str(data.get("liveInput")),
         state=_opt_str(status.get("state")) if isinstance(status, dict) else None,
