@@ -9,16 +9,18 @@ Everything runs on 127.0.0.1, in a fresh temporary LIVECLASS_DATA_DIR (SQLite):
    `npm run build`, which must have run);
 2. seeds an instructor, a viewer enrolled (through the ledger) in one scheduled stream,
    and a server-side Django session for each (`--phase setup`, a child process);
-3. starts `uvicorn liveclass.asgi:application` (DEBUG=0, bench secrets; the helper of
-   bench/enroll_load.py) and the embedded media server (`python -m liveclass.media`,
-   ICE on 127.0.0.1, events to web's /api/media/events) on free loopback ports;
-4. in Debian's headless Chromium (the flags of tests/e2e/conftest.py), in two isolated
-   contexts: the instructor opens `/instructor/streams/<id>/broadcast?source=clock`
-   (the published video is a 1280x720 canvas painting `Date.now()` as 64 black/white
-   blocks: 48 bits + a 16-bit check word), starts the broadcast (WHIP), marks the class
-   live; the viewer opens `/streams/<id>/watch?measure=1` (WHEP), which decodes the clock
-   from every presented frame (requestVideoFrameCallback) and records
-   `Date.now() - painted`. Both pages share the browser's clock;
+3. starts `uvicorn liveclass.asgi:application` (DEBUG=0, bench secrets; bench/harness)
+   and the embedded media server (`python -m liveclass.media`, ICE on 127.0.0.1, events
+   to web's /api/media/events) on free loopback ports;
+4. in Debian's headless Chromium (the flags of tests/e2e/browser.py), in two isolated
+   contexts, each with bench/glass_to_glass.js injected (Playwright's add_init_script; the
+   production pages carry no measurement code): the instructor opens
+   `/instructor/streams/<id>/broadcast`, where the script answers getUserMedia with a
+   1280x720 canvas painting `Date.now()` as 64 black/white blocks (48 bits + a 16-bit
+   check word) instead of the camera, starts the broadcast (WHIP), marks the class live;
+   the viewer opens `/streams/<id>/watch` (WHEP), where the script decodes the clock from
+   every presented frame (requestVideoFrameCallback) and records `Date.now() - painted`.
+   Both pages share the browser's clock;
 5. after playback starts and `--warmup` seconds, keeps the samples of `--seconds`;
    decodes the page could not read (ambiguous blocks, bad check word) and implausible
    values (below 0 or above 10 s) are counted and left out;
@@ -41,32 +43,17 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from enroll_load import (
-    BENCH_ENV,
-    _cpu_of,
-    _free_port,
-    _liveclass_cmd,
-    _percentile,
-    _run,
-    _tests_run_module,
-    web_server,
-    write_section,
-)
+from harness import ROOT, processes
+from harness.cpu import cpu_seconds
+from harness.report import percentile, write_section
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-SECTION_BEGIN = "<!-- bench/glass_to_glass.py: begin (generated, replaced on each run) -->"
-SECTION_END = "<!-- bench/glass_to_glass.py: end -->"
-BENCHMARKS = ROOT / "BENCHMARKS.md"
 BUNDLE = ROOT / "src" / "liveclass" / "pages" / "static" / "liveclass" / "build" / "broadcast.js"
+CLOCK_JS = Path(__file__).resolve().with_name("glass_to_glass.js")
 
-MEDIA_START_TIMEOUT = 30.0
 MEDIA_TIMEOUT_MS = 30_000  # ICE + DTLS + first keyframe on a loaded machine
 MAX_PLAUSIBLE_MS = 10_000
 TARGET_P95_MS = 300
@@ -77,13 +64,7 @@ TARGET_P95_MS = 300
 
 def phase_setup() -> dict[str, Any]:
     """An instructor, an enrolled viewer, one scheduled stream, a session for each."""
-    import django
-
-    django.setup()
-    from django.conf import settings
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-    from django.contrib.sessions.backends.db import SessionStore
-
+    processes.django_setup()
     from liveclass import clock
     from liveclass.accounts.models import User
     from liveclass.streams import services as streams
@@ -97,32 +78,8 @@ def phase_setup() -> dict[str, Any]:
         title="Glass-to-glass bench", scheduled_start=clock.now() + timedelta(minutes=5), price_tokens=1,
         description="Seeded by bench/glass_to_glass.py."))
     streams.enroll(viewer, stream.pk)
-
-    def session(user: User) -> str:
-        store = SessionStore()
-        store[SESSION_KEY] = str(user.pk)
-        store[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
-        store[HASH_SESSION_KEY] = user.get_session_auth_hash()
-        store.create()
-        assert store.session_key
-        return store.session_key
-
     return {"stream_id": stream.pk, "whip_url": stream.whip_url,
-            "instructor_session": session(coach), "viewer_session": session(viewer)}
-
-
-# ---------------------------------------------------------------- media server
-
-
-@contextmanager
-def media_server(env: dict[str, str], port: int, log_path: Path) -> Iterator[int]:
-    """`python -m liveclass.media` on 127.0.0.1:port; stopped by PID."""
-    run = _tests_run_module()
-    cmd = [sys.executable, "-m", "liveclass.media", "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning"]
-    with run.serve(cmd, env, log_path, run.answers_200(f"http://127.0.0.1:{port}/healthz"),
-                   "media server", MEDIA_START_TIMEOUT) as pid:
-        yield pid
+            "instructor_session": processes.session_key(coach), "viewer_session": processes.session_key(viewer)}
 
 
 # ---------------------------------------------------------------- browser
@@ -205,11 +162,12 @@ SENDER_STATS_JS = """async () => {
 
 def measure(base: str, setup: dict[str, Any], args: argparse.Namespace, media_pid: int) -> dict[str, Any]:
     from playwright.sync_api import expect, sync_playwright
-    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+    from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS
 
     if not CHROMIUM.exists():
         raise SystemExit(f"{CHROMIUM} is missing: install Debian's chromium package")
     sid = setup["stream_id"]
+    clock_js = CLOCK_JS.read_text()
     out: dict[str, Any] = {}
     manager = sync_playwright().start()
     try:
@@ -217,16 +175,17 @@ def measure(base: str, setup: dict[str, Any], args: argparse.Namespace, media_pi
         out["chromium"] = browser.version
         expect.set_options(timeout=MEDIA_TIMEOUT_MS)
 
-        def context(session_key: str) -> Any:
+        def context(session_key: str, clock_mode: str) -> Any:
             ctx = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800},
                                       permissions=["camera", "microphone"])
             ctx.set_default_timeout(MEDIA_TIMEOUT_MS)
             ctx.add_cookies([{"name": "sessionid", "value": session_key, "url": base}])
+            ctx.add_init_script(script=f"window.__glassToGlassMode = {json.dumps(clock_mode)};\n" + clock_js)
             return ctx
 
-        studio = context(setup["instructor_session"]).new_page()
+        studio = context(setup["instructor_session"], "source").new_page()
         studio.on("dialog", lambda dialog: dialog.accept())
-        studio.goto(f"{base}/instructor/streams/{sid}/broadcast?source=clock")
+        studio.goto(f"{base}/instructor/streams/{sid}/broadcast")
         start = studio.get_by_role("button", name="Start Broadcast")
         expect(start).to_be_enabled()
         start.click()
@@ -236,9 +195,9 @@ def measure(base: str, setup: dict[str, Any], args: argparse.Namespace, media_pi
         expect(studio.get_by_test_id("class-status")).to_have_text("Live")
         print(f"broadcasting stream {sid} (clock source), marked live", flush=True)
 
-        watcher = context(setup["viewer_session"]).new_page()
+        watcher = context(setup["viewer_session"], "measure").new_page()
         t0 = time.monotonic()
-        watcher.goto(f"{base}/streams/{sid}/watch?measure=1")
+        watcher.goto(f"{base}/streams/{sid}/watch")
         expect(watcher.get_by_test_id("live-badge")).to_be_visible()
         watcher.wait_for_function("window.__glassToGlass && window.__glassToGlass.length > 0")
         out["first_sample_s"] = round(time.monotonic() - t0, 1)
@@ -256,7 +215,7 @@ def measure(base: str, setup: dict[str, Any], args: argparse.Namespace, media_pi
 
         def tick() -> None:
             timeline.append({"t": time.monotonic() - started, "rx": watcher.evaluate(TIMELINE_JS),
-                             "tx": studio.evaluate(SENDER_TIMELINE_JS), "media_cpu": _cpu_of(media_pid),
+                             "tx": studio.evaluate(SENDER_TIMELINE_JS), "media_cpu": cpu_seconds(media_pid),
                              "load": os.getloadavg()[0]})
 
         tick()
@@ -305,8 +264,8 @@ def summarize(out: dict[str, Any]) -> dict[str, Any]:
     return {
         "n": n,
         "implausible": len(raw) - n,
-        "thirds": [(_percentile(t, 50), _percentile(t, 95)) for t in thirds],
-        "p50": _percentile(good, 50), "p95": _percentile(good, 95), "p99": _percentile(good, 99),
+        "thirds": [(percentile(t, 50), percentile(t, 95)) for t in thirds],
+        "p50": percentile(good, 50), "p95": percentile(good, 95), "p99": percentile(good, 99),
         "min": good[0] if good else float("nan"), "max": good[-1] if good else float("nan"),
         "mean": sum(good) / n if n else float("nan"),
         "rate": n / out["window_s"] if out["window_s"] else 0.0,
@@ -337,14 +296,14 @@ def report(out: dict[str, Any], s: dict[str, Any], args: argparse.Namespace, arg
         f"- Date: {started:%Y-%m-%d %H:%M} UTC; wall time {wall:.0f} s; load average (1 min) "
         f"{load[0]:.1f} before / {load[1]:.1f} after.",
         f"- Machine: {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}, "
-        f"Chromium {out['chromium']} (Debian, headless, the flags of tests/e2e/conftest.py). Sender page, "
+        f"Chromium {out['chromium']} (Debian, headless, the flags of tests/e2e/browser.py). Sender page, "
         "receiver page, media server and web share the machine.",
-        "- Path: broadcast page `?source=clock` (1280x720 canvas, `captureStream(30)`, repainted every "
-        "animation frame with `Date.now()` as 64 black/white blocks: 48 bits + 16-bit check word) → "
-        "WHIP → embedded media server (`python -m liveclass.media`, forwarding, ICE on 127.0.0.1) → "
-        "WHEP (`@eyevinn/webrtc-player`) → watch page `?measure=1`, which draws every presented frame "
-        "(`requestVideoFrameCallback`) to a canvas, decodes the clock and records `Date.now() - painted`. "
-        "Same browser, same clock.",
+        "- Path: broadcast page with bench/glass_to_glass.js injected in place of the camera (1280x720 "
+        "canvas, `captureStream(30)`, repainted every animation frame with `Date.now()` as 64 black/white "
+        "blocks: 48 bits + 16-bit check word) → WHIP → embedded media server (`python -m liveclass.media`, "
+        "forwarding, ICE on 127.0.0.1) → WHEP (`@eyevinn/webrtc-player`) → watch page with the same script "
+        "reading it back: it draws every presented frame (`requestVideoFrameCallback`) to a canvas, decodes "
+        "the clock and records `Date.now() - painted`. Same browser, same clock.",
         f"- Window: {out['window_s']:.1f} s after a {args.warmup:g} s warm-up (first decoded frame "
         f"{out['first_sample_s']} s after opening the watch page). Web: uvicorn, DEBUG=0, SQLite.",
         "",
@@ -415,8 +374,8 @@ def timeline_table(out: dict[str, Any], step: float) -> str:
         kbps = 8 * (b["rx"]["rxBytes"] - a["rx"]["rxBytes"]) / dt / 1000 if dt > 0 else 0
         cpu = 100 * (b["media_cpu"] - a["media_cpu"]) / dt if dt > 0 else 0
         rows.append(
-            f"| {a['t']:.0f}-{b['t']:.0f} | {len(chunk)} | {_ms(_percentile(chunk, 50)) if chunk else '—'} | "
-            f"{_ms(_percentile(chunk, 95)) if chunk else '—'} | {b['rx']['width']}x{b['rx']['height']} | "
+            f"| {a['t']:.0f}-{b['t']:.0f} | {len(chunk)} | {_ms(percentile(chunk, 50)) if chunk else '—'} | "
+            f"{_ms(percentile(chunk, 95)) if chunk else '—'} | {b['rx']['width']}x{b['rx']['height']} | "
             f"{b['tx']['width']}x{b['tx']['height']} | {kbps:.0f} | {per('jbDelay', 'jbCount', 'rx')} | "
             f"{per('jbTarget', 'jbCount', 'rx')} | {1000 * b['rx']['jitter']:.1f} | "
             f"{per('sendDelay', 'packets', 'tx')} | {per('encodeTime', 'encoded', 'tx')} | {cpu:.0f} | "
@@ -456,23 +415,21 @@ def main(argv: list[str]) -> int:
 
     started, t0, load0 = datetime.now(UTC), time.perf_counter(), os.getloadavg()[0]
     data_dir = Path(tempfile.mkdtemp(prefix="liveclass-g2g-"))
-    media_port = _free_port()
+    media_port = processes.free_port()
     media_url = f"http://127.0.0.1:{media_port}"
-    env = {**os.environ, **BENCH_ENV, "LIVECLASS_DATA_DIR": str(data_dir), "DATABASE_URL": "",
+    env = {**os.environ, **processes.BENCH_ENV, "LIVECLASS_DATA_DIR": str(data_dir), "DATABASE_URL": "",
            "MEDIA_PUBLIC_URL": media_url, "MEDIA_INTERNAL_URL": media_url,
            "MEDIA_ICE_ADDRESSES": "127.0.0.1", "MEDIA_ICE_SERVERS": "",
            "MEDIA_RECORDINGS_DIR": str(data_dir / "recordings")}
     try:
-        _run([*_liveclass_cmd(), "manage", "migrate", "--no-input", "-v", "0"], env, 300)
-        _run([*_liveclass_cmd(), "manage", "collectstatic", "--no-input", "-v", "0"], env, 120)
-        setup_out = data_dir / "setup.json"
-        _run([sys.executable, str(Path(__file__).resolve()), "--phase", "setup", "--out", str(setup_out)],
-             env, 120)
-        setup = json.loads(setup_out.read_text())
+        processes.run([*processes.liveclass_cmd(), "manage", "migrate", "--no-input", "-v", "0"], env, 300)
+        processes.run([*processes.liveclass_cmd(), "manage", "collectstatic", "--no-input", "-v", "0"], env, 120)
+        setup = processes.phase(__file__, "setup", env, 120)
         assert setup["whip_url"].startswith(media_url), setup
-        with web_server(env, data_dir / "web.log") as (base, _web_pid):
+        with processes.web_server(env, data_dir / "web.log") as (base, _web_pid):
             media_env = {**env, "MEDIA_WEBHOOK_URL": f"{base}/api/media/events"}
-            with media_server(media_env, media_port, data_dir / "media.log") as media_pid:
+            with processes.media_server(media_env, port=media_port, log_path=data_dir / "media.log") as (
+                    _media_url, media_pid):
                 print(f"web {base}, media {media_url}, data {data_dir}", flush=True)
                 out = measure(base, setup, args, media_pid)
     except BaseException:
@@ -493,8 +450,7 @@ def main(argv: list[str]) -> int:
     if out["watch_state"]["generation"] != 1:
         print(f"\nnote: the viewer reconnected during the run ({out['watch_state']})")
     if not args.no_write:
-        write_section(text, SECTION_BEGIN, SECTION_END)
-        print(f"\nwrote {BENCHMARKS.relative_to(ROOT)}")
+        write_section("bench/glass_to_glass.py", text)
     return 0 if summary["n"] else 1
 
 

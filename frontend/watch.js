@@ -4,7 +4,6 @@
 // a later feature and has its own marked slot in the template.
 import { WebRTCPlayer } from "@eyevinn/webrtc-player";
 import { api, backoff, formatDuration, $ } from "./common.js";
-import { measure, queryFlag } from "./clock.js";
 
 const root = document.getElementById("watch");
 if (root) main(root);
@@ -261,10 +260,6 @@ function main(root) {
   });
 
   // ------------------------------------------------------------------ start
-
-  // Measurement mode (bench/glass_to_glass.py): read back the clock a `?source=clock`
-  // broadcast paints, from every frame this page presents.
-  if (queryFlag("measure") && ui.video) measure(ui.video);
 
   show(state.mode);
   if (state.mode === "countdown") { startCountdown(); schedulePoll(); }
