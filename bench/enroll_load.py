@@ -41,14 +41,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import http.cookiejar
-import importlib.util
 import json
-import math
 import os
 import platform
-import resource
 import secrets
 import shlex
 import shutil
@@ -59,108 +55,26 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ROOT / "BENCHMARKS.md"
-SECTION_BEGIN = "<!-- bench/enroll_load.py: begin (generated, replaced on each run) -->"
-SECTION_END = "<!-- bench/enroll_load.py: end -->"
+from harness import processes
+from harness.cpu import CpuMeter, children_of, cpu_seconds, cpu_tree, this_process
+from harness.report import percentile, write_section
 
 STREAMS = 1_000
 STREAM_PRICE = 1
 STREAM_CAPACITY = 1_000
-SERVER_START_TIMEOUT = 60.0
 REQUEST_TIMEOUT = 30.0
-
-BENCH_ENV = {
-    "DJANGO_SETTINGS_MODULE": "liveclass.settings",
-    "DEBUG": "0",
-    "SECRET_KEY": "bench-secret-key-0123456789abcdef0123456789abcdef",
-    "MEDIA_SIGNING_KEY": "bench-media-signing-key-0123456789abcdef",
-    "MEDIA_WEBHOOK_SECRET": "bench-webhook-secret-0123456789abcdef",
-    "INSTRUCTOR_ACCESS_TOKEN": "bench-instructor-code",
-    "ALLOWED_HOSTS": "127.0.0.1,localhost",
-    "MEDIA_BACKEND": "embedded",
-    "REDIS_URL": "",
-    "WELCOME_TOKENS": "0",
-    "PYTHONUNBUFFERED": "1",
-}
 
 
 # ---------------------------------------------------------------- helpers
 
 
-@functools.cache
-def _tests_run_module() -> Any:
-    """tests/run.py, imported by path (it owns the throwaway PostgreSQL and Redis and the
-    process helpers)."""
-    path = ROOT / "tests" / "run.py"
-    spec = importlib.util.spec_from_file_location("liveclass_tests_run", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _free_port() -> int:
-    return int(_tests_run_module().free_port())
-
-
-def _liveclass_cmd() -> list[str]:
-    script = Path(sys.executable).with_name("liveclass")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "liveclass.cli"]
-
-
-def _percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
 def _csrf_value() -> str:
     alphabet = string.ascii_letters + string.digits
     return "".join(secrets.choice(alphabet) for _ in range(32))
-
-
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rindex(")") + 2:].split()  # fields from 3 (state) on
-
-
-def _cpu_of(pid: int, children: bool = False) -> float:
-    """CPU seconds of a process (all threads); with `children`, plus its reaped children."""
-    f = _proc_stat(pid)
-    if f is None:
-        return 0.0
-    ticks = int(f[11]) + int(f[12]) + ((int(f[13]) + int(f[14])) if children else 0)
-    return ticks / _TICK
-
-
-def _cpu_tree(pid: int) -> float:
-    """CPU seconds of a process, its reaped children and its live children (uvicorn
-    --workers forks them)."""
-    if pid <= 0:
-        return 0.0
-    total = _cpu_of(pid, children=True)
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            f = _proc_stat(int(proc.name))
-            if f is not None and int(f[1]) == pid:
-                total += _cpu_of(int(proc.name))
-    return total
 
 
 def _postmaster_pid(port: int) -> int | None:
@@ -177,33 +91,6 @@ def _postmaster_pid(port: int) -> int | None:
             if i + 1 < len(argv) and argv[i + 1] == str(port).encode():
                 return int(proc.name)
     return None
-
-
-class CpuMeter:
-    """CPU seconds used by this client, the web server and PostgreSQL (postmaster, live
-    backends, and backends already gone, which the postmaster's child times include).
-    Load-independent, unlike wall-clock rates on a shared machine."""
-
-    def __init__(self, server_pid: int, postmaster: int | None, cache_pid: int | None = None) -> None:
-        self.server_pid, self.postmaster, self.cache_pid = server_pid, postmaster, cache_pid
-
-    def snapshot(self) -> dict[str, float]:
-        db = 0.0
-        if self.postmaster:
-            db = _cpu_of(self.postmaster, children=True)
-            for proc in Path("/proc").iterdir():
-                if proc.name.isdigit():
-                    f = _proc_stat(int(proc.name))
-                    if f is not None and int(f[1]) == self.postmaster:
-                        db += _cpu_of(int(proc.name))
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once it has exited
-        return {"client": time.process_time() + children.ru_utime + children.ru_stime,
-                "server": _cpu_tree(self.server_pid), "db": db,
-                "cache": _cpu_of(self.cache_pid) if self.cache_pid else 0.0}
-
-    @staticmethod
-    def per_op(before: dict[str, float], after: dict[str, float], ops: int) -> dict[str, float]:
-        return {k: (after[k] - before[k]) * 1000 / max(ops, 1) for k in before}
 
 
 def _pairs(users: list[Any], stream_ids: list[int], offset: int, per_user: int,
@@ -223,39 +110,12 @@ def _pairs(users: list[Any], stream_ids: list[int], offset: int, per_user: int,
     return queues
 
 
-def _run(cmd: list[str], env: dict[str, str], timeout: float) -> str:
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          check=False)
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"{shlex.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return done.stdout
-
-
-def _phase(name: str, spec: dict[str, Any], env: dict[str, str], timeout: float) -> dict[str, Any]:
-    """Run `--phase NAME` of this script in a child process with `env`; return its JSON."""
-    spec_file = Path(env["LIVECLASS_DATA_DIR"]) / f"{name}-spec.json"
-    out_file = Path(env["LIVECLASS_DATA_DIR"]) / f"{name}-out.json"
-    spec_file.write_text(json.dumps(spec))
-    _run([sys.executable, str(Path(__file__).resolve()), "--phase", name, "--spec", str(spec_file),
-          "--out", str(out_file)], env, timeout)
-    return dict(json.loads(out_file.read_text()))
-
-
 # ---------------------------------------------------------------- child phases (Django set up)
-
-
-def _django() -> None:
-    import django
-
-    django.setup()
 
 
 def phase_setup(spec: dict[str, Any]) -> dict[str, Any]:
     """Seed streams, users, ledger grants and sessions; return ids and session keys."""
-    _django()
-    from django.conf import settings
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    processes.django_setup()
     from django.contrib.auth.hashers import make_password
     from django.db import transaction
 
@@ -300,17 +160,7 @@ def phase_setup(spec: dict[str, Any]) -> dict[str, Any]:
             wallet.grant(user, tokens, key="bench-grant", note="Bench tokens")
         # Sessions made as django.contrib.auth.login() makes them, through the configured
         # engine: a row, plus the shared cache entry when REDIS_URL is set.
-        engine = import_module(settings.SESSION_ENGINE)
-        keys = []
-        for user in users:
-            store = engine.SessionStore()
-            store.update({
-                SESSION_KEY: str(user.pk),
-                BACKEND_SESSION_KEY: settings.AUTHENTICATION_BACKENDS[0],
-                HASH_SESSION_KEY: user.get_session_auth_hash(),
-            })
-            store.create()
-            keys.append(store.session_key)
+        keys = [processes.session_key(user) for user in users]
     stream_ids = list(LiveStreamSession.objects.order_by("pk").values_list("pk", flat=True))
     return {
         "stream_ids": stream_ids,
@@ -321,7 +171,7 @@ def phase_setup(spec: dict[str, Any]) -> dict[str, Any]:
 
 def phase_service(spec: dict[str, Any]) -> dict[str, Any]:
     """streams.services.enroll in threads: persistent connections, then one per call."""
-    _django()
+    processes.django_setup()
     from django.db import connection
 
     from liveclass.accounts.models import User
@@ -335,7 +185,8 @@ def phase_service(spec: dict[str, Any]) -> dict[str, Any]:
     seconds = float(spec["seconds"])
     lock = threading.Lock()
     results: dict[str, Any] = {}
-    meter = CpuMeter(0, spec.get("postmaster"))
+    postmaster = spec.get("postmaster")
+    meter = CpuMeter(client=this_process, db=lambda: cpu_tree(postmaster))
 
     # Two disjoint user halves, so each mode makes fresh enrollments.
     half = len(users) // 2
@@ -475,8 +326,8 @@ async def http_enroll(base: str, users: list[list[Any]], stream_ids: list[int], 
         elapsed = time.perf_counter() - t0
     latencies.sort()
     return {"ok": ok, "seconds": elapsed, "rate": ok / elapsed, "errors": dict(statuses),
-            "p50_ms": _percentile(latencies, 50) * 1000,
-            "p99_ms": _percentile(latencies, 99) * 1000}
+            "p50_ms": percentile(latencies, 50) * 1000,
+            "p99_ms": percentile(latencies, 99) * 1000}
 
 
 async def http_get_latency(base: str, requests: int, concurrency: int, seconds: float,
@@ -512,8 +363,8 @@ async def http_get_latency(base: str, requests: int, concurrency: int, seconds: 
         elapsed = time.perf_counter() - t0
     latencies.sort()
     return {"n": len(latencies), "concurrency": concurrency, "rps": len(latencies) / elapsed,
-            "p50_ms": _percentile(latencies, 50) * 1000,
-            "p99_ms": _percentile(latencies, 99) * 1000,
+            "p50_ms": percentile(latencies, 50) * 1000,
+            "p99_ms": percentile(latencies, 99) * 1000,
             "items": items, "errors": dict(statuses)}
 
 
@@ -605,31 +456,12 @@ def wrk_get(base: str, concurrency: int, seconds: float, work_dir: Path,
             "p99_ms": out["p99_us"] / 1000, "items": items, "errors": errors}
 
 
-# ---------------------------------------------------------------- server
-
-
-@contextlib.contextmanager
-def web_server(env: dict[str, str], log_path: Path, workers: int = 1
-               ) -> Iterator[tuple[str, int]]:
-    """`uvicorn liveclass.asgi:application` on a free loopback port; stopped by PID."""
-    run = _tests_run_module()
-    port = run.free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "liveclass.asgi:application", "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "warning", "--lifespan", "off"]
-    if workers > 1:
-        cmd += ["--workers", str(workers)]
-    base = f"http://127.0.0.1:{port}"
-    with run.serve(cmd, env, log_path, run.answers_200(f"{base}/api/streams"), "web server",
-                   SERVER_START_TIMEOUT) as pid:
-        yield base, pid
-
-
 # ---------------------------------------------------------------- one database
 
 
 def bench_db(db: str, args: argparse.Namespace, database_url: str) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix=f"liveclass-bench-{db}-"))
-    env = {**os.environ, **BENCH_ENV, "LIVECLASS_DATA_DIR": str(data_dir),
+    env = {**os.environ, **processes.BENCH_ENV, "LIVECLASS_DATA_DIR": str(data_dir),
            "DATABASE_URL": database_url}
     if args.settings:  # experiments: e.g. a module that adds a connection pool
         env["DJANGO_SETTINGS_MODULE"] = args.settings
@@ -641,7 +473,7 @@ def bench_db(db: str, args: argparse.Namespace, database_url: str) -> dict[str, 
             cache_pid = None
             if args.workers > 1:  # as `liveclass run --workers N`: a shared cache is required
                 env["REDIS_URL"], cache_pid = stack.enter_context(
-                    _tests_run_module().redis_server(data_dir))
+                    processes.redis_server(data_dir))
             _bench_db(db, args, env, data_dir, postmaster, cache_pid, result)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -651,20 +483,21 @@ def bench_db(db: str, args: argparse.Namespace, database_url: str) -> dict[str, 
 def _bench_db(db: str, args: argparse.Namespace, env: dict[str, str], data_dir: Path,
               postmaster: int | None, cache_pid: int | None, result: dict[str, Any]) -> None:
     t = time.perf_counter()
-    _run([*_liveclass_cmd(), "manage", "migrate", "--no-input", "-v", "0"], env, 300)
+    processes.run([*processes.liveclass_cmd(), "manage", "migrate", "--no-input", "-v", "0"], env, 300)
     result["migrate_s"] = round(time.perf_counter() - t, 1)
     per_user = args.streams_per_user
     # Tokens for the HTTP run (offset 0), the service runs (offset per_user) and the
     # optional profiled HTTP run (offset 2 * per_user).
     tokens = 3 * per_user * STREAM_PRICE + 5
-    setup = _phase("setup", {"users": args.users, "tokens": tokens}, env, 300)
+    setup = processes.phase(__file__, "setup", env, 300, {"users": args.users, "tokens": tokens})
     result["setup_s"] = setup["seconds"]
     users, stream_ids = setup["users"], setup["stream_ids"]
     print(f"[{db}] migrated in {result['migrate_s']}s, seeded {len(stream_ids)} streams and "
           f"{len(users)} users in {setup['seconds']}s", flush=True)
 
-    with web_server(env, data_dir / "web.log", args.workers) as (base, pid):
-        meter = CpuMeter(pid, postmaster, cache_pid)
+    with processes.web_server(env, data_dir / "web.log", args.workers) as (base, pid):
+        meter = CpuMeter(client=this_process, server=lambda: cpu_tree(pid), db=lambda: cpu_tree(postmaster),
+                         cache=lambda: cpu_seconds(cache_pid) if cache_pid else 0.0)
         result["preflight"] = asyncio.run(http_preflight(base, users, stream_ids[-1]))
         print(f"[{db}] preflight {result['preflight']}", flush=True)
         asyncio.run(http_get_latency(base, 50, 1, 10))  # warm-up
@@ -702,11 +535,11 @@ def _bench_db(db: str, args: argparse.Namespace, env: dict[str, str], data_dir: 
                 "get_cn": lambda: get(args.concurrency, 8),
                 "get_c1": lambda: get(1, 8),
             })
-    result["service"] = _phase("service", {
+    result["service"] = processes.phase(__file__, "service", env, 2 * args.service_seconds + 120, {
         "user_ids": [u[0] for u in users], "stream_ids": stream_ids, "per_user": per_user,
         "concurrency": args.concurrency, "seconds": args.service_seconds,
         "postmaster": postmaster,
-    }, env, 2 * args.service_seconds + 120)
+    })
     print(f"[{db}] service {result['service']}", flush=True)
     result["load_after"] = os.getloadavg()[0]
 
@@ -722,9 +555,8 @@ def _profile(db: str, pid: int, args: argparse.Namespace, runs: dict[str, Any]) 
     out_dir.mkdir(parents=True, exist_ok=True)
     target = pid
     if args.workers > 1:
-        workers = sorted(int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
-                         and (f := _proc_stat(int(p.name))) is not None and int(f[1]) == pid
-                         and b"spawn_main" in (p / "cmdline").read_bytes())
+        workers = sorted(child for child in children_of(pid)
+                         if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes())
         target = workers[0] if workers else pid
     for name, run in runs.items():
         out = out_dir / f"{db}-{name}.txt"
@@ -839,24 +671,11 @@ def _machine() -> str:
                 break
     pg = ""
     with contextlib.suppress(Exception):
-        initdb = _tests_run_module()._pg_bin("postgres")
+        initdb = processes.pg_bin("postgres")
         pg = subprocess.run([initdb, "--version"], capture_output=True, text=True, timeout=10,
                             check=False).stdout.strip()
     return (f"{os.cpu_count()} cores ({cpu or platform.machine()}), Linux {platform.release()}, "
             f"Python {platform.python_version()}, {pg or 'PostgreSQL n/a'}")
-
-
-def write_section(text: str, begin: str = SECTION_BEGIN, end: str = SECTION_END) -> None:
-    """Replace (or append) one generated block of BENCHMARKS.md, leaving the rest alone."""
-    old = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{text.rstrip()}\n{end}"
-    if begin in old and end in old:
-        head, rest = old.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        new = head + block + tail
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    BENCHMARKS.write_text(new)
 
 
 def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, argv: list[str],
@@ -961,7 +780,7 @@ def main(argv: list[str]) -> int:
         if db == "sqlite":
             results[db] = bench_db(db, args, "")
         else:
-            with _tests_run_module().postgres() as url:
+            with processes.postgres() as url:
                 results[db] = bench_db(db, args, url)
     text = report(results, args, argv, started, time.perf_counter() - t0)
     print()
@@ -969,8 +788,7 @@ def main(argv: list[str]) -> int:
     if args.settings:
         print("\n(--settings experiment: BENCHMARKS.md left alone)")
     elif not args.no_write:
-        write_section(text)
-        print(f"\nwrote {BENCHMARKS.relative_to(ROOT)}")
+        write_section("bench/enroll_load.py", text)
     return 0
 
 

@@ -42,6 +42,7 @@ BENCH_ENV = {
 SERVER_START_TIMEOUT = 60.0
 
 free_port = tests_run.free_port
+pg_bin = tests_run._pg_bin  # PostgreSQL's programs, found as the test runner finds them
 postgres = tests_run.postgres
 redis_server = tests_run.redis_server
 
