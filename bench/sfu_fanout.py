@@ -546,23 +546,23 @@ def main(argv: list[str] | None = None) -> int:
     common = {"MEDIA_ICE_ADDRESSES": "127.0.0.1", "MEDIA_SIGNING_KEY": MEDIA_KEY, "MEDIA_MAX_SESSIONS": "10000",
               "MEDIA_RATE_LIMIT": "100000", "MEDIA_RATE_BURST": "100000"}
 
-    with processes.media_server(common, log_level="info") as (base, pid):
-        for n in [int(x) for x in args.viewers.split(",") if x]:
-            row = asyncio.run(run_phase(base, pid, "forward", n, args.seconds, units,
-                                         args.probes, args.settle, pacing_bps))
+
+    def phases(base: str, pid: int, kind: str, viewers: str) -> None:
+        for n in [int(x) for x in viewers.split(",") if x]:
+            row = asyncio.run(run_phase(base, pid, kind, n, args.seconds, units, args.probes, args.settle,
+                                        pacing_bps))
             rows.append(row)
             print(row, flush=True)
+
+    with processes.media_server(common, log_level="info") as (base, pid):
+        phases(base, pid, "forward", args.viewers)
         metrics = httpx.get(f"{base}/metrics", timeout=5).text
     if args.relay_viewers:
         port = processes.free_port()
         base = f"http://127.0.0.1:{port}"
         with processes.serve([sys.executable, __file__, "--relay-server", str(port)], common,
                              what="relay server", ready_url=f"{base}/healthz") as pid:
-            for n in [int(x) for x in args.relay_viewers.split(",") if x]:
-                row = asyncio.run(run_phase(base, pid, "relay", n, args.seconds, units,
-                                             args.probes, args.settle, pacing_bps))
-                rows.append(row)
-                print(row, flush=True)
+            phases(base, pid, "relay", args.relay_viewers)
 
     print()
     print("| server | viewers | probes | server CPU % | client CPU % | loss % | latency p50 ms | p99 ms "
