@@ -1,4 +1,4 @@
-"""Pin aiortc and every private hook the media server uses (see liveclass.media.peers.HOOKS).
+"""Pin aiortc and every private hook the media server uses (see liveclass.media.hooks.HOOKS).
 
 If one of these fails after an upgrade, re-check the hook in the new aiortc source before
 changing the pin: a silently broken hook means viewers get nothing."""
@@ -20,16 +20,10 @@ from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket
 
 from liveclass.media.forwarding import InputForwarder, SourceTrack
+from liveclass.media.hooks import HOOKS, new_peer_connection, restrict_host_addresses
 from liveclass.media.metrics import Metrics
-from liveclass.media.peers import (
-    HOOKS,
-    IdleTrack,
-    PublisherPeer,
-    ViewerPeer,
-    new_peer_connection,
-    parse_offer,
-    restrict_host_addresses,
-)
+from liveclass.media.peers import IdleTrack, PublisherPeer, ViewerPeer
+from liveclass.media.sdp import parse_offer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -111,7 +105,7 @@ def test_an_exception_in_the_rtp_hook_is_logged_not_fatal(caplog: pytest.LogCapt
         await client.close()
         return metrics
 
-    with caplog.at_level(logging.ERROR, logger="liveclass.media.peers"):
+    with caplog.at_level(logging.ERROR, logger="liveclass.media.hooks"):
         metrics = asyncio.run(asyncio.wait_for(scenario(), 15))
     assert metrics.hook_errors == 1
     assert "forwarder failed" in caplog.text
@@ -135,7 +129,7 @@ def test_an_exception_in_the_viewer_rtcp_hook_is_logged_not_fatal(caplog: pytest
         await client.close()
         return metrics
 
-    with caplog.at_level(logging.ERROR, logger="liveclass.media.peers"):
+    with caplog.at_level(logging.ERROR, logger="liveclass.media.hooks"):
         metrics = asyncio.run(asyncio.wait_for(scenario(), 15))
     assert metrics.hook_errors == 1
     assert "viewer RTCP" in caplog.text
