@@ -1,18 +1,23 @@
-"""HLS playlists of recordings: written atomically, parsed back, rewritten for signed URLs.
+"""A recording on disk: HLS playlist (RFC 8216) and meta file, written atomically,
+parsed back, finalized after a crash, rewritten for signed URLs.
 
 A recording directory holds `index.m3u8`, `seg_NNNNNN.ts` segments and `meta.json`.
 Everything here is plain file and text work (no PyAV), so it is cheap to test."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from liveclass.media.events import recording_ready_fields
 
 PLAYLIST = "index.m3u8"
 META = "meta.json"
@@ -86,6 +91,19 @@ class Playlist:
         return playlist
 
 
+@dataclass(frozen=True)
+class RecordingInfo:
+    """A finished recording, as recording.ready announces it."""
+
+    input_id: str
+    recording_id: str
+    duration: float
+    size: int
+
+    def event_fields(self) -> dict[str, object]:
+        return recording_ready_fields(self.recording_id, self.duration, self.size, f"{self.recording_id}/{PLAYLIST}")
+
+
 def write_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
     """Write `path` so that a reader (or a crash) sees the old or the new content, never half."""
     tmp = path.with_name(path.name + TMP_SUFFIX)
@@ -145,3 +163,22 @@ def sign_uris(text: str, query: Callable[[str], str]) -> str:
             line = line + query(line)
         out.append(line)
     return "\n".join(out) + "\n"
+
+
+def finalize_directory(directory: Path) -> RecordingInfo | None:
+    """Finish a recording left unfinished (crash): drop the partial segment, append ENDLIST.
+
+    Returns None (and removes the directory) if nothing complete was recorded."""
+    meta = read_meta(directory)
+    playlist = read_playlist(directory) or Playlist()
+    for tmp in directory.glob("*" + TMP_SUFFIX):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    if not playlist.segments:
+        shutil.rmtree(directory, ignore_errors=True)
+        return None
+    if not playlist.ended:
+        playlist.ended = True
+        write_playlist(directory, playlist)
+    return RecordingInfo(str(meta.get("input_id", "")), directory.name, playlist.duration,
+                         recording_size(directory, playlist))

@@ -1,0 +1,85 @@
+"""Recording audio: Opus (as WebRTC carries it) to AAC-LC in ADTS frames (as MPEG-TS
+carries it), on a 48 kHz clock. Lost packets become silence, so audio stays aligned
+with video."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import av
+
+from liveclass.media.recording.segmenter import TB48
+
+OPUS_FRAME = 960  # 20 ms at 48 kHz: a gap longer than this is a lost packet
+LATE = 2880  # samples: a packet this far behind is a duplicate or too late
+RESYNC = 48000  # samples: a gap this long (1 s) is a jump, not loss to fill
+
+
+def adts_header(length: int, sample_rate_index: int = 3, channels: int = 2) -> bytes:
+    """ADTS header (ISO/IEC 13818-7) for an AAC-LC frame of `length` bytes (48 kHz, stereo)."""
+    n = length + 7
+    return bytes((0xFF, 0xF1, (1 << 6) | (sample_rate_index << 2) | (channels >> 2),
+                  ((channels & 3) << 6) | (n >> 11), (n >> 3) & 0xFF, ((n & 7) << 5) | 0x1F, 0xFC))
+
+
+def silence(samples: int) -> av.AudioFrame:
+    frame = av.AudioFrame(format="fltp", layout="stereo", samples=samples)
+    for plane in frame.planes:
+        plane.update(bytes(plane.buffer_size))
+    frame.sample_rate = 48000
+    frame.pts = None
+    return frame
+
+
+class OpusToAac:
+    """Opus packets in, `mux(adts_frame, pts48)` calls out (1024-sample AAC frames, 128 kbit/s)."""
+
+    def __init__(self, mux: Callable[[bytes, int], None]) -> None:
+        self._mux = mux
+        self._opus: Any = av.CodecContext.create("opus", "r")
+        self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=48000, frame_size=1024)
+        aac: Any = av.CodecContext.create("aac", "w")
+        aac.sample_rate = 48000
+        aac.layout = "stereo"
+        aac.format = "fltp"
+        aac.time_base = TB48
+        aac.bit_rate = 128000
+        aac.open()
+        self._aac = aac
+        self._next: int | None = None  # where the next decoded sample belongs (48 kHz)
+        self._aac_next = 0  # pts of the next AAC input frame
+
+    def packet(self, payload: bytes, pts48: int) -> None:
+        if self._next is None:
+            self._next = self._aac_next = pts48
+        gap = pts48 - self._next
+        if gap < -LATE:
+            return
+        if OPUS_FRAME < gap < RESYNC:
+            self._resample(silence(gap))  # lost packets: keep the audio clock on time
+            self._next += gap
+        elif gap >= RESYNC:
+            self._next = pts48
+        for frame in self._opus.decode(av.Packet(payload)):
+            self._next += frame.samples
+            frame.pts = None
+            self._resample(frame)
+
+    def flush(self) -> None:
+        """Encode what the resampler and the encoder still hold."""
+        self._resample(None)
+        self._encode(None)
+
+    def _resample(self, frame: Any) -> None:
+        for out in self._resampler.resample(frame):
+            self._encode(out)
+
+    def _encode(self, frame: Any) -> None:
+        if frame is not None:
+            frame.pts = self._aac_next
+            frame.time_base = TB48
+            self._aac_next += frame.samples
+        for packet in self._aac.encode(frame):
+            raw = bytes(packet)
+            self._mux(adts_header(len(raw)) + raw, packet.pts)

@@ -1,0 +1,179 @@
+"""Which broadcast records into which recording: one recording per broadcast (input),
+continued across a publisher takeover or a reconnect within the grace period; ended when
+the input is ended, when no publisher returned within the grace period, or on shutdown,
+then announced with `recording.ready`. On start, recordings a crash left unfinished are
+finalized and announced. Also serves and deletes the files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from liveclass.media.events import RECORDING_READY
+from liveclass.media.recording import hls
+from liveclass.media.recording.hls import RecordingInfo, finalize_directory
+from liveclass.media.recording.recorder import Recorder
+from liveclass.media.sinks import EventSink
+
+if TYPE_CHECKING:
+    from liveclass.media.forwarding import InputForwarder
+
+log = logging.getLogger(__name__)
+
+QUEUE_PACKETS = 4096  # about 10 s of a 2.5 Mbit/s broadcast
+
+
+class RecordingBusy(Exception):
+    """The recording is still being written."""
+
+
+class RecordingManager:
+    """Which input records into which recording; grace timers; recovery; deletion."""
+
+    def __init__(self, root: Path, sink: EventSink, *, segment_seconds: float = 2.0,
+                 grace_seconds: float = 60.0, max_queue: int = QUEUE_PACKETS) -> None:
+        self.root = Path(root)
+        self.sink = sink
+        self.segment_seconds = segment_seconds
+        self.grace_seconds = grace_seconds
+        self.max_queue = max_queue
+        self.active: dict[str, Recorder] = {}  # input id -> its current recording's recorder
+        self.running: dict[str, Recorder] = {}  # recording id -> recorder not finished yet
+        self._grace: dict[str, asyncio.TimerHandle] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # control plane (event loop thread) -----------------------------------------------------
+
+    def attach(self, input_id: str, forwarder: InputForwarder) -> Recorder:
+        """A publisher is about to become the source of `input_id`: record into its recording."""
+        self._loop = asyncio.get_running_loop()
+        timer = self._grace.pop(input_id, None)
+        if timer is not None:
+            timer.cancel()
+        recorder = self.active.get(input_id)
+        if recorder is None or recorder.finishing:
+            self.root.mkdir(parents=True, exist_ok=True)
+            recording_id = secrets.token_urlsafe(12)
+            recorder = Recorder(self.root, input_id, recording_id, segment_seconds=self.segment_seconds,
+                                max_queue=self.max_queue, on_done=self._done_threadsafe, loop=self._loop)
+            self.active[input_id] = recorder
+            self.running[recording_id] = recorder
+            log.info("input %s: recording %s started", input_id, recording_id)
+        recorder.forwarder = forwarder
+        forwarder.recorder = recorder
+        return recorder
+
+    def detached(self, input_id: str) -> None:
+        """The publisher left: end the recording unless one returns within the grace period."""
+        recorder = self.active.get(input_id)
+        if recorder is None or input_id in self._grace:
+            return
+        recorder.forwarder = None
+        loop = asyncio.get_running_loop()
+        self._grace[input_id] = loop.call_later(self.grace_seconds, self.finish, input_id)
+
+    def finish(self, input_id: str) -> None:
+        """End the input's recording (input ended, grace over): finalize, then announce."""
+        timer = self._grace.pop(input_id, None)
+        if timer is not None:
+            timer.cancel()
+        recorder = self.active.pop(input_id, None)
+        if recorder is not None:
+            if recorder.forwarder is not None and recorder.forwarder.recorder is recorder:
+                recorder.forwarder.recorder = None
+            recorder.forwarder = None
+            recorder.finish()
+
+    def _done_threadsafe(self, recorder: Recorder, info: RecordingInfo | None) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # announced at the next start (meta says not announced)
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._done, recorder, info)
+
+    def _done(self, recorder: Recorder, info: RecordingInfo | None) -> None:
+        self.running.pop(recorder.id, None)
+        if self.active.get(recorder.input_id) is recorder:
+            self.active.pop(recorder.input_id, None)
+        if info is not None:
+            self.announce(info)
+
+    def announce(self, info: RecordingInfo) -> None:
+        log.info("recording %s of input %s ready: %.1f s, %d bytes", info.recording_id, info.input_id,
+                 info.duration, info.size)
+        self.sink.publish(RECORDING_READY, info.input_id, info.event_fields())
+        directory = self.root / info.recording_id
+        meta = hls.read_meta(directory)
+        if meta:
+            meta["announced"] = True
+            with contextlib.suppress(OSError):
+                hls.write_meta(directory, meta)
+
+    async def start(self) -> None:
+        """Finalize and announce recordings a crash left unfinished (and unannounced ones)."""
+        self._loop = asyncio.get_running_loop()
+        for info in await asyncio.to_thread(self.recover):
+            self.announce(info)
+
+    def recover(self) -> list[RecordingInfo]:
+        out: list[RecordingInfo] = []
+        if not self.root.is_dir():
+            return out
+        for directory in sorted(self.root.iterdir()):
+            if not directory.is_dir() or not hls.valid_recording_id(directory.name):
+                continue
+            if directory.name in self.running:
+                continue
+            meta = hls.read_meta(directory)
+            playlist = hls.read_playlist(directory)
+            if playlist is not None and playlist.ended and meta.get("announced"):
+                continue
+            try:
+                info = finalize_directory(directory)
+            except OSError:
+                log.exception("recording %s could not be finalized", directory.name)
+                continue
+            if info is None:
+                log.info("recording %s had no complete segment: removed", directory.name)
+                continue
+            if playlist is None or not playlist.ended:
+                log.warning("recording %s was unfinished (crash?): finalized at %.1f s", info.recording_id,
+                            info.duration)
+            out.append(info)
+        return out
+
+    async def close(self, timeout: float = 15.0) -> None:
+        """Shutdown: finalize every recording (bounded), then announce them."""
+        for input_id in list(self.active):
+            self.finish(input_id)
+        recordings = list(self.running.values())
+        deadline = time.monotonic() + timeout
+        for recording in recordings:
+            await asyncio.to_thread(recording.thread.join, max(0.0, deadline - time.monotonic()))
+        await asyncio.sleep(0)  # run the _done callbacks the workers scheduled
+
+    # files -------------------------------------------------------------------------------
+
+    def file(self, recording_id: str, name: str) -> Path | None:
+        if not hls.valid_recording_id(recording_id) or not hls.valid_file_name(name):
+            return None
+        path = self.root / recording_id / name
+        return path if path.is_file() else None
+
+    def delete(self, recording_id: str) -> bool:
+        """Delete a finished recording's files; False if there was nothing to delete."""
+        if not hls.valid_recording_id(recording_id):
+            return False
+        if recording_id in self.running:
+            raise RecordingBusy("the recording is still being written")
+        directory = self.root / recording_id
+        if not directory.is_dir():
+            return False
+        shutil.rmtree(directory)
+        return True
