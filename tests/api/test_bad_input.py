@@ -392,7 +392,7 @@ def _webhook(client: Any, body: bytes, headers: dict[str, str]) -> Any:
 
 def _signed(body: bytes) -> dict[str, str]:
     from liveclass.config import web_config
-    from liveclass.media.tokens import sign_webhook
+    from liveclass.media.events import sign_webhook
 
     return {"Webhook-Signature": sign_webhook(web_config().MEDIA_WEBHOOK_SECRET, body)}
 

@@ -24,7 +24,7 @@ import jwt
 import pytest
 
 from liveclass.errors import InvalidInput, MediaBackendError
-from liveclass.media.tokens import TokenError, sign_webhook, verify_webhook
+from liveclass.media.events import SignatureError, sign_webhook, verify_webhook
 from liveclass.mediabackends.base import LiveInput, MediaBackend
 from liveclass.mediabackends.cloudflare import (
     CloudflareBackend,
@@ -491,11 +491,11 @@ def test_webhook_signature_round_trip() -> None:
 
     assert re.fullmatch(r"time=1700000000,sig1=[0-9a-f]{64}", header)
     verify_webhook(secret, body, header, now=now + 10)
-    with pytest.raises(TokenError):
+    with pytest.raises(SignatureError):
         verify_webhook(secret, body + b" ", header, now=now)
-    with pytest.raises(TokenError):
+    with pytest.raises(SignatureError):
         verify_webhook("other-secret", body, header, now=now)
-    with pytest.raises(TokenError, match="stale"):
+    with pytest.raises(SignatureError, match="stale"):
         verify_webhook(secret, body, header, now=now + 3600)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from liveclass.media.tokens import sign_webhook
+from liveclass.media.events import sign_webhook
 
 SECRET = "test-webhook-secret"
 

@@ -11,7 +11,8 @@ import pytest
 
 from liveclass import clock
 from liveclass.config import web_config
-from liveclass.media.tokens import TokenError, sign_webhook, verify_token
+from liveclass.media.events import sign_webhook
+from liveclass.media.tokens import TokenError, verify_token
 from liveclass.replays import services as replays
 from liveclass.replays.models import Recording
 from liveclass.streams import services as streams

@@ -1,148 +1,153 @@
-"""What the media server tells the outside world: the `EventSink` it consumes.
+"""The webhook wire contract between the media server (sender) and web (receiver).
 
-The server calls `publish()` from the event loop; implementations must return at once
-(never block the media path). `WebhookSink` POSTs signed JSON to MEDIA_WEBHOOK_URL in a
-background task, best-effort: short timeout, a few retries, then the event is dropped.
-"""
+One module both sides import, so names, encoding and signature cannot drift:
+
+- events: `live_input.connected`, `live_input.disconnected`, `recording.ready`;
+- body: compact JSON `{"event", "input_id", <extra fields>, "at": <unix seconds>}`;
+  recording.ready adds `recording_id`, `duration`, `size` and `location` (the playlist
+  path under the server's /recordings/);
+- signature: `Webhook-Signature: time=<unix>,sig1=<hex HMAC-SHA256(secret, "<time>.<body>")>`,
+  Cloudflare Stream's webhook format, so web verifies both engines alike.
+
+No Django here (web maps `SignatureError`/`EventError` to its HTTP problems)."""
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
+import hmac
 import json
-import logging
-import threading
+import math
 import time
 from collections.abc import Mapping
-from typing import Protocol
-
-import httpx
-
-from liveclass.media.tokens import sign_webhook
-
-log = logging.getLogger(__name__)
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 CONNECTED = "live_input.connected"
 DISCONNECTED = "live_input.disconnected"
 RECORDING_READY = "recording.ready"
+SIGNATURE_HEADER = "Webhook-Signature"
+TOLERANCE_SECONDS = 300  # a signature older (or newer) than this is refused: replays
 
 
-class EventSink(Protocol):
-    def publish(self, event: str, input_id: str, extra: Mapping[str, object] | None = None) -> None: ...
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
+class SignatureError(Exception):
+    """Missing, malformed, stale or forged `Webhook-Signature`."""
 
 
-class NullSink:
-    def publish(self, event: str, input_id: str, extra: Mapping[str, object] | None = None) -> None:
-        log.info("%s %s %s", event, input_id, dict(extra or {}))
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
+class EventError(ValueError):
+    """A correctly signed body that is not an event this contract knows."""
 
 
-class MemorySink(NullSink):
-    """Keeps events in memory (tests, diagnostics); thread-safe `wait_for`."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str]] = []
-        self.bodies: list[dict[str, object]] = []  # what a webhook would carry, extra fields included
-        self._cond = threading.Condition()
-
-    def publish(self, event: str, input_id: str, extra: Mapping[str, object] | None = None) -> None:
-        with self._cond:
-            self.events.append((event, input_id))
-            self.bodies.append({"event": event, "input_id": input_id, **(extra or {})})
-            self._cond.notify_all()
-
-    def body_for(self, event: str, input_id: str) -> dict[str, object] | None:
-        with self._cond:
-            for body in reversed(self.bodies):
-                if body["event"] == event and body["input_id"] == input_id:
-                    return body
-        return None
-
-    def wait_for(self, event: str, input_id: str, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: (event, input_id) in self.events, timeout=timeout)
+@dataclass(frozen=True)
+class PublisherEvent:
+    input_id: str
+    connected: bool
+    at: datetime
 
 
-def event_body(event: str, input_id: str, at: float | None = None,
-               extra: Mapping[str, object] | None = None) -> bytes:
-    """`{"event", "input_id", <extra fields, e.g. recording_id, duration, size, location>, "at"}`."""
-    at = int(at if at is not None else time.time())
+@dataclass(frozen=True)
+class RecordingReady:
+    backend: str  # "embedded" | "cloudflare": who holds the files
+    input_id: str
+    recording_id: str
+    duration: float
+    size: int
+    location: str
+    at: datetime
+
+
+MediaEvent = PublisherEvent | RecordingReady
+
+
+# --- sending ----------------------------------------------------------------------------
+
+
+def encode(event: str, input_id: str, extra: Mapping[str, object] | None = None, *, at: float | None = None) -> bytes:
+    """The body of one delivery; `extra` fields go between input_id and at."""
     body: dict[str, object] = {"event": event, "input_id": input_id}
     body.update({k: v for k, v in (extra or {}).items() if k not in ("event", "input_id", "at")})
-    body["at"] = at
+    body["at"] = int(at if at is not None else time.time())
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-class WebhookSink:
-    """Signed webhooks (`Webhook-Signature: time=…,sig1=…`) with bounded queue and retries."""
+def recording_ready_fields(recording_id: str, duration: float, size: int, location: str) -> dict[str, object]:
+    """The extra fields of a recording.ready body."""
+    return {"recording_id": recording_id, "duration": round(duration, 3), "size": size, "location": location}
 
-    def __init__(self, url: str, secret: str, *, timeout: float = 2.0, retries: int = 3,
-                 backoff: float = 0.5, queue_size: int = 1000) -> None:
-        self.url = url
-        self.secret = secret
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=queue_size)
-        self._task: asyncio.Task[None] | None = None
-        self.delivered = 0
-        self.failed = 0
 
-    def publish(self, event: str, input_id: str, extra: Mapping[str, object] | None = None) -> None:
-        body = event_body(event, input_id, extra=extra)
-        try:
-            self._queue.put_nowait(body)
-        except asyncio.QueueFull:
-            self.failed += 1
-            log.warning("webhook queue full, dropping %s for %s", event, input_id)
+def _mac(secret: str, stamp: int, body: bytes) -> str:
+    return hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
 
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run())
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+def sign_webhook(secret: str, body: bytes, *, now: float | None = None) -> str:
+    """`Webhook-Signature` value in Cloudflare's format: time=<unix>,sig1=<hex>."""
+    stamp = int(now if now is not None else time.time())
+    return f"time={stamp},sig1={_mac(secret, stamp, body)}"
 
-    async def _run(self) -> None:
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
-            while True:
-                body = await self._queue.get()
-                try:
-                    await self._deliver(client, body)
-                finally:
-                    self._queue.task_done()
 
-    async def drain(self) -> None:
-        """Wait until every queued event was delivered or given up on."""
-        await self._queue.join()
+# --- receiving --------------------------------------------------------------------------
 
-    async def _deliver(self, client: httpx.AsyncClient, body: bytes) -> None:
-        for attempt in range(self.retries + 1):
-            headers = {"Content-Type": "application/json", "Webhook-Signature": sign_webhook(self.secret, body)}
-            try:
-                response = await client.post(self.url, content=body, headers=headers)
-                if response.status_code < 500:
-                    self.delivered += 1
-                    if response.status_code >= 400:
-                        log.warning("webhook refused (%s): %s", response.status_code, body)
-                    return
-            except httpx.HTTPError as exc:
-                log.info("webhook attempt %d failed: %s", attempt + 1, exc)
-            if attempt < self.retries:
-                await asyncio.sleep(self.backoff * (2**attempt))
-        self.failed += 1
-        log.warning("webhook dropped after %d attempts: %s", self.retries + 1, body)
+
+def verify_webhook(secret: str, body: bytes, header: str, *, now: float | None = None,
+                   tolerance: int = TOLERANCE_SECONDS) -> None:
+    """Raise SignatureError unless `header` signs `body` with `secret`, recently."""
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    try:
+        stamp_text, given = parts["time"], parts["sig1"]
+        if not stamp_text.isdigit() or len(stamp_text) > 12:
+            raise ValueError(stamp_text)
+        stamp = int(stamp_text)
+    except (KeyError, ValueError) as exc:
+        raise SignatureError("malformed Webhook-Signature") from exc
+    current = int(now if now is not None else time.time())
+    if abs(current - stamp) > tolerance:
+        raise SignatureError("stale Webhook-Signature")
+    if not hmac.compare_digest(_mac(secret, stamp, body), given):
+        raise SignatureError("bad Webhook-Signature")
+
+
+def decode(body: bytes) -> dict[str, object]:
+    """The JSON object of a delivery, or EventError."""
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise EventError("Event body is not JSON.") from exc
+    if not isinstance(doc, dict):
+        raise EventError("Event body is not a JSON object.")
+    return doc
+
+
+def parse(doc: Mapping[str, object]) -> MediaEvent:
+    """A decoded embedded-server event as a typed event, or EventError."""
+    kind, input_id = doc.get("event"), doc.get("input_id")
+    if kind not in (CONNECTED, DISCONNECTED, RECORDING_READY):
+        raise EventError(f"Unknown event {kind!r}.")
+    if not isinstance(input_id, str) or not input_id:
+        raise EventError("Event has no input_id.")
+    when = _timestamp(doc.get("at"))
+    if kind == RECORDING_READY:
+        recording_id, location = doc.get("recording_id"), doc.get("location", "")
+        if not isinstance(recording_id, str) or not recording_id or not isinstance(location, str):
+            raise EventError("recording.ready needs recording_id and location strings.")
+        return RecordingReady("embedded", input_id, recording_id, number(doc.get("duration"), "duration"),
+                              int(number(doc.get("size"), "size")), location, when)
+    return PublisherEvent(input_id, kind == CONNECTED, when)
+
+
+def number(value: object, name: str) -> float:
+    """A finite, non-negative JSON number (bools are not numbers), or EventError."""
+    try:
+        result = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else -1.0
+    except OverflowError:  # an int beyond float range
+        result = -1.0
+    if not math.isfinite(result) or result < 0:
+        raise EventError(f"Event field {name!r} must be a non-negative number.")
+    return result
+
+
+def _timestamp(at: object) -> datetime:
+    if not isinstance(at, int | float) or isinstance(at, bool):
+        raise EventError("Event has no numeric 'at' time.")
+    try:
+        return datetime.fromtimestamp(at, UTC)
+    except (OverflowError, ValueError, OSError) as exc:  # NaN, inf, beyond year 9999
+        raise EventError(f"Event time {at!r} is out of range.") from exc

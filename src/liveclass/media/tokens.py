@@ -1,10 +1,8 @@
-"""Media tokens and webhook signatures, shared by web (signs tokens, verifies webhooks)
-and the media server (verifies tokens, signs webhooks). No Django here."""
+"""Media bearer tokens (JWT, HS256), shared by web (signs them) and the media server
+(verifies them on WHIP, WHEP, replay and operator requests). No Django here."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -13,7 +11,6 @@ import jwt
 
 Role = Literal["publish", "play", "replay", "operator"]
 ALGORITHM = "HS256"
-WEBHOOK_TOLERANCE_SECONDS = 300
 
 
 class TokenError(Exception):
@@ -43,7 +40,8 @@ def sign_token(
 
 
 def verify_token(key: str, token: str, *, role: Role, sub: str | None = None) -> Claims:
-    """Check signature and expiry (PyJWT compares signatures in constant time)."""
+    """Check signature and expiry (PyJWT compares signatures in constant time).
+    An operator token may do anything; `sub` "*" stands for every input."""
     try:
         data = jwt.decode(token, key, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
     except jwt.ExpiredSignatureError as exc:
@@ -59,30 +57,3 @@ def verify_token(key: str, token: str, *, role: Role, sub: str | None = None) ->
     if sub is not None and claims.sub not in (sub, "*"):
         raise WrongRole("token is for another input")
     return claims
-
-
-def sign_webhook(secret: str, body: bytes, *, now: float | None = None) -> str:
-    """`Webhook-Signature` value in Cloudflare's format: time=<unix>,sig1=<hex>."""
-    stamp = int(now if now is not None else time.time())
-    mac = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"time={stamp},sig1={mac}"
-
-
-def verify_webhook(
-    secret: str, body: bytes, header: str, *, now: float | None = None,
-    tolerance: int = WEBHOOK_TOLERANCE_SECONDS,
-) -> None:
-    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
-    try:
-        stamp_text, given = parts["time"], parts["sig1"]
-        if not stamp_text.isdigit() or len(stamp_text) > 12:
-            raise ValueError(stamp_text)
-        stamp = int(stamp_text)
-    except (KeyError, ValueError) as exc:
-        raise TokenError("malformed Webhook-Signature") from exc
-    current = int(now if now is not None else time.time())
-    if abs(current - stamp) > tolerance:
-        raise TokenError("stale Webhook-Signature")
-    expected = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, given):
-        raise TokenError("bad Webhook-Signature")
