@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from liveclass.config import ConfigError, MediaConfig, WebConfig
+from liveclass.config import DEV_MEDIA_SIGNING_KEY, ConfigError, MediaConfig, WebConfig, media_config_from
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 GOOD = {
@@ -64,3 +64,23 @@ def test_readme_documents_every_environment_variable():
     documented = set(re.findall(r"^\| `([A-Z_0-9]+)`", README.read_text(), flags=re.M))
     missing = (_env_names(WebConfig) | _env_names(MediaConfig)) - documented
     assert not missing, f"README.md does not document: {sorted(missing)}"
+
+
+def test_web_and_media_share_one_definition_of_their_common_variables():
+    shared = set(WebConfig.model_fields) & set(MediaConfig.model_fields)
+    assert shared == {"DEBUG", "MEDIA_PORT", "MEDIA_PUBLIC_URL", "MEDIA_SIGNING_KEY", "MEDIA_WEBHOOK_SECRET"}
+    for name in shared:
+        web, media = WebConfig.model_fields[name], MediaConfig.model_fields[name]
+        assert (web.default, web.description) == (media.default, media.description), name
+
+
+def test_media_server_refuses_development_secrets_outside_debug():
+    with pytest.raises(ConfigError, match="MEDIA_SIGNING_KEY"):
+        media_config_from({}).check()
+    assert media_config_from({"DEBUG": "1"}).signing_key == DEV_MEDIA_SIGNING_KEY
+    hooked = {"MEDIA_SIGNING_KEY": "k" * 40, "MEDIA_WEBHOOK_URL": "http://127.0.0.1:8000/api/media/events"}
+    with pytest.raises(ConfigError, match="MEDIA_WEBHOOK_SECRET"):
+        media_config_from(hooked).check()
+    media_config_from({**hooked, "MEDIA_WEBHOOK_SECRET": "s"}).check()
+    with pytest.raises(ConfigError, match="MEDIA_ICE_SERVERS"):
+        media_config_from({**hooked, "MEDIA_WEBHOOK_SECRET": "s", "MEDIA_ICE_SERVERS": "[1]"}).check()

@@ -8,7 +8,9 @@ file: secrets come only from the environment. `README.md` lists every variable
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -33,8 +35,27 @@ class _Base(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=True, extra="ignore")
 
 
-class WebConfig(_Base):
+class _SharedMedia(_Base):
+    """The variables web and the media server both read: one definition, so one default."""
+
     DEBUG: bool = Field(False, description="Development mode: verbose errors, dev secrets allowed.")
+    MEDIA_PUBLIC_URL: str = Field(
+        "", description="Base URL browsers use to reach the media server; empty = http://127.0.0.1:MEDIA_PORT."
+    )
+    MEDIA_PORT: int = Field(8001, ge=1, le=65535, description="Port the media server binds.")
+    MEDIA_SIGNING_KEY: str = Field(
+        DEV_MEDIA_SIGNING_KEY, description="HS256 key for media tokens: web signs them, the media server verifies."
+    )
+    MEDIA_WEBHOOK_SECRET: str = Field(
+        DEV_WEBHOOK_SECRET, description="HMAC secret of media-server webhooks: the media server signs, web verifies."
+    )
+
+    @property
+    def media_public_url(self) -> str:
+        return (self.MEDIA_PUBLIC_URL or f"http://127.0.0.1:{self.MEDIA_PORT}").rstrip("/")
+
+
+class WebConfig(_SharedMedia):
     SECRET_KEY: str = Field(DEV_SECRET_KEY, description="Django secret (sessions, CSRF).")
     DATA_DIR: Path = Field(
         PROJECT_DIR / "var",
@@ -63,18 +84,8 @@ class WebConfig(_Base):
     MEDIA_BACKEND: Literal["embedded", "cloudflare"] = Field(
         "embedded", description="Live media engine: the built-in server or Cloudflare Stream."
     )
-    MEDIA_PUBLIC_URL: str = Field(
-        "", description="Base URL browsers use to reach the media server; empty = http://127.0.0.1:MEDIA_PORT."
-    )
-    MEDIA_PORT: int = Field(8001, ge=1, le=65535, description="Port the media server binds.")
     MEDIA_INTERNAL_URL: str = Field(
         "", description="Base URL web uses to reach the media server; empty = MEDIA_PUBLIC_URL."
-    )
-    MEDIA_SIGNING_KEY: str = Field(
-        DEV_MEDIA_SIGNING_KEY, description="HS256 key for media tokens, shared with the media server."
-    )
-    MEDIA_WEBHOOK_SECRET: str = Field(
-        DEV_WEBHOOK_SECRET, description="HMAC secret of media-server webhooks, shared with it."
     )
     PLAY_TOKEN_TTL: int = Field(300, ge=10, le=3600, description="Seconds a play token lives.")
     PUBLISH_TOKEN_TTL: int = Field(
@@ -138,10 +149,6 @@ class WebConfig(_Base):
         return self.DATABASE_URL or f"sqlite:///{self.DATA_DIR / 'liveclass.sqlite3'}"
 
     @property
-    def media_public_url(self) -> str:
-        return (self.MEDIA_PUBLIC_URL or f"http://127.0.0.1:{self.MEDIA_PORT}").rstrip("/")
-
-    @property
     def media_internal_url(self) -> str:
         return (self.MEDIA_INTERNAL_URL or self.media_public_url).rstrip("/")
 
@@ -171,18 +178,39 @@ class WebConfig(_Base):
                     raise ConfigError(f"{name} is required when MEDIA_BACKEND=cloudflare.")
 
 
-class MediaConfig(_Base):
+@dataclass(frozen=True)
+class IceServer:
+    """One STUN/TURN server, as in RTCConfiguration.iceServers (an item of MEDIA_ICE_SERVERS)."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+
+def parse_ice_servers(value: str) -> tuple[IceServer, ...]:
+    """MEDIA_ICE_SERVERS: JSON like RTCConfiguration.iceServers
+    (`[{"urls": ["turn:h:3478"], "username": "u", "credential": "p"}]`) or a
+    comma-separated list of stun:/turn: URLs without credentials."""
+    value = value.strip()
+    if not value:
+        return ()
+    if value.startswith("["):
+        try:
+            servers = []
+            for item in json.loads(value):
+                urls = item["urls"]
+                servers.append(IceServer(urls=tuple([urls] if isinstance(urls, str) else urls),
+                                         username=item.get("username"), credential=item.get("credential")))
+            return tuple(servers)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"MEDIA_ICE_SERVERS is not valid JSON ice servers: {exc}") from exc
+    return tuple(IceServer(urls=(url.strip(),)) for url in value.split(",") if url.strip())
+
+
+class MediaConfig(_SharedMedia):
     """The embedded media server's settings (`liveclass media`; `make run` starts it)."""
 
-    DEBUG: bool = Field(False, description="(see above) Allows the development signing key.")
     MEDIA_HOST: str = Field("127.0.0.1", description="Address the media server binds.")
-    MEDIA_PORT: int = Field(8001, ge=1, le=65535, description="Port the media server binds.")
-    MEDIA_PUBLIC_URL: str = Field(
-        "", description="(see above) Base URL of the media server as browsers see it; empty = http://HOST:PORT."
-    )
-    MEDIA_SIGNING_KEY: str = Field(
-        "", description="(see above) Verifies bearer tokens; `liveclass token` signs with it."
-    )
     MEDIA_ICE_SERVERS: str = Field(
         "", description='STUN/TURN servers sent as Link headers: comma-separated URLs, or JSON like '
         '[{"urls": ["turn:host:3478"], "username": "u", "credential": "p"}].'
@@ -193,7 +221,6 @@ class MediaConfig(_Base):
     MEDIA_WEBHOOK_URL: str = Field(
         "", description="Where publisher and recording events are POSTed (make run: web's /api/media/events)."
     )
-    MEDIA_WEBHOOK_SECRET: str = Field("", description="(see above) Signs the events.")
     MEDIA_RECORDINGS_DIR: Path = Field(
         PROJECT_DIR / "var" / "recordings", description="Where recordings are written."
     )
@@ -211,7 +238,8 @@ class MediaConfig(_Base):
 
     @property
     def signing_key(self) -> str:
-        if self.MEDIA_SIGNING_KEY:
+        """MEDIA_SIGNING_KEY; its development value only with DEBUG=1."""
+        if self.MEDIA_SIGNING_KEY and self.MEDIA_SIGNING_KEY != DEV_MEDIA_SIGNING_KEY:
             return self.MEDIA_SIGNING_KEY
         if self.DEBUG:
             return DEV_MEDIA_SIGNING_KEY
@@ -219,15 +247,29 @@ class MediaConfig(_Base):
 
     @property
     def webhook_secret(self) -> str:
-        if self.MEDIA_WEBHOOK_SECRET:
+        """MEDIA_WEBHOOK_SECRET; its development value only with DEBUG=1 or without webhooks."""
+        if self.MEDIA_WEBHOOK_SECRET and self.MEDIA_WEBHOOK_SECRET != DEV_WEBHOOK_SECRET:
             return self.MEDIA_WEBHOOK_SECRET
         if self.DEBUG or not self.MEDIA_WEBHOOK_URL:
             return DEV_WEBHOOK_SECRET
         raise ConfigError("MEDIA_WEBHOOK_SECRET is required when MEDIA_WEBHOOK_URL is set.")
 
+    @property
+    def ice_servers(self) -> tuple[IceServer, ...]:
+        return parse_ice_servers(self.MEDIA_ICE_SERVERS)
 
-def media_config_from(env: Mapping[str, str]) -> MediaConfig:
-    """MediaConfig from an explicit mapping only (not the process environment): tests, embedding."""
+    @property
+    def ice_addresses(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.MEDIA_ICE_ADDRESSES.split(",") if a.strip())
+
+    def check(self) -> None:
+        """Raise ConfigError now, naming the variable, rather than when first used."""
+        _ = self.signing_key, self.webhook_secret, self.ice_servers
+
+
+def media_config_from(env: Mapping[str, object]) -> MediaConfig:
+    """MediaConfig from an explicit mapping only (not the process environment): tests, embedding.
+    Values may be strings, as in the environment, or already typed (True, Path(...))."""
 
     class Isolated(MediaConfig):
         @classmethod

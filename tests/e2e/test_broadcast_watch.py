@@ -141,15 +141,15 @@ def test_upcoming_class_counts_down_then_plays_by_itself_and_reconnects(
     # The media server drops the broadcaster's session: the page starts a new WHIP session by
     # itself, takes over the input, and the viewer keeps playing on its own session.
     session = studio.evaluate("window.liveclassBroadcast.state.session")
-    old_publisher = media_server.registry.inputs[stream.input_id].publisher
+    old_publisher = media_server.registry.broadcasts[stream.input_id].publisher
     assert old_publisher is not None
     viewer_generation = watcher.evaluate("window.liveclassWatch.generation")
     gone = httpx.delete(session["url"], headers={"Authorization": f"Bearer {session['token']}"}, timeout=5)
     assert gone.status_code == 200, gone.text
 
     def new_publisher() -> bool:
-        live_input = media_server.registry.inputs.get(stream.input_id)
-        return bool(live_input and live_input.publisher and live_input.publisher.id != old_publisher.id)
+        broadcast = media_server.registry.broadcasts.get(stream.input_id)
+        return bool(broadcast and broadcast.publisher and broadcast.publisher.id != old_publisher.id)
 
     assert media_server.wait_until(new_publisher, timeout=30), "the broadcast page did not reconnect"
     expect(studio.get_by_test_id("live-indicator")).to_be_visible(timeout=MEDIA_TIMEOUT_MS)

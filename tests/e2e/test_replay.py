@@ -29,7 +29,7 @@ from liveclass.mediabackends.base import MediaBackend
 from liveclass.replays.models import Recording
 from liveclass.streams.models import LiveStreamSession
 from tests.e2e.browser import MEDIA_TIMEOUT_MS, Classroom, start_broadcast
-from tests.media.support import LOOPBACK_CONFIG, MediaServer, running_server
+from tests.media.support import MediaServer, loopback_config, running_server
 
 SEGMENT_SECONDS = 2.0
 READY_TIMEOUT = 30.0  # End Stream → finalize → webhook → Recording row
@@ -38,10 +38,10 @@ READY_TIMEOUT = 30.0  # End Stream → finalize → webhook → Recording row
 @pytest.fixture(scope="module")
 def media_server(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
     """Here the media server runs as `make run` starts it: recording on, events to the web app."""
-    config = LOOPBACK_CONFIG.with_(
-        recording_enabled=True, recordings_dir=tmp_path_factory.mktemp("recordings"),
-        recording_segment_seconds=SEGMENT_SECONDS, recording_grace_seconds=2.0,
-        webhook_url=f"{live_server.url}/api/media/events", webhook_secret=web_config().MEDIA_WEBHOOK_SECRET,
+    config = loopback_config(
+        MEDIA_RECORDING_ENABLED=True, MEDIA_RECORDINGS_DIR=tmp_path_factory.mktemp("recordings"),
+        MEDIA_RECORDING_SEGMENT_SECONDS=SEGMENT_SECONDS, MEDIA_RECORDING_GRACE_SECONDS=2.0,
+        MEDIA_WEBHOOK_URL=f"{live_server.url}/api/media/events", MEDIA_WEBHOOK_SECRET=web_config().MEDIA_WEBHOOK_SECRET,
     )
     with running_server(config, use_config_sink=True) as server:
         yield server

@@ -1,5 +1,6 @@
 """Helpers for media tests: an in-process media server on 127.0.0.1:0 (uvicorn in a thread
-with its own event loop) and aiortc publishers/viewers driven over real HTTP."""
+with its own event loop), an in-memory event sink, and aiortc publishers/viewers driven
+over real HTTP."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,16 +26,57 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
-from liveclass.media.events import MemorySink
-from liveclass.media.inputs import Registry
-from liveclass.media.server import MediaServerConfig, create_app
+from liveclass.config import MediaConfig, media_config_from
+from liveclass.media.broadcasts import Registry
+from liveclass.media.server import create_app
 from liveclass.media.tokens import Role, sign_token
 
 KEY = "test-media-signing-key-0123456789abcdef"
-LOOPBACK_CONFIG = MediaServerConfig(
-    host="127.0.0.1", port=0, signing_key=KEY, ice_addresses=("127.0.0.1",),
-    rate_limit_per_second=1000.0, rate_limit_burst=1000,
-)
+LOOPBACK = {
+    "MEDIA_HOST": "127.0.0.1", "MEDIA_SIGNING_KEY": KEY, "MEDIA_ICE_ADDRESSES": "127.0.0.1",
+    "MEDIA_RATE_LIMIT": 1000.0, "MEDIA_RATE_BURST": 1000, "MEDIA_WEBHOOK_URL": "",
+    "MEDIA_RECORDING_ENABLED": False,  # tests that record turn it on (and pick the directory)
+}
+
+
+def loopback_config(**changes: object) -> MediaConfig:
+    """The test server's configuration, with these MEDIA_* variables changed."""
+    return media_config_from({**LOOPBACK, **changes})
+
+
+LOOPBACK_CONFIG = loopback_config()
+
+
+class MemorySink:
+    """Keeps the server's events in memory; `wait_for` may be called from the test thread."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.bodies: list[dict[str, object]] = []  # what a webhook would carry, extra fields included
+        self._cond = threading.Condition()
+
+    def publish(self, event: str, input_id: str, extra: Mapping[str, object] | None = None) -> None:
+        with self._cond:
+            self.events.append((event, input_id))
+            self.bodies.append({"event": event, "input_id": input_id, **(extra or {})})
+            self._cond.notify_all()
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def body_for(self, event: str, input_id: str) -> dict[str, object] | None:
+        with self._cond:
+            for body in reversed(self.bodies):
+                if body["event"] == event and body["input_id"] == input_id:
+                    return body
+        return None
+
+    def wait_for(self, event: str, input_id: str, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: (event, input_id) in self.events, timeout=timeout)
 
 
 def token(input_id: str, role: Role = "publish", ttl: int = 300, key: str = KEY, **kw: Any) -> str:
@@ -53,7 +95,7 @@ class _Server(uvicorn.Server):
 
 @dataclass
 class MediaServer:
-    config: MediaServerConfig
+    config: MediaConfig
     sink: MemorySink = field(default_factory=MemorySink)
     port: int = 0
     use_config_sink: bool = False  # True: the server's own sink from config (webhooks)
@@ -96,7 +138,7 @@ class MediaServer:
 
 
 @contextlib.contextmanager
-def running_server(config: MediaServerConfig = LOOPBACK_CONFIG, *, use_config_sink: bool = False
+def running_server(config: MediaConfig = LOOPBACK_CONFIG, *, use_config_sink: bool = False
                    ) -> Iterator[MediaServer]:
     server = MediaServer(config, use_config_sink=use_config_sink)
     server.start()

@@ -14,10 +14,9 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, VideoStreamTrack
 from aiortc.mediastreams import AudioStreamTrack
 
-from liveclass.media.endpoints import IceServer
-from liveclass.media.server import MediaServerConfig, parse_ice_servers
+from liveclass.config import ConfigError, IceServer, media_config_from, parse_ice_servers
 from liveclass.media.tokens import Role
-from tests.media.support import KEY, LOOPBACK_CONFIG, MediaServer, running_server, token
+from tests.media.support import KEY, MediaServer, loopback_config, running_server, token
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -185,7 +184,10 @@ def test_whep_without_live_publisher_is_409_with_retry_after(http: httpx.Client,
 def test_whip_201_with_location_etag_links_and_h264_preferred(whip_offer: str) -> None:
     servers = (IceServer(urls=("stun:stun.example.org:3478",)),
                IceServer(urls=("turn:turn.example.org:3478?transport=udp",), username="u1", credential="s3cret"))
-    with running_server(LOOPBACK_CONFIG.with_(ice_servers=servers)) as server, \
+    ice = '[{"urls": "stun:stun.example.org:3478"}, {"urls": ["turn:turn.example.org:3478?transport=udp"], ' \
+          '"username": "u1", "credential": "s3cret"}]'
+    assert parse_ice_servers(ice) == servers
+    with running_server(loopback_config(MEDIA_ICE_SERVERS=ice)) as server, \
             httpx.Client(base_url=server.url, timeout=15) as http:
         input_id = new_id()
         r = post(http, f"/whip/{input_id}", whip_offer, token(input_id), Origin="https://app.example")
@@ -219,7 +221,7 @@ def test_whip_201_with_location_etag_links_and_h264_preferred(whip_offer: str) -
 
 
 def test_session_cap_is_503_with_retry_after(whip_offer: str) -> None:
-    with running_server(LOOPBACK_CONFIG.with_(max_sessions=1)) as server, \
+    with running_server(loopback_config(MEDIA_MAX_SESSIONS=1)) as server, \
             httpx.Client(base_url=server.url, timeout=15) as http:
         first, second = new_id(), new_id()
         assert post(http, f"/whip/{first}", whip_offer, token(first)).status_code == 201
@@ -228,7 +230,7 @@ def test_session_cap_is_503_with_retry_after(whip_offer: str) -> None:
 
 
 def test_rate_limit_is_429_per_client_address(whip_offer: str) -> None:
-    with running_server(LOOPBACK_CONFIG.with_(rate_limit_per_second=0.5, rate_limit_burst=2)) as server, \
+    with running_server(loopback_config(MEDIA_RATE_LIMIT=0.5, MEDIA_RATE_BURST=2)) as server, \
             httpx.Client(base_url=server.url, timeout=15) as http:
         input_id = new_id()
         statuses = [post(http, f"/whip/{input_id}", "v=0", token(input_id)).status_code for _ in range(2)]
@@ -347,16 +349,21 @@ def test_config_from_env() -> None:
         "MEDIA_WEBHOOK_URL": "http://127.0.0.1:8000/hooks/media", "MEDIA_WEBHOOK_SECRET": "s",
         "MEDIA_RECORDINGS_DIR": "/tmp/rec",  # noqa: S108
     }
-    config = MediaServerConfig.from_env(env)
-    assert (config.host, config.port, config.public_url) == ("0.0.0.0", 9001, "https://media.example")  # noqa: S104
+    config = media_config_from(env)
+    assert (config.MEDIA_HOST, config.MEDIA_PORT, config.media_public_url) == (
+        "0.0.0.0", 9001, "https://media.example")  # noqa: S104
     assert config.ice_addresses == ("127.0.0.1", "192.0.2.10")
     assert config.ice_servers == (IceServer(urls=("turn:t.example:3478",), username="u", credential="c"),)
-    assert config.webhook_url.endswith("/hooks/media") and str(config.recordings_dir) == "/tmp/rec"  # noqa: S108
-    assert MediaServerConfig.from_env({"MEDIA_SIGNING_KEY": KEY}).port == 8001
+    assert config.MEDIA_WEBHOOK_URL.endswith("/hooks/media")
+    assert str(config.MEDIA_RECORDINGS_DIR) == "/tmp/rec"  # noqa: S108
+    assert config.signing_key == KEY and config.webhook_secret == "s"
+    assert media_config_from({"MEDIA_SIGNING_KEY": KEY}).MEDIA_PORT == 8001
     assert parse_ice_servers("stun:a:1, stun:b:2") == (IceServer(urls=("stun:a:1",)), IceServer(urls=("stun:b:2",)))
-    with pytest.raises(RuntimeError, match="MEDIA_SIGNING_KEY"):
-        MediaServerConfig.from_env({})
-    assert MediaServerConfig.from_env({"DEBUG": "1"}).signing_key
+    with pytest.raises(ConfigError, match="MEDIA_SIGNING_KEY"):
+        media_config_from({}).check()
+    with pytest.raises(ConfigError, match="MEDIA_ICE_SERVERS"):
+        media_config_from({"MEDIA_SIGNING_KEY": KEY, "MEDIA_ICE_SERVERS": "[{"}).check()
+    assert media_config_from({"DEBUG": "1"}).signing_key
 
 
 def test_main_runs_and_answers_healthz() -> None:

@@ -11,10 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from liveclass.media.events import CONNECTED, DISCONNECTED, NullSink, WebhookSink
+from liveclass.media.events import CONNECTED, DISCONNECTED, verify_webhook
 from liveclass.media.server import default_sink
-from liveclass.media.tokens import verify_webhook
-from tests.media.support import LOOPBACK_CONFIG, Publisher, running_server
+from liveclass.media.sinks import NullSink, WebhookSink
+from tests.media.support import LOOPBACK_CONFIG, Publisher, loopback_config, running_server
 
 pytestmark = pytest.mark.timeout(30)
 SECRET = "webhook-secret-for-tests"
@@ -103,12 +103,12 @@ def test_unreachable_webhook_gives_up_without_raising() -> None:
 
 def test_default_sink_follows_configuration() -> None:
     assert isinstance(default_sink(LOOPBACK_CONFIG), NullSink)
-    configured = default_sink(LOOPBACK_CONFIG.with_(webhook_url="http://127.0.0.1:9/x", webhook_secret="s"))
+    configured = default_sink(loopback_config(MEDIA_WEBHOOK_URL="http://127.0.0.1:9/x", MEDIA_WEBHOOK_SECRET="s"))
     assert isinstance(configured, WebhookSink)
 
 
 def test_server_posts_signed_webhooks_when_a_publisher_comes_and_goes(receiver: Receiver) -> None:
-    config = LOOPBACK_CONFIG.with_(webhook_url=receiver.url, webhook_secret=SECRET)
+    config = loopback_config(MEDIA_WEBHOOK_URL=receiver.url, MEDIA_WEBHOOK_SECRET=SECRET)
     with running_server(config, use_config_sink=True) as server:
         async def scenario() -> None:
             publisher = Publisher(server.url, "hooked-input", codec="video/VP8", audio=False)

@@ -80,7 +80,7 @@ def test_publisher_fans_out_to_decoding_viewers(media_server: MediaServer, codec
             assert description["publisher"]["codecs"] == {"video": name, "audio": "opus"}
             assert description["viewers"] == 3
             # the publisher's receivers decode nothing (decoder threads stopped)
-            session = media_server.registry.inputs[input_id].publisher
+            session = media_server.registry.broadcasts[input_id].publisher
             assert session is not None and isinstance(session.peer, PublisherPeer)
             for transceiver in session.peer.pc.getTransceivers():
                 assert vars(transceiver.receiver)["_RTCRtpReceiver__decoder_thread"] is None
@@ -157,7 +157,7 @@ def test_publisher_takeover_keeps_viewers_playing(media_server: MediaServer) -> 
                 # output sequence numbers continued from where the old publisher left them
                 assert 0 < (stream.high_seq - old_high) & 0xFFFF < 0x8000
             assert await viewer.packets_lost() <= 2
-        session = media_server.registry.inputs[input_id].publisher
+        session = media_server.registry.broadcasts[input_id].publisher
         assert session is not None and session.peer.pc.connectionState == "connected"
         assert len([s for s in media_server.registry.sessions.values()
                     if s.input_id == input_id and s.direction == "whip"]) == 1

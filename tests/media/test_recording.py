@@ -1,5 +1,8 @@
 """Recording every broadcast as HLS: real publishers (aiortc H.264/VP8 + Opus, FFmpeg's WHIP
-muxer), the recording.ready event, signed replay URLs, takeover, and a SIGKILL mid-broadcast."""
+muxer), the recording.ready event, signed replay URLs, takeover, and a SIGKILL mid-broadcast.
+
+Tests wait on what the server writes (segments listed in the playlist, the recording.ready
+event), bounded, rather than sleeping for a fixed time."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +29,11 @@ import httpx
 import imageio_ffmpeg
 import pytest
 
-from liveclass.media import hls
+from liveclass.media.codecs import h264_access_unit
 from liveclass.media.events import RECORDING_READY
-from liveclass.media.recording import FrameAssembler, h264_access_unit
-from tests.media.support import KEY, LOOPBACK_CONFIG, MediaServer, Publisher, running_server, token
+from liveclass.media.recording import hls
+from liveclass.media.recording.depacketize import FrameAssembler
+from tests.media.support import KEY, MediaServer, Publisher, loopback_config, running_server, token
 
 pytestmark = pytest.mark.timeout(150)
 log = logging.getLogger(__name__)
@@ -51,8 +55,8 @@ def recordings_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(recordings_dir: Path) -> Iterator[MediaServer]:
-    config = LOOPBACK_CONFIG.with_(recording_enabled=True, recordings_dir=recordings_dir, recording_segment_seconds=2.0,
-                                   recording_grace_seconds=10.0)
+    config = loopback_config(MEDIA_RECORDING_ENABLED=True, MEDIA_RECORDINGS_DIR=recordings_dir,
+                             MEDIA_RECORDING_SEGMENT_SECONDS=2.0, MEDIA_RECORDING_GRACE_SECONDS=10.0)
     with running_server(config) as media_server:
         yield media_server
 
@@ -113,18 +117,34 @@ def check_recording(directory: Path, body: dict[str, Any], *, min_seconds: float
     return playlist
 
 
-async def publish_for(base: str, input_id: str, seconds: float, codec: str) -> None:
-    publisher = Publisher(base, input_id, codec=codec)
+def listed(directory: Path) -> hls.Playlist:
+    """The segments a recording lists so far (written, synced, renamed: they survive a crash)."""
+    return hls.read_playlist(directory) or hls.Playlist()
+
+
+def wait_listed(server: MediaServer, input_id: str, done: Callable[[hls.Playlist], bool],
+                timeout: float = 30) -> bool:
+    """Wait (bounded) until the server's current recording of `input_id` satisfies `done`."""
+    def check() -> bool:
+        recorder = server.app.state.recordings.active.get(input_id)
+        return recorder is not None and done(listed(recorder.dir))
+
+    return server.wait_until(check, timeout)
+
+
+async def publish_for(server: MediaServer, input_id: str, seconds: float, codec: str) -> None:
+    """Publish until the recording lists `seconds` of segments, then end the input."""
+    publisher = Publisher(server.url, input_id, codec=codec)
     assert (await publisher.start()).status_code == 201
-    await asyncio.sleep(seconds)
-    await asyncio.to_thread(end_input, base, input_id)
+    assert await asyncio.to_thread(wait_listed, server, input_id, lambda p: p.duration >= seconds)
+    await asyncio.to_thread(end_input, server.url, input_id)
     await publisher.close()
 
 
 @pytest.mark.parametrize("codec", ["video/H264", "video/VP8"])
 def test_aiortc_publisher_is_recorded(server: MediaServer, recordings_dir: Path, codec: str) -> None:
     input_id = new_id()
-    run(publish_for(server.url, input_id, 7, codec))
+    run(publish_for(server, input_id, 5, codec))
     body = ready_body(server, input_id)
     directory = recordings_dir / body["recording_id"]
     playlist = check_recording(directory, body, min_seconds=5)
@@ -150,7 +170,7 @@ def test_ffmpeg_publisher_is_recorded_and_served_signed(server: MediaServer, rec
     try:
         assert server.wait_until(lambda: server.registry.live(input_id)
                                  and server.registry.describe(input_id)["publisher"]["packets"] > 20, 15)
-        time.sleep(7)
+        assert wait_listed(server, input_id, lambda p: p.duration >= 5)
         end_input(server.url, input_id)
     finally:
         proc.kill()
@@ -215,10 +235,11 @@ def test_takeover_continues_the_recording_with_a_discontinuity(server: MediaServ
     async def scenario() -> None:
         first = Publisher(server.url, input_id, codec="video/H264")
         assert (await first.start()).status_code == 201
-        await asyncio.sleep(5)
+        assert await asyncio.to_thread(wait_listed, server, input_id, lambda p: p.duration >= 3)
         second = Publisher(server.url, input_id, codec="video/H264")
         assert (await second.start()).status_code == 201
-        await asyncio.sleep(5)
+        assert await asyncio.to_thread(wait_listed, server, input_id, lambda p: p.duration >= 7
+                                       and any(s.discontinuity for s in p.segments))
         await asyncio.to_thread(end_input, server.url, input_id)
         await first.close()
         await second.close()
@@ -233,22 +254,26 @@ def test_takeover_continues_the_recording_with_a_discontinuity(server: MediaServ
 
 
 def test_reconnect_within_grace_continues_then_grace_ends_it(recordings_dir: Path) -> None:
-    config = LOOPBACK_CONFIG.with_(recording_enabled=True, recordings_dir=recordings_dir / "grace",
-                                   recording_grace_seconds=3.0)
+    config = loopback_config(MEDIA_RECORDING_ENABLED=True, MEDIA_RECORDINGS_DIR=recordings_dir / "grace",
+                             MEDIA_RECORDING_GRACE_SECONDS=3.0)
     input_id = new_id()
     with running_server(config) as grace_server:
         async def scenario() -> None:
-            for _ in range(2):
+            visits: list[Callable[[hls.Playlist], bool]] = [
+                lambda p: bool(p.segments),  # a segment from the first visit,
+                lambda p: any(s.discontinuity for s in p.segments),  # one after the discontinuity
+            ]
+            for recorded in visits:
                 publisher = Publisher(grace_server.url, input_id, codec="video/H264")
                 assert (await publisher.start()).status_code == 201
-                await asyncio.sleep(4)
+                assert await asyncio.to_thread(wait_listed, grace_server, input_id, recorded)
                 await publisher.close()
-                await asyncio.sleep(1)
+                await asyncio.sleep(1)  # away for a moment: well within the grace period
 
         run(scenario())
         assert not grace_server.sink.wait_for(RECORDING_READY, input_id, 1.0)  # still within grace
         body = ready_body(grace_server, input_id, timeout=15)  # grace over: ended
-        directory = config.recordings_dir / body["recording_id"]
+        directory = config.MEDIA_RECORDINGS_DIR / body["recording_id"]
         playlist, video, _audio, _per = decode_recording(directory)
         assert sum(s.discontinuity for s in playlist.segments) == 1
         assert video > 0
@@ -284,8 +309,15 @@ def test_sigkill_mid_broadcast_then_restart_finalizes(tmp_path: Path) -> None:
     input_id = new_id()
     proc, _lines, _seen = _start_subprocess_server(port, tmp_path)
     publisher = subprocess.Popen(ffmpeg_whip(url, input_id, 30), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def listed_seconds() -> float:
+        return sum(listed(d).duration for d in tmp_path.iterdir() if d.is_dir())
+
     try:
-        time.sleep(7)
+        deadline = time.monotonic() + 30
+        while listed_seconds() < 3 and time.monotonic() < deadline:
+            threading.Event().wait(0.1)
+        assert listed_seconds() >= 3, "the recording listed no segments"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
@@ -357,10 +389,10 @@ def test_recording_ready_webhook_is_signed_and_parsed_by_web() -> None:
     input_id = new_id()
     try:
         with tempfile.TemporaryDirectory() as directory:
-            config = LOOPBACK_CONFIG.with_(recording_enabled=True, recordings_dir=Path(directory),
-                                           webhook_url=receiver.url, webhook_secret=SECRET)
+            config = loopback_config(MEDIA_RECORDING_ENABLED=True, MEDIA_RECORDINGS_DIR=Path(directory),
+                                     MEDIA_WEBHOOK_URL=receiver.url, MEDIA_WEBHOOK_SECRET=SECRET)
             with running_server(config, use_config_sink=True) as hooked:
-                run(publish_for(hooked.url, input_id, 4, "video/H264"))
+                run(publish_for(hooked, input_id, 3, "video/H264"))
                 assert receiver.wait(3, 20)  # connected, disconnected, recording.ready
                 bodies = [json.loads(body) for _headers, body in receiver.requests]
                 ready = [b for b in bodies if b["event"] == RECORDING_READY]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import httpx
 
-from liveclass.media import hls
+from liveclass.media.recording import hls
 from liveclass.mediabackends.embedded import EmbeddedBackend
-from tests.media.support import KEY, LOOPBACK_CONFIG, running_server, token
+from tests.media.support import KEY, loopback_config, running_server, token
 
 
 def _dangling(root: Path, recording_id: str, input_id: str) -> Path:
@@ -23,7 +23,7 @@ def _dangling(root: Path, recording_id: str, input_id: str) -> Path:
 
 
 def test_recover_finalizes_announces_once_and_needs_an_operator(tmp_path: Path) -> None:
-    config = LOOPBACK_CONFIG.with_(recording_enabled=True, recordings_dir=tmp_path)
+    config = loopback_config(MEDIA_RECORDING_ENABLED=True, MEDIA_RECORDINGS_DIR=tmp_path)
     with running_server(config) as server:
         directory = _dangling(tmp_path, "rec_dangling_01", "input-a")
         backend = EmbeddedBackend(public_url=server.url, internal_url=server.url, signing_key=KEY,

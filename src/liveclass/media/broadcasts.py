@@ -1,4 +1,8 @@
-"""Live inputs and their WHIP/WHEP sessions (no HTTP here; endpoints.py maps errors)."""
+"""The broadcasts this server carries, by input id, and their WHIP/WHEP sessions.
+
+A `Broadcast` is one input's live state: its forwarder, the publisher session (one at a
+time; a new one takes over) and the viewer sessions. No HTTP here: http.py maps the
+errors below to statuses."""
 
 from __future__ import annotations
 
@@ -8,13 +12,16 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from liveclass.media.events import CONNECTED, DISCONNECTED, EventSink
+from liveclass.media.events import CONNECTED, DISCONNECTED
 from liveclass.media.forwarding import InputForwarder
 from liveclass.media.metrics import Metrics
-from liveclass.media.peers import Offer, OfferError, Peer, PublisherPeer, ViewerPeer
+from liveclass.media.peers import Peer, PublisherPeer, ViewerPeer
+from liveclass.media.sdp import Offer
+from liveclass.media.sinks import EventSink
+from liveclass.media.whip import new_etag
 
 if TYPE_CHECKING:
-    from liveclass.media.recording import RecordingManager
+    from liveclass.media.recording.manager import RecordingManager
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +38,6 @@ class Overloaded(Exception):
     """Over the configured session cap."""
 
 
-def new_etag() -> str:
-    return f'"{secrets.token_urlsafe(12)}"'
-
-
 @dataclass(eq=False)
 class Session:
     id: str
@@ -46,8 +49,8 @@ class Session:
 
 
 @dataclass(eq=False)
-class LiveInput:
-    id: str
+class Broadcast:
+    id: str  # the input id
     forwarder: InputForwarder
     publisher: Session | None = None
     viewers: dict[str, Session] = field(default_factory=dict)
@@ -60,7 +63,7 @@ class Registry:
         self.recordings = recordings
         self.max_sessions = max_sessions
         self.metrics = Metrics()
-        self.inputs: dict[str, LiveInput] = {}
+        self.broadcasts: dict[str, Broadcast] = {}
         self.sessions: dict[str, Session] = {}
         self.ended: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -68,24 +71,24 @@ class Registry:
     # queries ---------------------------------------------------------------------------
 
     def live(self, input_id: str) -> bool:
-        live_input = self.inputs.get(input_id)
-        return live_input is not None and live_input.publisher is not None
+        broadcast = self.broadcasts.get(input_id)
+        return broadcast is not None and broadcast.publisher is not None
 
     def describe(self, input_id: str) -> dict[str, Any]:
-        live_input = self.inputs.get(input_id)
+        broadcast = self.broadcasts.get(input_id)
         body: dict[str, Any] = {"input_id": input_id, "live": False, "ended": input_id in self.ended,
                                 "viewers": 0, "publisher": None}
-        if live_input is None:
+        if broadcast is None:
             return body
-        body["viewers"] = len(live_input.viewers)
-        if live_input.publisher is not None:
-            peer = live_input.publisher.peer
+        body["viewers"] = len(broadcast.viewers)
+        if broadcast.publisher is not None:
+            peer = broadcast.publisher.peer
             assert isinstance(peer, PublisherPeer)
             body["live"] = True
-            streams = live_input.forwarder.streams
-            video, audio = streams["video"], streams["audio"]
+            tracks = broadcast.forwarder.streams
+            video, audio = tracks["video"], tracks["audio"]
             body["publisher"] = {
-                "session_id": live_input.publisher.id,
+                "session_id": broadcast.publisher.id,
                 "connected": peer.connected.is_set(),
                 "codecs": peer.codecs,
                 "bitrate_bps": round(video.bitrate + audio.bitrate),
@@ -98,13 +101,21 @@ class Registry:
             }
         return body
 
+    @property
+    def live_count(self) -> int:
+        return sum(1 for b in self.broadcasts.values() if b.publisher is not None)
+
+    @property
+    def viewer_count(self) -> int:
+        return sum(len(b.viewers) for b in self.broadcasts.values())
+
     # sessions --------------------------------------------------------------------------
 
-    def _input(self, input_id: str) -> LiveInput:
-        live_input = self.inputs.get(input_id)
-        if live_input is None:
-            live_input = self.inputs[input_id] = LiveInput(input_id, InputForwarder(self.metrics))
-        return live_input
+    def _broadcast(self, input_id: str) -> Broadcast:
+        broadcast = self.broadcasts.get(input_id)
+        if broadcast is None:
+            broadcast = self.broadcasts[input_id] = Broadcast(input_id, InputForwarder(self.metrics))
+        return broadcast
 
     def _check_capacity(self) -> None:
         if len(self.sessions) >= self.max_sessions:
@@ -114,10 +125,10 @@ class Registry:
         if input_id in self.ended:
             raise InputEnded("this input has ended")
         self._check_capacity()
-        live_input = self._input(input_id)
+        broadcast = self._broadcast(input_id)
         session_id = secrets.token_urlsafe(24)
-        peer = PublisherPeer(live_input.forwarder, lambda: self._closed(session_id))
-        session = Session(session_id, input_id, "whip", peer, remote_ufrag=_ufrag(offer))
+        peer = PublisherPeer(broadcast.forwarder, lambda: self._closed(session_id))
+        session = Session(session_id, input_id, "whip", peer, remote_ufrag=offer.ice_ufrag)
         self.sessions[session_id] = session
         try:
             answer = await peer.accept(offer)
@@ -127,39 +138,39 @@ class Registry:
         if input_id in self.ended or session_id not in self.sessions:
             await peer.close()
             raise InputEnded("this input has ended")
-        old = live_input.publisher
+        old = broadcast.publisher
         if old is not None:  # takeover: viewers stay, the new publisher becomes the source
             assert isinstance(old.peer, PublisherPeer)
             old.peer.active = False
-            live_input.publisher = None
+            broadcast.publisher = None
             self._spawn(old.peer.close())
             log.info("input %s: publisher %s replaced by %s", input_id, old.id, session_id)
-        live_input.publisher = session
+        broadcast.publisher = session
         if self.recordings is not None:
-            self.recordings.attach(input_id, live_input.forwarder)
+            self.recordings.attach(input_id, broadcast.forwarder)
         peer.activate()
         if old is not None:
             # viewers that negotiated another codec cannot follow: end them so they re-join
             codecs = peer.codecs
-            for viewer in list(live_input.viewers.values()):
+            for viewer in list(broadcast.viewers.values()):
                 assert isinstance(viewer.peer, ViewerPeer)
                 if any(codecs.get(kind, stream.codec) != stream.codec for kind, _s, stream in viewer.peer.streams):
                     self._spawn(viewer.peer.close())
-        self._spawn(self._announce(live_input, session))
+        self._spawn(self._announce(broadcast, session))
         return session, answer
 
     async def play(self, input_id: str, offer: Offer) -> tuple[Session, str]:
-        live_input = self.inputs.get(input_id)
-        if live_input is None or live_input.publisher is None:
+        broadcast = self.broadcasts.get(input_id)
+        if broadcast is None or broadcast.publisher is None:
             raise NotLive("no live publisher for this input")
         self._check_capacity()
-        publisher = live_input.publisher.peer
+        publisher = broadcast.publisher.peer
         assert isinstance(publisher, PublisherPeer)
         session_id = secrets.token_urlsafe(24)
-        peer = ViewerPeer(live_input.forwarder, lambda: self._closed(session_id))
-        session = Session(session_id, input_id, "whep", peer, remote_ufrag=_ufrag(offer))
+        peer = ViewerPeer(broadcast.forwarder, lambda: self._closed(session_id))
+        session = Session(session_id, input_id, "whep", peer, remote_ufrag=offer.ice_ufrag)
         self.sessions[session_id] = session
-        live_input.viewers[session_id] = session
+        broadcast.viewers[session_id] = session
         try:
             answer = await peer.accept(offer, publisher.tracks)
         except BaseException:
@@ -167,48 +178,45 @@ class Registry:
             raise
         return session, answer
 
-    async def _announce(self, live_input: LiveInput, session: Session) -> None:
+    async def _announce(self, broadcast: Broadcast, session: Session) -> None:
         try:
             await asyncio.wait_for(session.peer.connected.wait(), timeout=30)
         except TimeoutError:
             return
-        if live_input.publisher is session and not live_input.announced:
-            live_input.announced = True
-            self.sink.publish(CONNECTED, live_input.id)
+        if broadcast.publisher is session and not broadcast.announced:
+            broadcast.announced = True
+            self.sink.publish(CONNECTED, broadcast.id)
 
     def _closed(self, session_id: str) -> None:
         session = self.sessions.pop(session_id, None)
         if session is None:
             return
-        live_input = self.inputs.get(session.input_id)
-        if live_input is None:
+        broadcast = self.broadcasts.get(session.input_id)
+        if broadcast is None:
             return
-        if live_input.publisher is session:
-            live_input.publisher = None
+        if broadcast.publisher is session:
+            broadcast.publisher = None
             if self.recordings is not None:
-                self.recordings.detached(live_input.id)
-            if live_input.announced:
-                live_input.announced = False
-                self.sink.publish(DISCONNECTED, live_input.id)
-        live_input.viewers.pop(session_id, None)
-        if live_input.publisher is None and not live_input.viewers:
-            live_input.forwarder.close()
-            self.inputs.pop(live_input.id, None)
-
-    async def delete(self, session: Session) -> None:
-        await session.peer.close()
+                self.recordings.detached(broadcast.id)
+            if broadcast.announced:
+                broadcast.announced = False
+                self.sink.publish(DISCONNECTED, broadcast.id)
+        broadcast.viewers.pop(session_id, None)
+        if broadcast.publisher is None and not broadcast.viewers:
+            broadcast.forwarder.close()
+            self.broadcasts.pop(broadcast.id, None)
 
     async def end_input(self, input_id: str) -> int:
         """Disconnect the publisher and every viewer; refuse publishers from now on."""
         self.ended.add(input_id)
-        live_input = self.inputs.get(input_id)
-        if live_input is None:
+        broadcast = self.broadcasts.get(input_id)
+        if broadcast is None:
             if self.recordings is not None:
                 self.recordings.finish(input_id)
             return 0
-        sessions = list(live_input.viewers.values())
-        if live_input.publisher is not None:
-            sessions.append(live_input.publisher)
+        sessions = list(broadcast.viewers.values())
+        if broadcast.publisher is not None:
+            sessions.append(broadcast.publisher)
         await asyncio.gather(*(s.peer.close() for s in sessions), return_exceptions=True)
         if self.recordings is not None:
             self.recordings.finish(input_id)
@@ -223,13 +231,3 @@ class Registry:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _ufrag(offer: Offer) -> str | None:
-    for media in offer.description.media:
-        if media.ice is not None and media.ice.usernameFragment:
-            return str(media.ice.usernameFragment)
-    return None
-
-
-__all__ = ["InputEnded", "LiveInput", "NotLive", "OfferError", "Overloaded", "Registry", "Session"]

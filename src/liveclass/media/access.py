@@ -1,0 +1,56 @@
+"""Who may call the media server: bearer-token authorization and a per-address rate limit."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from liveclass.media.tokens import Claims, Role, TokenError, verify_token
+
+
+class Authorizer(Protocol):
+    """What the server needs from auth: the claims, or TokenError (401) / WrongRole (403)."""
+
+    def authorize(self, authorization: str | None, *, role: Role, input_id: str | None) -> Claims: ...
+
+
+class JwtAuthorizer:
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def authorize(self, authorization: str | None, *, role: Role, input_id: str | None) -> Claims:
+        if not authorization:
+            raise TokenError("missing Authorization header")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise TokenError("Authorization must be a Bearer token")
+        return verify_token(self.key, token.strip(), role=role, sub=input_id)
+
+
+class TokenBucket:
+    """Per-client-address token buckets: `rate` tokens per second, `burst` at most."""
+
+    def __init__(self, rate: float, burst: int, *, max_clients: int = 10000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_clients = max_clients
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, client: str) -> float:
+        """0 if allowed, else seconds until a token is available."""
+        now = time.monotonic()
+        tokens, last = self._buckets.get(client, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens >= 1.0:
+            if len(self._buckets) >= self.max_clients and client not in self._buckets:
+                self._prune(now)
+            self._buckets[client] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[client] = (tokens, now)
+        return (1.0 - tokens) / self.rate if self.rate > 0 else 60.0
+
+    def _prune(self, now: float) -> None:
+        full = self.burst / self.rate if self.rate > 0 else 0
+        for key, (_, last) in list(self._buckets.items()):
+            if now - last > full:
+                del self._buckets[key]

@@ -1,0 +1,314 @@
+"""The HTTP surface (Starlette): thin handlers, one per verb, WHIP and WHEP told apart by a
+`publish` flag. Protocol details live in whip.py, sessions in broadcasts.py; every
+error is a short text/plain reason with the right status, mapped here.
+
+    POST|OPTIONS          /whip|whep/{input_id}               offer -> 201 answer
+    PATCH|DELETE|OPTIONS  /whip|whep/{input_id}/{session_id}  trickle ICE, ICE restart; end
+    GET|DELETE            /inputs/{input_id}                  operator: status; end the input
+    POST                  /recordings                         operator: finalize what a crash left
+    DELETE                /recordings/{recording_id}          operator: delete the files
+    GET|HEAD              /recordings/{recording_id}/{name}   replay token: playlist, segments
+    GET                   /healthz, /metrics
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from liveclass.config import IceServer
+from liveclass.media import metrics, whip
+from liveclass.media.access import Authorizer, TokenBucket
+from liveclass.media.broadcasts import InputEnded, NotLive, Overloaded, Registry, Session
+from liveclass.media.recording import hls
+from liveclass.media.recording.manager import RecordingBusy, RecordingManager
+from liveclass.media.sdp import OfferError, parse_offer
+from liveclass.media.tokens import Claims, Role, TokenError, WrongRole
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def text(status: int, reason: str, headers: dict[str, str] | None = None) -> Response:
+    return PlainTextResponse(reason + "\n", status_code=status, headers={**whip.CORS_HEADERS, **(headers or {})})
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body), status_code=status, media_type="application/json", headers=whip.CORS_HEADERS)
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.response = text(status, reason, headers)
+
+
+def preflight(methods: str, **extra: str) -> Handler:
+    async def handler(request: Request) -> Response:
+        return Response(status_code=204, headers=whip.preflight_headers(methods, **extra))
+
+    return handler
+
+
+def route(path: str, handlers: dict[str, Handler]) -> Route:
+    """One resource: dispatch on the method (HEAD as GET); an HttpError becomes its response."""
+
+    async def endpoint(request: Request) -> Response:
+        handler = handlers.get(request.method) or handlers["GET"]  # Starlette routes only HEAD here
+        try:
+            return await handler(request)
+        except HttpError as exc:
+            return exc.response
+
+    return Route(path, endpoint, methods=list(handlers))
+
+
+def offer_error(exc: OfferError) -> HttpError:
+    return HttpError(exc.status, exc.reason)
+
+
+class MediaHttp:
+    def __init__(self, registry: Registry, authorizer: Authorizer, *, ice_servers: Iterable[IceServer],
+                 max_body: int, limiter: TokenBucket, recordings: RecordingManager | None = None) -> None:
+        self.registry = registry
+        self.authorizer = authorizer
+        self.links = whip.ice_server_links(ice_servers)
+        self.max_body = max_body
+        self.limiter = limiter
+        self.recordings = recordings
+        self._recover_lock = asyncio.Lock()
+
+    def routes(self) -> list[Route]:
+        routes = []
+        for direction, publish in (("whip", True), ("whep", False)):
+            routes.append(route(f"/{direction}/{{input_id}}", {
+                "POST": functools.partial(self.post_offer, publish=publish),
+                "OPTIONS": preflight("POST, OPTIONS", **{"Accept-Post": whip.SDP, "Allow": "POST, OPTIONS"}),
+            }))
+            routes.append(route(f"/{direction}/{{input_id}}/{{session_id}}", {
+                "PATCH": functools.partial(self.patch_session, publish=publish),
+                "DELETE": functools.partial(self.delete_session, publish=publish),
+                "OPTIONS": preflight("PATCH, DELETE, OPTIONS",
+                                     **{"Accept-Patch": whip.SDPFRAG, "Allow": "PATCH, DELETE, OPTIONS"}),
+            }))
+        return [
+            *routes,
+            route("/inputs/{input_id}", {"GET": self.get_input, "DELETE": self.delete_input,
+                                         "OPTIONS": preflight("GET, DELETE, OPTIONS")}),
+            route("/recordings", {"POST": self.post_recordings}),
+            route("/recordings/{recording_id}", {"DELETE": self.delete_recording,
+                                                 "OPTIONS": preflight("DELETE, OPTIONS")}),
+            route("/recordings/{recording_id}/{name}", {"GET": self.get_recording_file,
+                                                        "OPTIONS": preflight("GET, HEAD, OPTIONS")}),
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/metrics", self.metrics, methods=["GET"]),
+        ]
+
+    # guards ----------------------------------------------------------------------------
+
+    def _rate_limit(self, request: Request) -> None:
+        client = request.client.host if request.client else "unknown"
+        wait = self.limiter.take(client)
+        if wait > 0:
+            raise HttpError(429, "too many requests from this address", {"Retry-After": str(max(1, round(wait)))})
+
+    def _auth(self, authorization: str | None, role: Role, subject: str, *, challenge: bool = True) -> Claims:
+        try:
+            return self.authorizer.authorize(authorization, role=role, input_id=subject)
+        except WrongRole as exc:
+            raise HttpError(403, f"forbidden: {exc}") from exc
+        except TokenError as exc:
+            headers = {"WWW-Authenticate": 'Bearer realm="media"'} if challenge else None
+            raise HttpError(401, f"unauthorized: {exc}", headers) from exc
+
+    async def _body(self, request: Request) -> bytes:
+        length = request.headers.get("content-length")
+        if length is not None:
+            try:
+                if int(length) > self.max_body:
+                    raise HttpError(413, f"body larger than {self.max_body} bytes")
+            except ValueError as exc:
+                raise HttpError(400, "bad Content-Length") from exc
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                raise HttpError(413, f"body larger than {self.max_body} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _content_type(request: Request) -> str:
+        return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+    def _session(self, request: Request, publish: bool) -> Session:
+        input_id = request.path_params["input_id"]
+        self._rate_limit(request)
+        self._auth(request.headers.get("authorization"), "publish" if publish else "play", input_id)
+        session = self.registry.sessions.get(request.path_params["session_id"])
+        if session is None or session.input_id != input_id or session.direction != ("whip" if publish else "whep"):
+            raise HttpError(404, "no such session")
+        return session
+
+    # WHIP / WHEP -----------------------------------------------------------------------
+
+    async def post_offer(self, request: Request, *, publish: bool) -> Response:
+        input_id = request.path_params["input_id"]
+        self._rate_limit(request)
+        self._auth(request.headers.get("authorization"), "publish" if publish else "play", input_id)
+        if self._content_type(request) != whip.SDP:
+            raise HttpError(415, f"Content-Type must be {whip.SDP}", {"Accept-Post": whip.SDP})
+        body = await self._body(request)
+        try:
+            offer = parse_offer(body.decode("utf-8"), publish=publish)
+        except UnicodeDecodeError as exc:
+            raise HttpError(400, "malformed SDP: not UTF-8") from exc
+        except OfferError as exc:
+            raise offer_error(exc) from exc
+        try:
+            if publish:
+                session, answer = await self.registry.publish(input_id, offer)
+            else:
+                session, answer = await self.registry.play(input_id, offer)
+        except OfferError as exc:
+            raise offer_error(exc) from exc
+        except NotLive as exc:
+            raise HttpError(409, str(exc), {"Retry-After": "2"}) from exc
+        except Overloaded as exc:
+            raise HttpError(503, str(exc), {"Retry-After": "5"}) from exc
+        except InputEnded as exc:
+            raise HttpError(410, str(exc)) from exc
+        response = Response(answer, status_code=201, media_type=whip.SDP, headers={
+            **whip.CORS_HEADERS,
+            "Location": whip.session_location(session.direction, input_id, session.id),
+            "ETag": session.etag,
+            "Accept-Patch": whip.SDPFRAG,
+        })
+        for link in self.links:
+            response.headers.append("Link", link)
+        return response
+
+    async def delete_session(self, request: Request, *, publish: bool) -> Response:
+        session = self._session(request, publish)
+        await session.peer.close()
+        return text(200, "session ended")
+
+    async def patch_session(self, request: Request, *, publish: bool) -> Response:
+        """Trickle ICE (204), or an ICE restart (200 with our new credentials): RFC 9725 §4.3."""
+        session = self._session(request, publish)
+        if self._content_type(request) != whip.SDPFRAG:
+            raise HttpError(415, f"Content-Type must be {whip.SDPFRAG}", {"Accept-Patch": whip.SDPFRAG})
+        if_match = request.headers.get("if-match")
+        if if_match is None:
+            raise HttpError(428, "If-Match is required")
+        if if_match.strip() not in ("*", session.etag):
+            raise HttpError(412, "ETag does not match the session")
+        fragment = whip.SdpFragment.parse((await self._body(request)).decode("utf-8", errors="replace"))
+        answer: whip.SdpFragment | None = None
+        if fragment.ufrag is not None and fragment.ufrag != session.remote_ufrag:
+            if fragment.pwd is None:
+                raise HttpError(400, "ICE restart needs both a=ice-ufrag and a=ice-pwd")
+            if if_match.strip() != "*":
+                raise HttpError(412, 'ICE restart requires If-Match: "*"')
+            answer = session.peer.restart_ice(fragment.ufrag, fragment.pwd)
+            session.remote_ufrag = fragment.ufrag
+            session.etag = whip.new_etag()
+        try:
+            await session.peer.add_candidates(fragment.candidates, fragment.end)
+        except OfferError as exc:
+            raise offer_error(exc) from exc
+        if answer is None:
+            return Response(status_code=204, headers=whip.CORS_HEADERS)
+        return Response(answer.render(), status_code=200, media_type=whip.SDPFRAG,
+                        headers={**whip.CORS_HEADERS, "ETag": session.etag})
+
+    # operator --------------------------------------------------------------------------
+
+    async def get_input(self, request: Request) -> Response:
+        input_id = request.path_params["input_id"]
+        self._auth(request.headers.get("authorization"), "operator", input_id)
+        return json_response(self.registry.describe(input_id))
+
+    async def delete_input(self, request: Request) -> Response:
+        input_id = request.path_params["input_id"]
+        self._rate_limit(request)
+        self._auth(request.headers.get("authorization"), "operator", input_id)
+        closed = await self.registry.end_input(input_id)
+        return json_response({"input_id": input_id, "ended": True, "sessions_closed": closed})
+
+    # recordings (HLS replay) ----------------------------------------------------------
+
+    async def get_recording_file(self, request: Request) -> Response:
+        """GET /recordings/{id}/index.m3u8|seg_NNNNNN.ts?token=<replay JWT for this recording>.
+
+        The playlist comes back with the same token on every segment URI, so hls.js needs
+        nothing else; every request is checked, so a copied URL stops working at `exp`."""
+        recording_id, name = request.path_params["recording_id"], request.path_params["name"]
+        if self.recordings is None or not hls.valid_recording_id(recording_id) or not hls.valid_file_name(name):
+            raise HttpError(404, "no such recording")
+        token = request.query_params.get("token")
+        self._auth(f"Bearer {token}" if token else None, "replay", recording_id, challenge=False)
+        path = self.recordings.file(recording_id, name)
+        if path is None:
+            raise HttpError(404, "no such recording")
+        if name == hls.PLAYLIST:
+            assert token is not None
+            query = "?token=" + quote(token, safe="")
+            try:
+                body = hls.sign_uris(path.read_text(), lambda _uri: query)
+            except OSError as exc:
+                raise HttpError(404, "no such recording") from exc
+            return Response(body, media_type=whip.HLS_PLAYLIST,
+                            headers={**whip.CORS_HEADERS, "Cache-Control": "no-store"})
+        return FileResponse(path, media_type=whip.HLS_SEGMENT,
+                            headers={**whip.CORS_HEADERS, "Cache-Control": "private, max-age=3600"})
+
+    async def post_recordings(self, request: Request) -> Response:
+        """POST /recordings (operator token for "*"): finalize and announce dangling recordings
+        (what start-up does after a crash); running recordings are left alone. Idempotent."""
+        self._rate_limit(request)
+        self._auth(request.headers.get("authorization"), "operator", "*")
+        if self.recordings is None:
+            return json_response({"finalized": []})
+        async with self._recover_lock:  # two housekeepers at once must not both finalize
+            infos = await asyncio.to_thread(self.recordings.recover)
+        for info in infos:
+            self.recordings.announce(info)
+        return json_response({"finalized": [info.recording_id for info in infos]})
+
+    async def delete_recording(self, request: Request) -> Response:
+        """DELETE /recordings/{id} (operator token): delete the files; idempotent."""
+        self._rate_limit(request)
+        recording_id = request.path_params["recording_id"]
+        if not hls.valid_recording_id(recording_id):
+            raise HttpError(404, "no such recording")
+        self._auth(request.headers.get("authorization"), "operator", recording_id)
+        if self.recordings is None:
+            raise HttpError(404, "recording is disabled on this server")
+        try:
+            deleted = self.recordings.delete(recording_id)
+        except RecordingBusy as exc:
+            raise HttpError(409, str(exc), {"Retry-After": "5"}) from exc
+        except OSError as exc:
+            raise HttpError(500, f"could not delete the recording: {exc}") from exc
+        return json_response({"recording_id": recording_id, "deleted": deleted})
+
+    # health ------------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        return json_response({"status": "ok", "inputs": len(self.registry.broadcasts),
+                              "sessions": len(self.registry.sessions)})
+
+    async def metrics(self, request: Request) -> Response:
+        registry = self.registry
+        body = metrics.render(registry.metrics, live_inputs=registry.live_count, viewers=registry.viewer_count,
+                              sessions=len(registry.sessions))
+        return Response(body, media_type="text/plain; version=0.0.4")
