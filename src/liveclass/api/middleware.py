@@ -13,7 +13,8 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
-from liveclass.api.problems import problem
+from liveclass.api.problems import from_domain_error, problem
+from liveclass.errors import NotFound
 
 
 class BodySizeLimitMiddleware:
@@ -73,7 +74,7 @@ class BodySizeLimitMiddleware:
             and not response.get("Content-Type", "").startswith(("application/json", "application/problem"))
         ):
             if response.status_code == 404:
-                return problem(404, "not-found", "Not found", f"No API endpoint at {request.path}.")
+                return from_domain_error(NotFound(f"No API endpoint at {request.path}."))
             allowed = response.get("Allow", "")
             return problem(405, "method-not-allowed", "Method not allowed",
                            f"{request.method} is not allowed here; allowed: {allowed or 'none'}.",

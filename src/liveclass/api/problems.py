@@ -57,7 +57,7 @@ def install(api: Any) -> None:
                        extra={"errors": [{"field": loc, "msg": msg} for loc, msg in items]})
 
     def auth(request: HttpRequest, exc: Exception) -> HttpResponse:
-        return problem(401, "not-signed-in", "Sign in required", "Sign in to do this.")
+        return from_domain_error(errors.NotSignedIn("Sign in to do this."))
 
     def http_error(request: HttpRequest, exc: Exception) -> HttpResponse:
         assert isinstance(exc, HttpError)
@@ -68,7 +68,7 @@ def install(api: Any) -> None:
         return problem(status, "http-error", "Request refused", str(exc))
 
     def not_found(request: HttpRequest, exc: Exception) -> HttpResponse:
-        return problem(404, "not-found", "Not found", str(exc) or "Not found.")
+        return from_domain_error(errors.NotFound(str(exc) or "Not found."))
 
     def bad_request(request: HttpRequest, exc: Exception) -> HttpResponse:
         # Raised while Django parses a body (e.g. during the CSRF check): too many

@@ -64,17 +64,17 @@ def clean_body(body: Any) -> str:
     return text
 
 
-def history(user: User | Any, stream_id: int, limit_to: int = HISTORY) -> list[ChatMessage]:
+def history(user: User | Any, stream_id: int) -> list[ChatMessage]:
     """The latest visible messages, oldest first, for someone who may read them."""
     _readable(user, stream_id)
-    return recent(stream_id, limit_to)
+    return recent(stream_id)
 
 
-def recent(stream_id: int, limit_to: int = HISTORY) -> list[ChatMessage]:
+def recent(stream_id: int) -> list[ChatMessage]:
     """The latest visible messages, oldest first, for callers that have already
     decided the reader may see them (a page that has loaded the stream)."""
     latest = (ChatMessage.objects.filter(stream_id=stream_id, hidden_at__isnull=True)
-              .select_related("user", "stream").order_by("-created_at", "-id")[:limit_to])
+              .select_related("user", "stream").order_by("-created_at", "-id")[:HISTORY])
     return list(reversed(latest))
 
 

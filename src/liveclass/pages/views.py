@@ -18,7 +18,6 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from liveclass import clock
 from liveclass.accounts import services as accounts
 from liveclass.accounts.models import User
 from liveclass.chat import services as chat
@@ -27,8 +26,8 @@ from liveclass.errors import DomainError, NotFound, NotInstructor, RecordingNotA
 from liveclass.pages.errors import form_error, refused, see_other, shows_errors
 from liveclass.ratelimit import client_address
 from liveclass.replays import services as replays
-from liveclass.streams import selectors as streams
-from liveclass.streams import services as stream_services
+from liveclass.streams import selectors as stream_selectors
+from liveclass.streams import services as streams
 from liveclass.streams.models import LiveStreamSession, StreamStatus
 from liveclass.wallet import services as wallet
 
@@ -40,7 +39,7 @@ def _user(request: HttpRequest) -> User:
 
 
 def schedule(request: HttpRequest) -> HttpResponse:
-    items = streams.schedule()
+    items = stream_selectors.schedule()
     return render(request, "pages/schedule.html", {
         "live": [s for s in items if s.status == StreamStatus.LIVE],
         "upcoming": [s for s in items if s.status == StreamStatus.SCHEDULED],
@@ -49,13 +48,13 @@ def schedule(request: HttpRequest) -> HttpResponse:
 
 @shows_errors
 def stream_detail(request: HttpRequest, stream_id: int) -> HttpResponse:
-    stream = streams.get_stream(stream_id)
+    stream = stream_selectors.get_stream(stream_id)
     return render(request, "pages/stream.html", {
         "stream": stream,
-        "enrollment": streams.active_enrollment(request.user, stream),
-        "seats_left": streams.seats_left(stream),
-        "is_owner": streams.is_owner(request.user, stream),
-        "enrollable": streams.is_open(stream),
+        "enrollment": stream_selectors.active_enrollment(request.user, stream),
+        "seats_left": stream_selectors.seats_left(stream),
+        "is_owner": stream_selectors.is_owner(request.user, stream),
+        "enrollable": stream_selectors.is_open(stream),
     })
 
 
@@ -64,7 +63,7 @@ def stream_detail(request: HttpRequest, stream_id: int) -> HttpResponse:
 def enroll(request: HttpRequest, stream_id: int) -> HttpResponse:
     back = reverse("stream", args=[stream_id])
     try:
-        created = stream_services.enroll(_user(request), stream_id).created
+        created = streams.enroll(_user(request), stream_id).created
     except DomainError as exc:
         return refused(request, exc, back=back)
     if created:
@@ -78,7 +77,7 @@ def enroll(request: HttpRequest, stream_id: int) -> HttpResponse:
 def me(request: HttpRequest) -> HttpResponse:
     user = _user(request)
     return render(request, "pages/me.html", {
-        "enrollments": streams.enrollments_of(user),
+        "enrollments": stream_selectors.enrollments_of(user),
         "balance": wallet.balance(user),
         "history": wallet.history(user, limit=50),
     })
@@ -145,7 +144,7 @@ def instructor_home(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             d = form.cleaned_data
             try:
-                stream = stream_services.create_stream(user, stream_services.StreamDraft(
+                stream = streams.create_stream(user, streams.StreamDraft(
                     title=d["title"], description=d["description"], scheduled_start=d["scheduled_start"],
                     duration_minutes=d["duration_minutes"], price_tokens=d["price_tokens"],
                     capacity=d["capacity"],
@@ -158,7 +157,7 @@ def instructor_home(request: HttpRequest) -> HttpResponse:
         else:
             status = 400
     return render(request, "pages/instructor.html", {
-        "form": form, "streams": streams.instructor_streams(user), "now": clock.now(),
+        "form": form, "streams": stream_selectors.instructor_streams(user),
     }, status=status)
 
 
@@ -166,18 +165,17 @@ def instructor_home(request: HttpRequest) -> HttpResponse:
 @shows_errors
 def instructor_stream(request: HttpRequest, stream_id: int) -> HttpResponse:
     user = _user(request)
-    stream = streams.owned_stream(user, stream_id)
-    is_open = streams.is_open(stream)
+    stream = stream_selectors.owned_stream(user, stream_id)
+    is_open = stream_selectors.is_open(stream)
     return render(request, "pages/instructor_stream.html", {
         "stream": stream,
         "open": is_open,  # it can still be cancelled and broadcast to
-        "publish": stream_services.publish_target(user, stream.pk) if is_open else None,
-        "enrolled": streams.seats_taken(stream),
+        "publish": streams.publish_target(user, stream.pk) if is_open else None,
+        "enrolled": stream_selectors.seats_taken(stream),
     })
 
 
-ACTIONS = {"start": stream_services.start_stream, "end": stream_services.end_stream,
-           "cancel": stream_services.cancel_stream}
+ACTIONS = {"start": streams.start_stream, "end": streams.end_stream, "cancel": streams.cancel_stream}
 DONE = {"start": "The class is live: enrolled users can watch now.", "end": "The class has ended.",
         "cancel": "The class was cancelled and every enrollment refunded."}
 
@@ -204,11 +202,11 @@ def instructor_action(request: HttpRequest, stream_id: int, action: str) -> Http
 def broadcast(request: HttpRequest, stream_id: int) -> HttpResponse:
     """The instructor's in-browser studio: camera preview, WHIP publishing, Mark as Live / End.
     Its viewer count comes from the API (GET /api/instructor/streams/<id>/viewers)."""
-    stream = streams.owned_stream(_user(request), stream_id)
+    stream = stream_selectors.owned_stream(_user(request), stream_id)
     return render(request, "pages/broadcast.html", {
         "stream": stream,
-        "enrolled": streams.seats_taken(stream),
-        "over": not streams.is_open(stream),
+        "enrolled": stream_selectors.seats_taken(stream),
+        "over": not stream_selectors.is_open(stream),
         **_chat_panel(request, stream, back="broadcast"),
     })
 
@@ -216,11 +214,11 @@ def broadcast(request: HttpRequest, stream_id: int) -> HttpResponse:
 @shows_errors
 def watch(request: HttpRequest, stream_id: int) -> HttpResponse:
     """One page, one player at a time, picked from the stream's state (live is WHEP only)."""
-    stream = streams.get_stream(stream_id)
+    stream = stream_selectors.get_stream(stream_id)
     user = request.user
     if stream.status == StreamStatus.ENDED and isinstance(user, User):
         return _replay(request, stream, user)
-    can_watch = streams.can_watch(user, stream)
+    can_watch = stream_selectors.can_watch(user, stream)
     if stream.status == StreamStatus.CANCELLED:
         mode = "cancelled"
     elif stream.status == StreamStatus.ENDED:
@@ -235,8 +233,8 @@ def watch(request: HttpRequest, stream_id: int) -> HttpResponse:
         "stream": stream,
         "mode": mode,
         "can_watch": can_watch,
-        "is_owner": streams.is_owner(user, stream),
-        "seats_left": streams.seats_left(stream),
+        "is_owner": stream_selectors.is_owner(user, stream),
+        "seats_left": stream_selectors.seats_left(stream),
         "replay_days": web_config().REPLAY_DAYS,
         **_chat_panel(request, stream, back="watch"),
     })

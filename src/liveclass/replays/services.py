@@ -44,7 +44,6 @@ class ReplayState(StrEnum):
 class ReplayPlayback:
     url: str
     expires_in: int
-    state: ReplayState
 
 
 def state(recording: Recording, now: datetime | None = None) -> ReplayState:
@@ -100,10 +99,10 @@ def _is_staff_or_owner(user: User, stream: LiveStreamSession) -> bool:
     return bool(user.is_staff) or is_owner(user, stream)
 
 
-def _signed(recording: Recording, user: User, current: ReplayState, backend: MediaBackend | None) -> ReplayPlayback:
+def _signed(recording: Recording, user: User, backend: MediaBackend | None) -> ReplayPlayback:
     ttl = int(min(recording.duration_seconds + 1800, web_config().REPLAY_TOKEN_MAX_TTL))
     url = (backend or get_backend()).replay_url(recording.recording_id, user_id=str(user.pk), ttl=ttl)
-    return ReplayPlayback(url=url, expires_in=ttl, state=current)
+    return ReplayPlayback(url=url, expires_in=ttl)
 
 
 def replay_playback(user: User, stream: LiveStreamSession, backend: MediaBackend | None = None) -> ReplayPlayback:
@@ -121,17 +120,17 @@ def replay_playback(user: User, stream: LiveStreamSession, backend: MediaBackend
     if current in (ReplayState.DELETED, ReplayState.EXPIRED):
         raise RecordingNotAvailable("This recording has been deleted.", replay_state=current)
     if _is_staff_or_owner(user, stream):
-        return _signed(recording, user, current, backend)
+        return _signed(recording, user, backend)
     if current == ReplayState.CATALOG:
         if CatalogUnlock.objects.filter(user=user, recording=recording).exists() or active_enrollment(
             user, stream
         ):
-            return _signed(recording, user, current, backend)
+            return _signed(recording, user, backend)
         raise NotEnrolled("Unlock this catalog video to watch it.", recording_id=recording.pk)
     if active_enrollment(user, stream) is None:
         raise NotEnrolled("Only users enrolled in this class can watch its replay.", stream_id=stream.pk)
     if current == ReplayState.REPLAY:
-        return _signed(recording, user, current, backend)
+        return _signed(recording, user, backend)
     raise ReplayExpired(
         f"Replay expired: replays are available for {web_config().REPLAY_DAYS} days after the class.",
         expired_at=replay_window_end(recording).isoformat(),
@@ -141,9 +140,8 @@ def replay_playback(user: User, stream: LiveStreamSession, backend: MediaBackend
 # ---------------------------------------------------------------- catalog
 
 
-def catalog(now: datetime | None = None, limit: int = 200) -> list[Recording]:
-    now = now or clock.now()
-    newest_ended = now - timedelta(days=web_config().CATALOG_AFTER_DAYS)
+def catalog(limit: int = 200) -> list[Recording]:
+    newest_ended = clock.now() - timedelta(days=web_config().CATALOG_AFTER_DAYS)
     return list(
         Recording.objects.filter(
             in_catalog=True, files_deleted_at__isnull=True, stream__status=StreamStatus.ENDED,

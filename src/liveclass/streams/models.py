@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from django.conf import settings
 from django.db import models
 
@@ -55,14 +53,6 @@ class LiveStreamSession(models.Model):
 
     def __str__(self) -> str:
         return self.title
-
-    @property
-    def scheduled_end(self) -> datetime:
-        return self.scheduled_start + timedelta(minutes=self.duration_minutes)
-
-    @property
-    def is_live(self) -> bool:
-        return self.status == StreamStatus.LIVE
 
 
 class EnrollmentStatus(models.TextChoices):

@@ -197,7 +197,7 @@ def cancel_stream(user: User, stream_id: int, backend: MediaBackend | None = Non
     return stream
 
 
-# ---------------------------------------------------------------- viewers
+# ---------------------------------------------------------------- enrollment and playback
 
 
 class Enrolled(NamedTuple):
