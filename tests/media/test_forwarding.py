@@ -81,7 +81,8 @@ class CountingRequester(KeyframeRequester):
 
 def forwarder() -> tuple[InputForwarder, CountingRequester]:
     requester = CountingRequester()
-    f = InputForwarder(Metrics(), requester)
+    f = InputForwarder(Metrics())
+    f.keyframes = requester
     f.set_source([video_source()], lambda: True)
     return f, requester
 

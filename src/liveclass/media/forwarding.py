@@ -311,10 +311,10 @@ class RecordingTap(Protocol):
 class InputForwarder:
     """All tracks of one input. One publisher source at a time, any number of viewers."""
 
-    def __init__(self, metrics: Metrics, keyframes: KeyframeRequester | None = None) -> None:
+    def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self.streams = {"audio": TrackFanout("audio", metrics), "video": TrackFanout("video", metrics)}
-        self.keyframes = keyframes or KeyframeRequester(metrics)
+        self.keyframes = KeyframeRequester(metrics)
         self._by_pt: dict[int, tuple[TrackFanout, bool]] = {}
         self.recorder: RecordingTap | None = None  # set by the recording manager
 

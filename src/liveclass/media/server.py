@@ -69,7 +69,6 @@ def create_app(config: MediaConfig, *, sink: EventSink | None = None,
     app = Starlette(routes=http.routes(), lifespan=lifespan)
     app.state.registry = registry
     app.state.recordings = recordings
-    app.state.config = config
     return app
 
 

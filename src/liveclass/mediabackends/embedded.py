@@ -8,6 +8,7 @@ import secrets
 import httpx
 
 from liveclass.errors import MediaBackendError
+from liveclass.media.recording.hls import PLAYLIST
 from liveclass.media.tokens import sign_token
 from liveclass.mediabackends.base import InputState, LiveInput
 
@@ -61,7 +62,7 @@ class EmbeddedBackend:
     def replay_url(self, recording_id: str, *, user_id: str, ttl: int) -> str:
         # The media server checks this token on the playlist and on every segment.
         token = sign_token(self.signing_key, sub=recording_id, role="replay", ttl=ttl, uid=user_id)
-        return f"{self.public_url}/recordings/{recording_id}/index.m3u8?token={token}"
+        return f"{self.public_url}/recordings/{recording_id}/{PLAYLIST}?token={token}"
 
     def input_state(self, input_id: str) -> InputState:
         token = sign_token(self.signing_key, sub=input_id, role="operator", ttl=60)

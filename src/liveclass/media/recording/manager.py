@@ -52,7 +52,7 @@ class RecordingManager:
 
     def attach(self, input_id: str, forwarder: InputForwarder) -> Recorder:
         """A publisher is about to become the source of `input_id`: record into its recording."""
-        self._loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         timer = self._grace.pop(input_id, None)
         if timer is not None:
             timer.cancel()
@@ -61,7 +61,7 @@ class RecordingManager:
             self.root.mkdir(parents=True, exist_ok=True)
             recording_id = secrets.token_urlsafe(12)
             recorder = Recorder(self.root, input_id, recording_id, segment_seconds=self.segment_seconds,
-                                max_queue=self.max_queue, on_done=self._done_threadsafe, loop=self._loop)
+                                max_queue=self.max_queue, on_done=self._done_threadsafe, loop=loop)
             self.active[input_id] = recorder
             self.running[recording_id] = recorder
             log.info("input %s: recording %s started", input_id, recording_id)

@@ -39,7 +39,7 @@ KEYFRAME_LEAD = 0.5  # seconds before a segment's target length that a keyframe 
 class Recorder:
     def __init__(self, root: Path, input_id: str, recording_id: str, *, segment_seconds: float,
                  max_queue: int, on_done: Callable[[Recorder, hls.RecordingInfo | None], None],
-                 loop: asyncio.AbstractEventLoop | None) -> None:
+                 loop: asyncio.AbstractEventLoop) -> None:
         self.input_id = input_id
         self.id = recording_id
         self.dir = root / recording_id
@@ -136,7 +136,7 @@ class Recorder:
 
     def _request_keyframe(self) -> None:
         now = time.monotonic()
-        if now - self._last_request < KEYFRAME_RETRY or self.loop is None:
+        if now - self._last_request < KEYFRAME_RETRY:
             return
         self._last_request = now
         with contextlib.suppress(RuntimeError):  # loop closed
