@@ -277,9 +277,7 @@ def _replay(request: HttpRequest, stream: LiveStreamSession, user: User, *, cata
         context.update(headline=exc.title, reason=exc.detail, catalog_hint=isinstance(exc, ReplayExpired))
         status = exc.status
     else:
-        recording = replays.recording_of(stream)
-        context.update(hls_url=replay.url,
-                       window_end=replays.replay_window_end(recording) if recording and not catalog else None)
+        context.update(hls_url=replay.url, window_end=replay.window_end)
     return render(request, "pages/replay.html", context, status=status)
 
 

@@ -44,6 +44,7 @@ class ReplayState(StrEnum):
 class ReplayPlayback:
     url: str
     expires_in: int
+    window_end: datetime | None  # while the replay window is open: when it closes
 
 
 def state(recording: Recording, now: datetime | None = None) -> ReplayState:
@@ -99,10 +100,11 @@ def _is_staff_or_owner(user: User, stream: LiveStreamSession) -> bool:
     return bool(user.is_staff) or is_owner(user, stream)
 
 
-def _signed(recording: Recording, user: User, backend: MediaBackend | None) -> ReplayPlayback:
+def _signed(recording: Recording, user: User, current: ReplayState, backend: MediaBackend | None) -> ReplayPlayback:
     ttl = int(min(recording.duration_seconds + 1800, web_config().REPLAY_TOKEN_MAX_TTL))
     url = (backend or get_backend()).replay_url(recording.recording_id, user_id=str(user.pk), ttl=ttl)
-    return ReplayPlayback(url=url, expires_in=ttl)
+    window_end = replay_window_end(recording) if current == ReplayState.REPLAY else None
+    return ReplayPlayback(url=url, expires_in=ttl, window_end=window_end)
 
 
 def replay_playback(user: User, stream: LiveStreamSession, backend: MediaBackend | None = None) -> ReplayPlayback:
@@ -120,17 +122,17 @@ def replay_playback(user: User, stream: LiveStreamSession, backend: MediaBackend
     if current in (ReplayState.DELETED, ReplayState.EXPIRED):
         raise RecordingNotAvailable("This recording has been deleted.", replay_state=current)
     if _is_staff_or_owner(user, stream):
-        return _signed(recording, user, backend)
+        return _signed(recording, user, current, backend)
     if current == ReplayState.CATALOG:
         if CatalogUnlock.objects.filter(user=user, recording=recording).exists() or active_enrollment(
             user, stream
         ):
-            return _signed(recording, user, backend)
+            return _signed(recording, user, current, backend)
         raise NotEnrolled("Unlock this catalog video to watch it.", recording_id=recording.pk)
     if active_enrollment(user, stream) is None:
         raise NotEnrolled("Only users enrolled in this class can watch its replay.", stream_id=stream.pk)
     if current == ReplayState.REPLAY:
-        return _signed(recording, user, backend)
+        return _signed(recording, user, current, backend)
     raise ReplayExpired(
         f"Replay expired: replays are available for {web_config().REPLAY_DAYS} days after the class.",
         expired_at=replay_window_end(recording).isoformat(),
