@@ -186,3 +186,16 @@ def test_catalog_watch_needs_an_unlock(ended, make_user):
         assert locked.status_code == 403 and "Unlock this catalog video" in locked.content.decode()
         replays.unlock(buyer, video)
         assert "index.m3u8?token=" in client.get(f"/catalog/{video}/watch").content.decode()
+
+
+def test_the_replay_page_says_until_when_only_inside_the_window(ended, make_user):
+    from django.test import Client
+
+    stream, fan = ended
+    client = Client()
+    client.force_login(fan)
+    assert "Replay available until" in client.get(f"/streams/{stream.pk}/watch").content.decode()
+    with clock.shifted(timedelta(days=61)):
+        video = Recording.objects.get().pk
+        page = client.get(f"/catalog/{video}/watch").content.decode()  # enrolled: free in the catalog
+    assert "index.m3u8?token=" in page and "Replay available until" not in page
