@@ -59,8 +59,8 @@ def poll(predicate: Callable[[], Any], timeout: float, interval: float = 0.1) ->
 
 
 def recorded_segments(server: MediaServer, input_id: str) -> int:
-    recording = server.app.state.recordings.active.get(input_id)
-    return len(recording.playlist.segments) if recording is not None else 0
+    recorder = server.app.state.recordings.active.get(input_id)
+    return len(recorder.segmenter.playlist.segments) if recorder is not None else 0
 
 
 def broadcast_record_and_end(studio: Page, base: str, stream: LiveStreamSession, server: MediaServer,
