@@ -63,7 +63,7 @@ async def measure(base: str, pid: int, codec: str, video: list[Unit], audio: lis
 
 
 def recording_summary(directory: Path) -> str:
-    from liveclass.media import hls
+    from liveclass.media.recording import hls
 
     for folder in directory.iterdir():
         playlist = hls.read_playlist(folder)
