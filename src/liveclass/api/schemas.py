@@ -6,6 +6,8 @@ from typing import Literal
 from ninja import Schema
 from pydantic import Field
 
+from liveclass.streams import services as streams
+
 
 class InstructorOut(Schema):
     id: int
@@ -38,12 +40,12 @@ class InstructorStreamOut(StreamOut):
 
 
 class StreamCreateIn(Schema):
-    title: str = Field(min_length=1, max_length=200)
-    description: str = Field("", max_length=5000)
+    title: str = Field(min_length=1, max_length=streams.MAX_TITLE)
+    description: str = Field("", max_length=streams.MAX_DESCRIPTION)
     scheduled_start: datetime
-    duration_minutes: int = Field(45, ge=5, le=600)
-    price_tokens: int = Field(1, ge=0, le=10_000)
-    capacity: int | None = Field(None, ge=1, le=100_000)
+    duration_minutes: int = Field(45, ge=streams.MIN_DURATION_MINUTES, le=streams.MAX_DURATION_MINUTES)
+    price_tokens: int = Field(1, ge=0, le=streams.MAX_PRICE)
+    capacity: int | None = Field(None, ge=1, le=streams.MAX_CAPACITY)
 
 
 class ChatPostIn(Schema):

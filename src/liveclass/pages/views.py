@@ -89,16 +89,19 @@ class InstructorCodeForm(forms.Form):
 
 
 class StreamForm(forms.Form):
-    title = forms.CharField(max_length=200)
-    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=5000)
+    title = forms.CharField(max_length=streams.MAX_TITLE)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False,
+                                  max_length=streams.MAX_DESCRIPTION)
     scheduled_start = forms.DateTimeField(
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"], label="Starts at",
     )
     tz = forms.CharField(widget=forms.HiddenInput, required=False, initial="UTC")
-    duration_minutes = forms.IntegerField(min_value=5, max_value=600, initial=45, label="Duration (minutes)")
-    price_tokens = forms.IntegerField(min_value=0, max_value=10_000, initial=1, label="Price (tokens)")
-    capacity = forms.IntegerField(min_value=1, max_value=100_000, required=False,
+    duration_minutes = forms.IntegerField(min_value=streams.MIN_DURATION_MINUTES,
+                                          max_value=streams.MAX_DURATION_MINUTES, initial=45,
+                                          label="Duration (minutes)")
+    price_tokens = forms.IntegerField(min_value=0, max_value=streams.MAX_PRICE, initial=1, label="Price (tokens)")
+    capacity = forms.IntegerField(min_value=1, max_value=streams.MAX_CAPACITY, required=False,
                                   help_text="Leave empty for no limit.")
 
     def clean(self) -> dict[str, object]:

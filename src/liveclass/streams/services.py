@@ -43,8 +43,10 @@ from liveclass.streams.selectors import PUBLIC_FIELDS, can_watch, is_open, owned
 from liveclass.wallet import services as wallet
 from liveclass.wallet.models import EntryKind
 
+# A class's limits; the page form and the API schema declare the same ones from here.
+MAX_TITLE, MAX_DESCRIPTION = 200, 5000
 MAX_PRICE = 10_000
-MAX_DURATION_MINUTES = 600
+MIN_DURATION_MINUTES, MAX_DURATION_MINUTES = 5, 600
 MAX_CAPACITY = 100_000
 
 
@@ -85,15 +87,16 @@ def validate_draft(draft: StreamDraft) -> StreamDraft:
             raise InvalidInput(f"The {field} contains a NUL character.", field=field)
     if not title:
         raise InvalidInput("A title is required.", field="title")
-    if len(title) > 200:
-        raise InvalidInput("The title is longer than 200 characters.", field="title")
-    if len(draft.description) > 5000:
-        raise InvalidInput("The description is longer than 5000 characters.", field="description")
+    if len(title) > MAX_TITLE:
+        raise InvalidInput(f"The title is longer than {MAX_TITLE} characters.", field="title")
+    if len(draft.description) > MAX_DESCRIPTION:
+        raise InvalidInput(f"The description is longer than {MAX_DESCRIPTION} characters.", field="description")
     if not 0 <= draft.price_tokens <= MAX_PRICE:
         raise InvalidInput(f"The price must be between 0 and {MAX_PRICE} tokens.", field="price_tokens")
-    if not 5 <= draft.duration_minutes <= MAX_DURATION_MINUTES:
+    if not MIN_DURATION_MINUTES <= draft.duration_minutes <= MAX_DURATION_MINUTES:
         raise InvalidInput(
-            f"The duration must be between 5 and {MAX_DURATION_MINUTES} minutes.", field="duration_minutes"
+            f"The duration must be between {MIN_DURATION_MINUTES} and {MAX_DURATION_MINUTES} minutes.",
+            field="duration_minutes",
         )
     if draft.capacity is not None and not 1 <= draft.capacity <= MAX_CAPACITY:
         raise InvalidInput(f"The capacity must be between 1 and {MAX_CAPACITY}.", field="capacity")
