@@ -1,18 +1,13 @@
-"""allauth adapters: Sign in with Apple is offered only when it is configured."""
+"""allauth's social-account adapter: Sign in with Apple is offered only when it is configured."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from allauth.account.adapter import DefaultAccountAdapter
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from django.http import HttpRequest
 
 from liveclass.config import web_config
-
-
-class AccountAdapter(DefaultAccountAdapter):
-    pass
 
 
 class SocialAccountAdapter(DefaultSocialAccountAdapter):
