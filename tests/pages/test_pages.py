@@ -137,3 +137,24 @@ def test_ended_class_tells_strangers_where_the_replay_is(instructor, make_stream
     assert 'data-testid="ended-panel"' in page
     assert "Enrolled members can watch it for 7 days" in page and "sign in" in page
     assert 'data-testid="chat"' not in page  # chat closes with the class
+
+
+def test_an_unknown_instructor_action_is_the_not_found_page(instructor, make_stream):
+    stream = make_stream()
+    client = Client()
+    client.force_login(instructor)
+    response = client.post(f"/instructor/streams/{stream.pk}/dance")
+    assert response.status_code == 404 and "has no “dance” action" in response.content.decode()
+    stream.refresh_from_db()
+    assert stream.status == "scheduled"
+
+
+def test_a_refused_page_says_why_with_the_error_s_status(make_user, make_stream):
+    stream = make_stream()
+    client = Client()
+    client.force_login(make_user(instructor=True))
+    page = client.get(f"/instructor/streams/{stream.pk}/broadcast")
+    assert page.status_code == 403 and "Only this stream&#x27;s instructor can do that." in page.content.decode()
+    client.force_login(make_user())  # not an instructor at all
+    assert client.get(f"/instructor/streams/{stream.pk}").status_code == 403
+    assert client.get("/instructor/streams/987654").status_code == 403  # instructors only, before the lookup
