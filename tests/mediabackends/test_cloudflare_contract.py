@@ -26,11 +26,8 @@ import pytest
 from liveclass.errors import InvalidInput, MediaBackendError
 from liveclass.media.events import SignatureError, sign_webhook, verify_webhook
 from liveclass.mediabackends.base import LiveInput, MediaBackend
-from liveclass.mediabackends.cloudflare import (
-    CloudflareBackend,
-    LiveInputStatus,
-    parse_live_input_event,
-)
+from liveclass.mediabackends.cloudflare import CloudflareBackend, LiveInputStatus
+from liveclass.mediabackends.cloudflare_notifications import parse_live_input_event
 from tests.fakes.cloudflare import FakeCloudflareStream
 
 REAL_ENV = (

@@ -15,17 +15,16 @@ No Django here: this module is also used by scripts and contract tests.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Literal, cast, get_args
+from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
 
-from liveclass.errors import InvalidInput, MediaBackendError
+from liveclass.errors import MediaBackendError
 from liveclass.mediabackends.base import InputState, LiveInput
 
 log = logging.getLogger(__name__)
@@ -37,10 +36,6 @@ MAX_PLAYBACK_TOKEN_SECONDS: Final = 24 * 3600
 # 400 status as well as 401/403 (e.g. 6003/6111 for a malformed Authorization header).
 _AUTH_ERROR_CODES: Final = frozenset({1000, 6003, 6111, 9103, 9106, 9109, 10000, 10001})
 
-LiveInputEventType = Literal[
-    "live_input.connected", "live_input.disconnected", "live_input.errored"
-]
-_EVENT_TYPES: Final = frozenset(get_args(LiveInputEventType))
 # Live input connection states in which a publisher is sending media.
 _CONNECTED_STATES: Final = frozenset({"connected", "reconnected"})
 
@@ -89,30 +84,6 @@ class RecordedVideo:
     @property
     def ready(self) -> bool:
         return self.ready_to_stream and self.state == "ready"
-
-
-@dataclass(frozen=True)
-class LiveInputErrorDetail:
-    """The ``live_input_errored`` part of a ``live_input.errored`` notification."""
-
-    code: str
-    message: str
-    video_codec: str | None = None
-    audio_codec: str | None = None
-
-
-@dataclass(frozen=True)
-class LiveInputEvent:
-    """A Cloudflare Notifications "Stream Live Input" webhook body."""
-
-    input_id: str
-    event_type: LiveInputEventType
-    updated_at: str
-    notification_name: str
-    name: str
-    text: str
-    ts: int | None
-    error: LiveInputErrorDetail | None = None
 
 
 class CloudflareBackend:
@@ -324,56 +295,6 @@ class CloudflareBackend:
                 return None  # e.g. DELETE answers 200 with an empty body
             raise _failure(what, status, errors, envelope is None)
         return envelope.get("result")
-
-
-# -- webhook bodies -----------------------------------------------------------------------
-
-
-def parse_live_input_event(body: bytes) -> LiveInputEvent:
-    """Parse a Cloudflare Notifications "Stream Live Input" webhook body.
-
-    Verify the delivery's authenticity before calling this. A body that is not such a
-    notification (bad JSON, missing ``data``, unknown ``event_type`` — including the
-    dashboard's "test" message, which has no ``data``) raises `InvalidInput`, which the
-    web layer answers with a 400.
-    """
-    try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput("live input notification is not JSON") from exc
-    if not isinstance(doc, dict):
-        raise InvalidInput("live input notification is not a JSON object")
-    data = doc.get("data")
-    if not isinstance(data, dict):
-        raise InvalidInput("live input notification has no data object")
-    input_id = data.get("input_id")
-    if not isinstance(input_id, str) or not input_id:
-        raise InvalidInput("live input notification has no data.input_id")
-    event_type = data.get("event_type")
-    if event_type not in _EVENT_TYPES:
-        raise InvalidInput(f"unknown live input event_type {event_type!r}")
-    ts = doc.get("ts")
-    error: LiveInputErrorDetail | None = None
-    errored = data.get("live_input_errored")
-    if isinstance(errored, dict):
-        raw_error = errored.get("error")
-        detail: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
-        error = LiveInputErrorDetail(
-            code=str(detail.get("code") or ""),
-            message=str(detail.get("message") or ""),
-            video_codec=_opt_str(errored.get("video_codec")),
-            audio_codec=_opt_str(errored.get("audio_codec")),
-        )
-    return LiveInputEvent(
-        input_id=input_id,
-        event_type=cast(LiveInputEventType, event_type),
-        updated_at=str(data.get("updated_at") or ""),
-        notification_name=str(data.get("notification_name") or ""),
-        name=str(doc.get("name") or ""),
-        text=str(doc.get("text") or ""),
-        ts=ts if isinstance(ts, int) and not isinstance(ts, bool) else None,
-        error=error,
-    )
 
 
 # -- helpers ------------------------------------------------------------------------------

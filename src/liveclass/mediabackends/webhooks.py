@@ -5,7 +5,7 @@ Three senders, one shape out (`liveclass.media.events.PublisherEvent` / `Recordi
   `Webhook-Signature` (the same module signs them there);
 - Cloudflare's video webhook (recording ready), signed the same way, its body the video object;
 - Cloudflare Notifications ("Stream Live Input") send the destination's secret in the
-  `cf-webhook-auth` header, body as `cloudflare.parse_live_input_event` reads it.
+  `cf-webhook-auth` header, body as `cloudflare_notifications.parse_live_input_event` reads it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from liveclass.errors import InvalidInput, WebhookRejected
 from liveclass.media import events
 from liveclass.media.events import CONNECTED, MediaEvent, PublisherEvent, RecordingReady
-from liveclass.mediabackends.cloudflare import parse_live_input_event
+from liveclass.mediabackends.cloudflare_notifications import parse_live_input_event
 
 __all__ = ["MediaEvent", "PublisherEvent", "RecordingReady", "parse"]
 
