@@ -7,11 +7,11 @@ Authenticity (the destination secret in `cf-webhook-auth`) is checked by the cal
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast, get_args
 
 from liveclass.errors import InvalidInput
+from liveclass.media.events import EventError, decode
 
 LiveInputEventType = Literal[
     "live_input.connected", "live_input.disconnected", "live_input.errored"
@@ -52,11 +52,9 @@ def parse_live_input_event(body: bytes) -> LiveInputEvent:
     web layer answers with a 400.
     """
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput("live input notification is not JSON") from exc
-    if not isinstance(doc, dict):
-        raise InvalidInput("live input notification is not a JSON object")
+        doc = decode(body)
+    except EventError as exc:
+        raise InvalidInput(f"Live input notification: {exc}") from exc
     data = doc.get("data")
     if not isinstance(data, dict):
         raise InvalidInput("live input notification has no data object")

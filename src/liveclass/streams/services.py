@@ -147,26 +147,26 @@ def _transition_error(stream: LiveStreamSession, action: str) -> IllegalTransiti
     )
 
 
-def start_stream(user: User, stream_id: int) -> LiveStreamSession:
-    """Mark live: viewers can now watch."""
+def _move(user: User, stream_id: int, action: str, source: StreamStatus, target: StreamStatus,
+          stamp: str) -> LiveStreamSession:
+    """One status change of the owner's stream under its row lock, with its timestamp."""
     with transaction.atomic():
         stream = owned_stream(user, stream_id, lock=True)
-        if stream.status != StreamStatus.SCHEDULED:
-            raise _transition_error(stream, "start")
-        stream.status = StreamStatus.LIVE
-        stream.started_at = clock.now()
-        stream.save(update_fields=["status", "started_at", "updated_at"])
+        if stream.status != source:
+            raise _transition_error(stream, action)
+        stream.status = target
+        setattr(stream, stamp, clock.now())
+        stream.save(update_fields=["status", stamp, "updated_at"])
     return stream
 
 
+def start_stream(user: User, stream_id: int) -> LiveStreamSession:
+    """Mark live: viewers can now watch."""
+    return _move(user, stream_id, "start", StreamStatus.SCHEDULED, StreamStatus.LIVE, "started_at")
+
+
 def end_stream(user: User, stream_id: int, backend: MediaBackend | None = None) -> LiveStreamSession:
-    with transaction.atomic():
-        stream = owned_stream(user, stream_id, lock=True)
-        if stream.status != StreamStatus.LIVE:
-            raise _transition_error(stream, "end")
-        stream.status = StreamStatus.ENDED
-        stream.ended_at = clock.now()
-        stream.save(update_fields=["status", "ended_at", "updated_at"])
+    stream = _move(user, stream_id, "end", StreamStatus.LIVE, StreamStatus.ENDED, "ended_at")
     # Outside the transaction: a slow backend must not hold the row lock.
     (backend or get_backend()).end_input(stream.input_id)
     return stream
