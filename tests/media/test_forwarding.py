@@ -153,7 +153,7 @@ def test_rtx_from_the_publisher_is_unwrapped() -> None:
     assert len(out) == 2
     assert out[1].payload == VP8_CONT and out[1].sequence_number == (out[0].sequence_number + 1) & 0xFFFF
     assert out[1].ssrc == 0xABCD and out[1].payload_type == 120
-    assert f.streams["video"].media_ssrc == 0x1111
+    assert f.fanouts["video"].media_ssrc == 0x1111
 
 
 def test_nack_is_answered_from_history_with_rtx_and_viewer_header() -> None:
@@ -220,12 +220,12 @@ def test_a_refusing_or_failing_viewer_does_not_affect_others() -> None:
 
     f.add_viewer("video", viewer(full, ssrc=1))
     f.add_viewer("video", viewer(Capture(), ssrc=2))
-    f.streams["video"].viewers[1].send = explode
+    f.fanouts["video"].viewers[1].send = explode
     f.add_viewer("video", viewer(good, ssrc=3))
     for i in range(5):
         f.on_rtp(packet(i, i * 3000, VP8_KEY if i == 0 else VP8_DELTA))
     assert len(good.sent) == 5 and broken.sent == []
-    assert f.streams["video"].viewers[0].dropped == 5 and f.metrics.hook_errors == 5
+    assert f.fanouts["video"].viewers[0].dropped == 5 and f.metrics.hook_errors == 5
 
 
 def test_keyframe_requests_are_rate_limited_but_never_dropped() -> None:
@@ -295,7 +295,7 @@ def test_new_viewer_gets_the_cached_keyframe_group_at_once() -> None:
     f.on_rtp(packet(503, 15000, VP8_DELTA, marker=1))
     seqs = [p.sequence_number for p in late.parsed()]
     assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs)) and len(seqs) == 4
-    f.streams["video"].gop_started -= 1.0  # an old group is not burst: PLI and wait instead
+    f.fanouts["video"].gop_started -= 1.0  # an old group is not burst: PLI and wait instead
     other = Capture()
     f.add_viewer("video", viewer(other, ssrc=3))
     assert other.sent == [] and requests.requests == before + 1

@@ -56,7 +56,7 @@ def viewer_streams(server: MediaServer, viewer: Viewer) -> list[tuple[str, Any, 
     assert viewer.location
     session = server.registry.sessions[viewer.location.rsplit("/", 1)[1]]
     assert isinstance(session.peer, ViewerPeer)
-    return session.peer.streams
+    return session.peer.legs
 
 
 @pytest.mark.parametrize("codec,name", [("video/VP8", "vp8"), ("video/H264", "h264")])

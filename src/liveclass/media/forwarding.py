@@ -313,7 +313,7 @@ class InputForwarder:
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self.streams = {"audio": TrackFanout("audio", metrics), "video": TrackFanout("video", metrics)}
+        self.fanouts = {"audio": TrackFanout("audio", metrics), "video": TrackFanout("video", metrics)}
         self.keyframes = KeyframeRequester(metrics)
         self._by_pt: dict[int, tuple[TrackFanout, bool]] = {}
         self.recorder: RecordingTap | None = None  # set by the recording manager
@@ -323,7 +323,7 @@ class InputForwarder:
     def set_source(self, tracks: list[SourceTrack], send_pli: Callable[[], bool] | None) -> None:
         self._by_pt = {}
         for track in tracks:
-            fanout = self.streams[track.kind]
+            fanout = self.fanouts[track.kind]
             fanout.set_source(track)
             self._by_pt[track.payload_type] = (fanout, False)
             if track.rtx_payload_type is not None:
@@ -342,7 +342,7 @@ class InputForwarder:
         return bool(self._by_pt)
 
     def add_viewer(self, kind: str, viewer: ViewerStream) -> None:
-        fanout = self.streams[kind]
+        fanout = self.fanouts[kind]
         viewer.ext_key = (tuple(sorted(viewer.extensions.items())), viewer.mid)
         fanout.viewers.append(viewer)
         if kind == "video" and not fanout.fast_start(viewer):
@@ -350,14 +350,14 @@ class InputForwarder:
             self.keyframes.request()
 
     def remove_viewer(self, kind: str, viewer: ViewerStream) -> None:
-        fanout = self.streams[kind]
+        fanout = self.fanouts[kind]
         if viewer in fanout.viewers:
             fanout.viewers.remove(viewer)
         fanout.waiting_keyframe.discard(viewer)
 
     def on_viewer_nack(self, kind: str, viewer: ViewerStream, out_seqs: list[int]) -> None:
         self.metrics.nacks_received += 1
-        self.metrics.nack_retransmits += self.streams[kind].retransmit(viewer, out_seqs)
+        self.metrics.nack_retransmits += self.fanouts[kind].retransmit(viewer, out_seqs)
 
     def on_viewer_keyframe_request(self) -> None:
         self.metrics.plis_from_viewers += 1
@@ -366,7 +366,7 @@ class InputForwarder:
     def close(self) -> None:
         self.clear_source()
         self.recorder = None
-        for fanout in self.streams.values():
+        for fanout in self.fanouts.values():
             fanout.viewers.clear()
             fanout.waiting_keyframe.clear()
 

@@ -148,7 +148,7 @@ class PublisherPeer(Peer):
 
     def send_pli(self) -> bool:
         receiver = self._receivers.get("video")
-        ssrc = self.forwarder.streams["video"].media_ssrc
+        ssrc = self.forwarder.fanouts["video"].media_ssrc
         if receiver is None or ssrc is None or self._closed:
             return False
         hooks.send_pli(receiver, ssrc)
@@ -169,7 +169,7 @@ class ViewerPeer(Peer):
 
     def __init__(self, forwarder: InputForwarder, on_closed: Callable[[], None]) -> None:
         super().__init__(forwarder, on_closed)
-        self.streams: list[tuple[str, RTCRtpSender, ViewerStream]] = []
+        self.legs: list[tuple[str, RTCRtpSender, ViewerStream]] = []
         self._sync_task: asyncio.Task[None] | None = None
 
     async def accept(self, offer: Offer, source: list[SourceTrack]) -> str:
@@ -195,7 +195,7 @@ class ViewerPeer(Peer):
         def started() -> None:
             viewer = self._viewer_stream(transceiver)
             attached.append(viewer)
-            self.streams.append((kind, sender, viewer))
+            self.legs.append((kind, sender, viewer))
             forwarder.add_viewer(kind, viewer)
             if self._sync_task is None:
                 self._sync_task = asyncio.ensure_future(self._sync_reports())
@@ -222,12 +222,12 @@ class ViewerPeer(Peer):
     async def _sync_reports(self) -> None:
         """Keep aiortc's sender-report counters equal to what the forwarder sent."""
         while not self._closed:
-            for _kind, sender, viewer in self.streams:
+            for _kind, sender, viewer in self.legs:
                 hooks.sync_sender_report(sender, viewer.packets, viewer.octets, viewer.last_ts, viewer.last_wall)
             await asyncio.sleep(SR_SYNC_INTERVAL)
 
     def _detach(self) -> None:
         if self._sync_task is not None:
             self._sync_task.cancel()
-        for kind, _sender, viewer in self.streams:
+        for kind, _sender, viewer in self.legs:
             self.forwarder.remove_viewer(kind, viewer)
