@@ -41,7 +41,7 @@ What it does, all on 127.0.0.1:
    transients (GOP burst, PLI keyframe) count in join time, not in latency; no viewer
    decodes;
 5. runs the same against a re-encoding baseline (`relay-server` subcommand: aiortc
-   decodes the publisher and MediaRelay + one encoder per viewer, the design DESIGN.md
+   decodes the publisher and MediaRelay + one encoder per viewer, the design docs/design.md
    rules out), where latency cannot be matched by payload and is reported as n/a, but
    CPU, loss, join and the bitrate each viewer actually received are.
 

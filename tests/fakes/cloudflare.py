@@ -1,7 +1,7 @@
 """A fake Cloudflare Stream API served over real HTTP on loopback.
 
 It implements the part of the API the `cloudflare` media backend uses, with the shapes
-documented in /work/shared/CLOUDFLARE.md (and Cloudflare's API reference):
+documented in docs/cloudflare.md (and Cloudflare's API reference):
 
     GET|POST        /client/v4/accounts/{account}/stream/live_inputs
     GET|PUT|DELETE  /client/v4/accounts/{account}/stream/live_inputs/{uid}

@@ -12,7 +12,7 @@ from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParam
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket, unwrap_rtx
 
 from liveclass.media.codecs import is_keyframe_start
-from liveclass.media.forwarding import InputForwarder, SourceTrack, ViewerStream
+from liveclass.media.forwarding import InputForwarder, SourceTrack, ViewerLeg
 from liveclass.media.keyframes import KeyframeRequester
 from liveclass.media.metrics import Metrics
 from liveclass.media.rtp import ABS_SEND_TIME_URI, MID_URI, build_extensions, parse_extensions
@@ -63,8 +63,8 @@ class Capture:
         return [RtpPacket.parse(d, ext_map(ids)) for d in self.sent]
 
 
-def viewer(capture: Capture, *, ssrc: int = 0xABCD, rtx: bool = True, mid: str = "v0") -> ViewerStream:
-    return ViewerStream(ssrc=ssrc, payload_type=120, codec="vp8", clock_rate=90000, extensions=dict(VIEW_IDS),
+def viewer(capture: Capture, *, ssrc: int = 0xABCD, rtx: bool = True, mid: str = "v0") -> ViewerLeg:
+    return ViewerLeg(ssrc=ssrc, payload_type=120, codec="vp8", clock_rate=90000, extensions=dict(VIEW_IDS),
                         mid=mid, send=capture, rtx_ssrc=0xEEEE if rtx else None, rtx_payload_type=121 if rtx else None)
 
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from OpenSSL import SSL
 
 from liveclass.media.events import CONNECTED, DISCONNECTED
-from liveclass.media.forwarding import ViewerStream
+from liveclass.media.forwarding import ViewerLeg
 from liveclass.media.peers import PublisherPeer, ViewerPeer
 from tests.media.support import MediaServer, Publisher, Viewer, token
 
@@ -52,7 +52,7 @@ async def sender_reports(viewer: Viewer, timeout: float = 5.0) -> tuple[list[Any
         await asyncio.sleep(0.1)
 
 
-def viewer_streams(server: MediaServer, viewer: Viewer) -> list[tuple[str, Any, ViewerStream]]:
+def viewer_streams(server: MediaServer, viewer: Viewer) -> list[tuple[str, Any, ViewerLeg]]:
     assert viewer.location
     session = server.registry.sessions[viewer.location.rsplit("/", 1)[1]]
     assert isinstance(session.peer, ViewerPeer)

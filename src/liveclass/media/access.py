@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Protocol
 
 from liveclass.media.tokens import Claims, Role, TokenError, verify_token
 
 
-class Authorizer(Protocol):
-    """What the server needs from auth: the claims, or TokenError (401) / WrongRole (403)."""
+class Authorizer:
+    """Bearer JWTs signed by web: the claims, or TokenError (401) / WrongRole (403)."""
 
-    def authorize(self, authorization: str | None, *, role: Role, input_id: str | None) -> Claims: ...
-
-
-class JwtAuthorizer:
     def __init__(self, key: str) -> None:
         self.key = key
 

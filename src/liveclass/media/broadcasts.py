@@ -85,8 +85,7 @@ class Registry:
             peer = broadcast.publisher.peer
             assert isinstance(peer, PublisherPeer)
             body["live"] = True
-            tracks = broadcast.forwarder.fanouts
-            video, audio = tracks["video"], tracks["audio"]
+            video, audio = broadcast.forwarder.fanouts["video"], broadcast.forwarder.fanouts["audio"]
             body["publisher"] = {
                 "session_id": broadcast.publisher.id,
                 "connected": peer.connected.is_set(),
@@ -154,7 +153,7 @@ class Registry:
             codecs = peer.codecs
             for viewer in list(broadcast.viewers.values()):
                 assert isinstance(viewer.peer, ViewerPeer)
-                if any(codecs.get(kind, stream.codec) != stream.codec for kind, _s, stream in viewer.peer.legs):
+                if any(codecs.get(kind, leg.codec) != leg.codec for kind, _s, leg in viewer.peer.legs):
                     self._spawn(viewer.peer.close())
         self._spawn(self._announce(broadcast, session))
         return session, answer

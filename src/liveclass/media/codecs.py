@@ -114,7 +114,7 @@ def is_keyframe_start(codec: str, payload: bytes) -> bool:
         i = vp8_descriptor_length(payload)
         return i is not None and len(payload) > i and vp8_is_keyframe(payload[i : i + 1])
     if codec == "h264":
-        kind = nal_type(payload)
+        kind = payload[0] & 0x1F  # nal_type(), inlined: this runs for every video packet
         if kind in (IDR, SPS):
             return True
         if kind == STAP_A:

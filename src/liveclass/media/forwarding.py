@@ -4,14 +4,14 @@ This module knows nothing of aiortc. Its narrow interface:
 
 - `InputForwarder.set_source(tracks, request_keyframe)` when a publisher (re)connects,
 - `InputForwarder.on_rtp(data)` for every decrypted RTP packet of the publisher,
-- `InputForwarder.add_viewer(kind, ViewerStream)` / `remove_viewer`, where a
-  `ViewerStream` carries the viewer's SSRC, payload type, header-extension ids and a
+- `InputForwarder.add_viewer(kind, ViewerLeg)` / `remove_viewer`, where a
+  `ViewerLeg` carries the viewer's SSRC, payload type, header-extension ids and a
   `send(bytes) -> bool` callable (SRTP protect + non-blocking sendto, made by hooks.py),
 - `InputForwarder.on_viewer_nack` / `on_viewer_keyframe_request` for viewer RTCP.
 
 Per packet and viewer it rewrites SSRC, payload type, sequence number, timestamp and
-header-extension ids (the MID value too), then hands the packet to `ViewerStream.deliver`,
-the one place that sends and counts (live packets, fast start and NACK resends alike).
+header-extension ids (the MID value too) in `ViewerLeg.deliver`,
+the one place that rewrites, sends and counts (live packets, fast start and NACK resends alike).
 A viewer whose `send` refuses (socket buffer full, not connected) loses that packet alone.
 NACKs are answered from a per-track history keyed by the publisher's sequence number.
 Publisher takeover starts a new *epoch*: each viewer re-bases its offsets so that its
@@ -32,6 +32,7 @@ from liveclass.media.keyframes import KeyframeRequester
 from liveclass.media.metrics import Metrics
 
 log = logging.getLogger(__name__)
+_pack_header = rtp.HEADER.pack  # bound once: the live path calls it per packet and viewer
 
 HISTORY_SIZE = 1024  # packets per track kept for NACKs (~4 s of 2.5 Mbit/s video)
 GOP_CACHE_MAX_PACKETS = 512  # the current keyframe group, for fast start of new viewers
@@ -67,7 +68,7 @@ class SourcePacket:
         self.padding = padding
 
 
-class ViewerStream:
+class ViewerLeg:
     """One viewer's outgoing stream of one kind: identifiers and rewrite state."""
 
     def __init__(self, *, ssrc: int, payload_type: int, codec: str, clock_rate: int,
@@ -113,16 +114,6 @@ class ViewerStream:
             items.append((xid, value))
         return rtp.build_extensions(items)
 
-    def build(self, e: SourcePacket, ext: bytes) -> bytes:
-        b0 = 0x80 | (len(e.csrc) >> 2)
-        if ext:
-            b0 |= 0x10
-        if e.padding:
-            b0 |= 0x20
-        hdr = rtp.HEADER.pack(b0, (0x80 if e.marker else 0) | self.payload_type,
-                              (e.seq + self.seq_offset) & 0xFFFF, (e.ts + self.ts_offset) & 0xFFFFFFFF, self.ssrc)
-        return hdr + e.csrc + ext + e.body
-
     def build_rtx(self, e: SourcePacket, ext: bytes) -> bytes:
         """RFC 4588: the original sequence number, then the payload, on the RTX SSRC."""
         assert self.rtx_payload_type is not None and self.rtx_ssrc is not None
@@ -143,11 +134,25 @@ class ViewerStream:
         self.epoch = epoch
         self.high_seq = (start_seq - 1) & 0xFFFF
 
-    def deliver(self, data: bytes, payload_size: int, metrics: Metrics, *, resend: bool = False) -> bool:
-        """Send one rewritten packet on this leg and count it. Live packets, fast start and
-        NACK resends all come through here, so they count alike. A refused or failing send
-        loses this packet for this viewer only."""
+    def deliver(self, e: SourcePacket, ext: bytes, metrics: Metrics, resend: bool = False) -> bool:
+        """Rewrite one source packet for this viewer, send it and count it. Live packets, fast
+        start and NACK resends (on the RTX stream when negotiated) all come through here, so
+        they count alike. A failure loses this packet for this viewer only.
+
+        `resend` is positional, not keyword-only: CPython 3.11 specializes calls with
+        positional defaults only, and this runs once per packet and viewer."""
         try:
+            if resend and self.rtx_payload_type is not None:
+                data = self.build_rtx(e, ext)
+            else:  # the live path, once per packet and viewer: inlined, no further call
+                b0 = 0x80 | (len(e.csrc) >> 2)
+                if ext:
+                    b0 |= 0x10
+                if e.padding:
+                    b0 |= 0x20
+                data = _pack_header(
+                    b0, (0x80 if e.marker else 0) | self.payload_type, (e.seq + self.seq_offset) & 0xFFFF,
+                    (e.ts + self.ts_offset) & 0xFFFFFFFF, self.ssrc) + e.csrc + ext + e.body
             sent = self.send(data)
         except Exception:  # one viewer's failure never stops the others
             metrics.hook_errors += 1
@@ -161,7 +166,7 @@ class ViewerStream:
             self.retransmits += 1
         else:
             self.packets += 1
-            self.octets += payload_size
+            self.octets += len(e.body)
         metrics.packets_forwarded += 1
         metrics.bytes_forwarded += len(data)
         return True
@@ -177,8 +182,8 @@ class TrackFanout:
         self.epoch = 0
         self.media_ssrc: int | None = None
         self.history: list[SourcePacket | None] = [None] * HISTORY_SIZE
-        self.viewers: list[ViewerStream] = []
-        self.waiting_keyframe: set[ViewerStream] = set()
+        self.viewers: list[ViewerLeg] = []
+        self.waiting_keyframe: set[ViewerLeg] = set()
         self.gop: list[SourcePacket] = []  # packets since the last keyframe start (video)
         self.gop_started = 0.0  # perf_counter() when that keyframe arrived
         self.ext_uris: dict[int, str] = {}
@@ -215,7 +220,7 @@ class TrackFanout:
             else:
                 self.gop = []  # too long a group to burst: new viewers wait for a keyframe
 
-    def fast_start(self, v: ViewerStream) -> bool:
+    def fast_start(self, v: ViewerLeg) -> bool:
         """Send a new viewer the cached keyframe group, if recent; True if done."""
         if not self.gop or time.perf_counter() - self.gop_started > GOP_CACHE_MAX_AGE:
             return False
@@ -230,7 +235,7 @@ class TrackFanout:
             v.high_seq = (e.seq + v.seq_offset) & 0xFFFF
             v.last_ts = (e.ts + v.ts_offset) & 0xFFFFFFFF
             v.last_wall = wall
-            v.deliver(v.build(e, v.ext_block(e.exts, abs_send)), len(e.body), self.metrics)
+            v.deliver(e, v.ext_block(e.exts, abs_send), self.metrics)
         return True
 
     def count(self, seq: int, size: int, marker: int, now: float) -> None:
@@ -263,7 +268,6 @@ class TrackFanout:
         abs_send = rtp.abs_send_time(wall)
         cache: dict[tuple[object, ...], bytes] = {}
         epoch = self.epoch
-        size = len(e.body)
         for v in self.viewers:
             if v.epoch != epoch:
                 if self.kind == "video" and not keyframe:
@@ -280,9 +284,9 @@ class TrackFanout:
                 v.high_seq = out_seq
                 v.last_ts = (e.ts + v.ts_offset) & 0xFFFFFFFF
                 v.last_wall = wall
-            v.deliver(v.build(e, ext), size, metrics)
+            v.deliver(e, ext, metrics)
 
-    def retransmit(self, v: ViewerStream, out_seqs: list[int]) -> int:
+    def retransmit(self, v: ViewerLeg, out_seqs: list[int]) -> int:
         """Answer a viewer's NACK from the history; returns how many were resent."""
         sent = 0
         if v.epoch != self.epoch:
@@ -293,9 +297,7 @@ class TrackFanout:
             e = self.history[seq % HISTORY_SIZE]
             if e is None or e.seq != seq or e.epoch != self.epoch:
                 continue
-            ext = v.ext_block(e.exts, abs_send)
-            data = v.build_rtx(e, ext) if v.rtx_payload_type is not None else v.build(e, ext)
-            if v.deliver(data, len(e.body), self.metrics, resend=True):
+            if v.deliver(e, v.ext_block(e.exts, abs_send), self.metrics, resend=True):
                 sent += 1
         return sent
 
@@ -341,7 +343,7 @@ class InputForwarder:
     def live(self) -> bool:
         return bool(self._by_pt)
 
-    def add_viewer(self, kind: str, viewer: ViewerStream) -> None:
+    def add_viewer(self, kind: str, viewer: ViewerLeg) -> None:
         fanout = self.fanouts[kind]
         viewer.ext_key = (tuple(sorted(viewer.extensions.items())), viewer.mid)
         fanout.viewers.append(viewer)
@@ -349,13 +351,13 @@ class InputForwarder:
             fanout.waiting_keyframe.add(viewer)
             self.keyframes.request()
 
-    def remove_viewer(self, kind: str, viewer: ViewerStream) -> None:
+    def remove_viewer(self, kind: str, viewer: ViewerLeg) -> None:
         fanout = self.fanouts[kind]
         if viewer in fanout.viewers:
             fanout.viewers.remove(viewer)
         fanout.waiting_keyframe.discard(viewer)
 
-    def on_viewer_nack(self, kind: str, viewer: ViewerStream, out_seqs: list[int]) -> None:
+    def on_viewer_nack(self, kind: str, viewer: ViewerLeg, out_seqs: list[int]) -> None:
         self.metrics.nacks_received += 1
         self.metrics.nack_retransmits += self.fanouts[kind].retransmit(viewer, out_seqs)
 
@@ -387,9 +389,9 @@ class InputForwarder:
         packet = rtp.parse(data)
         if packet is None:
             return
+        marker, _pt, seq, ts, ssrc, csrc, extensions, padding, body = packet
         uris = fanout.ext_uris
-        exts = [(uris[xid], value) for xid, value in packet.extensions if xid in uris]
-        seq, body, padding = packet.seq, packet.body, packet.padding
+        exts = [(uris[xid], value) for xid, value in extensions if xid in uris]
         if is_rtx:
             original = rtp.unwrap_rtx(rtp.without_padding(body, padding))
             if original is None:
@@ -397,19 +399,19 @@ class InputForwarder:
             seq, body = original
             padding = False
         else:
-            fanout.media_ssrc = packet.ssrc
-        e = SourcePacket(fanout.epoch, seq, packet.ts, packet.marker, packet.csrc, exts, body, padding)
+            fanout.media_ssrc = ssrc
+        e = SourcePacket(fanout.epoch, seq, ts, marker, csrc, exts, body, padding)
         slot = seq % HISTORY_SIZE
         old = fanout.history[slot]
         if is_rtx and old is not None and old.seq == seq and old.epoch == e.epoch:
             return  # a retransmission of a packet we already have
         fanout.history[slot] = e
-        payload = rtp.without_padding(body, padding)
+        payload = rtp.without_padding(body, padding) if padding else body
         recorder = self.recorder
         if recorder is not None:
-            recorder.on_packet(fanout.kind, seq, packet.ts, packet.marker, payload)
+            recorder.on_packet(fanout.kind, seq, ts, marker, payload)
         wall = time.time()
-        fanout.count(seq, len(body), packet.marker, started)
+        fanout.count(seq, len(body), marker, started)
         keyframe = False
         if fanout.kind == "video":
             keyframe = codecs.is_keyframe_start(source.codec, payload)

@@ -44,14 +44,14 @@ class Metrics:
 
 COUNTERS = {  # exposed name -> (Metrics attribute, help)
     "packets_received": ("packets_in", "RTP packets received from publishers."),
-    "packets_forwarded": ("packets_forwarded", "RTP packets sent to viewers."),
-    "bytes_forwarded": ("bytes_forwarded", "RTP bytes (before SRTP) sent to viewers."),
-    "packets_dropped": ("packets_dropped", "Packets dropped for one viewer (backpressure, not ready)."),
+    "packets_forwarded": ("packets_forwarded", "RTP packets sent to viewers (fast start and NACK resends included)."),
+    "bytes_forwarded": ("bytes_forwarded", "RTP bytes (before SRTP) sent to viewers, resends included."),
+    "packets_dropped": ("packets_dropped", "Packets lost for one viewer: send refused (backpressure) or failed."),
     "nacks_received": ("nacks_received", "NACK packets received from viewers."),
-    "nack_retransmits": ("nack_retransmits", "Packets retransmitted from history."),
+    "nack_retransmits": ("nack_retransmits", "Packets retransmitted from history (also counted in packets_forwarded)."),
     "plis_from_viewers": ("plis_from_viewers", "PLI/FIR received from viewers."),
     "plis_sent": ("plis_to_publishers", "PLI sent to publishers."),
-    "hook_errors": ("hook_errors", "Exceptions caught in aiortc hooks."),
+    "hook_errors": ("hook_errors", "Exceptions caught in aiortc hooks and per-viewer sends."),
 }
 
 

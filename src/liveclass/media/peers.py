@@ -18,7 +18,7 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.sdp import candidate_from_sdp, candidate_to_sdp
 
 from liveclass.media import hooks, sdp
-from liveclass.media.forwarding import InputForwarder, SourceTrack, ViewerStream
+from liveclass.media.forwarding import InputForwarder, SourceTrack, ViewerLeg
 from liveclass.media.sdp import Offer, OfferError
 from liveclass.media.whip import SdpFragment
 
@@ -169,7 +169,7 @@ class ViewerPeer(Peer):
 
     def __init__(self, forwarder: InputForwarder, on_closed: Callable[[], None]) -> None:
         super().__init__(forwarder, on_closed)
-        self.legs: list[tuple[str, RTCRtpSender, ViewerStream]] = []
+        self.legs: list[tuple[str, RTCRtpSender, ViewerLeg]] = []
         self._sync_task: asyncio.Task[None] | None = None
 
     async def accept(self, offer: Offer, source: list[SourceTrack]) -> str:
@@ -190,10 +190,10 @@ class ViewerPeer(Peer):
         sender = transceiver.sender
         kind = transceiver.kind
         forwarder = self.forwarder
-        attached: list[ViewerStream] = []
+        attached: list[ViewerLeg] = []
 
         def started() -> None:
-            viewer = self._viewer_stream(transceiver)
+            viewer = self._viewer_leg(transceiver)
             attached.append(viewer)
             self.legs.append((kind, sender, viewer))
             forwarder.add_viewer(kind, viewer)
@@ -207,12 +207,12 @@ class ViewerPeer(Peer):
         hooks.on_sending(sender, started, forwarder.metrics)
         hooks.intercept_feedback(sender, on_nack, forwarder.on_viewer_keyframe_request, forwarder.metrics)
 
-    def _viewer_stream(self, transceiver: RTCRtpTransceiver) -> ViewerStream:
+    def _viewer_leg(self, transceiver: RTCRtpTransceiver) -> ViewerLeg:
         found = hooks.negotiated(transceiver)
         assert found is not None
         ssrc, rtx_ssrc = hooks.sender_ssrcs(transceiver.sender)
         rtx = found.rtx_payload_type
-        return ViewerStream(
+        return ViewerLeg(
             ssrc=ssrc, payload_type=found.payload_type, codec=sdp.codec_name(found.codec),
             clock_rate=found.codec.clockRate, extensions={uri: xid for xid, uri in found.extensions.items()},
             mid=transceiver.mid, send=hooks.srtp_sender(transceiver.sender.transport),

@@ -7,7 +7,6 @@ too slow for the fan-out loop)."""
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
 
 HEADER = struct.Struct("!BBHII")  # V|P|X|CC, M|PT, sequence number, timestamp, SSRC
 EXTENSION_HEADER = struct.Struct("!HH")  # profile, length in 32-bit words
@@ -20,18 +19,11 @@ ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
 
 
-class Packet(NamedTuple):
-    """A publisher packet split into the parts the forwarder rewrites or copies."""
-
-    marker: int  # 0x80 or 0
-    payload_type: int
-    seq: int
-    ts: int
-    ssrc: int
-    csrc: bytes  # the CSRC list, copied as is
-    extensions: list[tuple[int, bytes]]  # (id, value) as the sender numbered them
-    padding: bool
-    body: bytes  # payload, padding included when `padding`
+# A publisher packet split into the parts the forwarder rewrites or copies: (marker 0x80 or 0,
+# payload type, sequence number, timestamp, SSRC, the CSRC list as is, [(extension id as the
+# sender numbered it, value)], padding flag, payload with its padding). A plain tuple, not a
+# NamedTuple: building one costs a Python-level __new__ per packet.
+Packet = tuple[int, int, int, int, int, bytes, list[tuple[int, bytes]], bool, bytes]
 
 
 def parse(data: bytes) -> Packet | None:
@@ -50,7 +42,7 @@ def parse(data: bytes) -> Packet | None:
         end = pos + 4 + 4 * length
         extensions = parse_extensions(profile, data[pos + 4 : end])
         pos = end
-    return Packet(data[1] & 0x80, data[1] & 0x7F, seq, ts, ssrc, csrc, extensions, bool(b0 & 0x20), data[pos:])
+    return data[1] & 0x80, data[1] & 0x7F, seq, ts, ssrc, csrc, extensions, bool(b0 & 0x20), data[pos:]
 
 
 def without_padding(body: bytes, padding: bool) -> bytes:

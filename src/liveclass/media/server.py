@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from starlette.applications import Starlette
 
 from liveclass.config import ConfigError, MediaConfig
-from liveclass.media.access import Authorizer, JwtAuthorizer, TokenBucket
+from liveclass.media.access import Authorizer, TokenBucket
 from liveclass.media.broadcasts import Registry
 from liveclass.media.hooks import restrict_host_addresses
 from liveclass.media.http import MediaHttp
@@ -31,8 +31,7 @@ def default_sink(config: MediaConfig) -> EventSink:
     return NullSink()
 
 
-def create_app(config: MediaConfig, *, sink: EventSink | None = None,
-               authorizer: Authorizer | None = None) -> Starlette:
+def create_app(config: MediaConfig, *, sink: EventSink | None = None) -> Starlette:
     restrict_host_addresses(list(config.ice_addresses))
     events = sink if sink is not None else default_sink(config)
     recordings = None
@@ -43,7 +42,7 @@ def create_app(config: MediaConfig, *, sink: EventSink | None = None,
     registry = Registry(events, max_sessions=config.MEDIA_MAX_SESSIONS, recordings=recordings)
     http = MediaHttp(
         registry,
-        authorizer or JwtAuthorizer(config.signing_key),
+        Authorizer(config.signing_key),
         ice_servers=config.ice_servers,
         max_body=config.MEDIA_MAX_BODY_BYTES,
         limiter=TokenBucket(config.MEDIA_RATE_LIMIT, config.MEDIA_RATE_BURST),
