@@ -21,6 +21,11 @@ class DomainError(Exception):
         self.detail = detail
         self.extra = extra
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers every adapter sends with this refusal."""
+        return {}
+
 
 class NotFound(DomainError):
     slug, status, title = "not-found", 404, "Not found"
@@ -48,6 +53,10 @@ class RateLimited(DomainError):
     def __init__(self, detail: str, retry_after: int) -> None:
         super().__init__(detail, retry_after=retry_after)
         self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class InsufficientTokens(DomainError):

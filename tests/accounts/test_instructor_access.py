@@ -62,6 +62,7 @@ def test_the_page_and_the_api_count_against_one_limit(make_user, api):
     limited = client.client.post("/instructor/login", {"code": "test-instructor-code",
                                                        "csrfmiddlewaretoken": client.csrf})
     assert limited.status_code == 429 and b"try again" in limited.content
+    assert 1 <= int(limited["Retry-After"]) <= 300
     assert client.post("/api/instructor/login", {"code": "test-instructor-code"}).status_code == 429
 
 

@@ -31,10 +31,7 @@ def problem(
 
 
 def from_domain_error(exc: errors.DomainError) -> HttpResponse:
-    headers = {}
-    if isinstance(exc, errors.RateLimited):
-        headers["Retry-After"] = str(exc.retry_after)
-    return problem(exc.status, exc.slug, exc.title, exc.detail, headers=headers, extra=exc.extra)
+    return problem(exc.status, exc.slug, exc.title, exc.detail, headers=exc.headers, extra=exc.extra)
 
 
 def install(api: Any) -> None:

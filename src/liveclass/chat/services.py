@@ -21,7 +21,7 @@ from liveclass.accounts.models import User
 from liveclass.chat.models import ChatMessage
 from liveclass.errors import ChatClosed, InvalidInput, NotEnrolled, NotFound, NotStreamOwner
 from liveclass.ratelimit import limit
-from liveclass.streams import selectors as streams
+from liveclass.streams import selectors as stream_selectors
 from liveclass.streams.models import LiveStreamSession
 
 MAX_LENGTH = 500
@@ -37,8 +37,8 @@ def group_name(stream_id: int) -> str:
 def _readable(user: User | Any, stream_id: int) -> LiveStreamSession:
     if not isinstance(user, User) or not user.is_authenticated:
         raise NotEnrolled("Sign in and enroll in this class to join its chat.", stream_id=stream_id)
-    stream = streams.get_stream(stream_id)
-    if not streams.can_watch(user, stream):
+    stream = stream_selectors.get_stream(stream_id)
+    if not stream_selectors.can_watch(user, stream):
         raise NotEnrolled("Enroll in this class to join its chat.", stream_id=stream_id)
     return stream
 
@@ -81,16 +81,16 @@ def recent(stream_id: int) -> list[ChatMessage]:
 def is_open_to(user: User | Any, stream: LiveStreamSession) -> bool:
     """Whether `user` may write to the class's chat now: a member or its instructor, while
     the class is scheduled or live."""
-    return streams.is_open(stream) and streams.can_watch(user, stream)
+    return stream_selectors.is_open(stream) and stream_selectors.can_watch(user, stream)
 
 
 def can_moderate(user: User | Any, stream: LiveStreamSession) -> bool:
-    return isinstance(user, User) and (user.is_staff or streams.is_owner(user, stream))
+    return isinstance(user, User) and (user.is_staff or stream_selectors.is_owner(user, stream))
 
 
 def post(user: User | Any, stream_id: int, body: Any) -> ChatMessage:
     stream = _readable(user, stream_id)
-    if not streams.is_open(stream):
+    if not stream_selectors.is_open(stream):
         raise ChatClosed("The chat is closed: this class is over.", stream_status=stream.status)
     text = clean_body(body)
     limit("chat", f"{user.pk}:{stream_id}", max_calls=RATE_MESSAGES, window_seconds=RATE_WINDOW_SECONDS)

@@ -25,7 +25,8 @@ def refused(request: HttpRequest, exc: DomainError, *, back: str | None = None) 
         messages.error(request, exc.detail)
         return see_other(back)
     template = PAGES.get(exc.status, "pages/error.html")
-    return render(request, template, {"title": exc.title, "detail": exc.detail}, status=exc.status)
+    response = render(request, template, {"title": exc.title, "detail": exc.detail}, status=exc.status)
+    return with_headers(response, exc)
 
 
 def shows_errors(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -45,6 +46,13 @@ def see_other(url: str) -> HttpResponseRedirect:
     """303 after a POST, so a reload does not resubmit the form."""
     response = HttpResponseRedirect(url)
     response.status_code = 303
+    return response
+
+
+def with_headers(response: HttpResponse, exc: DomainError | None) -> HttpResponse:
+    """`response` with the headers the refusal carries (e.g. Retry-After on a 429)."""
+    for name, value in (exc.headers if exc is not None else {}).items():
+        response[name] = value
     return response
 
 

@@ -23,7 +23,7 @@ from liveclass.accounts.models import User
 from liveclass.chat import services as chat
 from liveclass.config import web_config
 from liveclass.errors import DomainError, NotFound, NotInstructor, RecordingNotAvailable, ReplayExpired
-from liveclass.pages.errors import form_error, refused, see_other, shows_errors
+from liveclass.pages.errors import form_error, refused, see_other, shows_errors, with_headers
 from liveclass.ratelimit import client_address
 from liveclass.replays import services as replays
 from liveclass.streams import selectors as stream_selectors
@@ -122,16 +122,17 @@ def instructor_login(request: HttpRequest) -> HttpResponse:
     if user.is_instructor:
         return HttpResponseRedirect(reverse("instructor"))
     form = InstructorCodeForm(request.POST or None)
-    status = 200
+    status, refusal = 200, None
     if request.method == "POST" and form.is_valid():
         try:
             accounts.become_instructor(user, form.cleaned_data["code"], client_address=client_address(request))
         except DomainError as exc:
-            status = form_error(form, exc, "code")
+            status, refusal = form_error(form, exc, "code"), exc
         else:
             messages.success(request, "Welcome, instructor! Create your first class below.")
             return see_other(reverse("instructor"))
-    return render(request, "pages/instructor_login.html", {"form": form}, status=status)
+    response = render(request, "pages/instructor_login.html", {"form": form}, status=status)
+    return with_headers(response, refusal)
 
 
 @login_required
