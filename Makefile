@@ -18,14 +18,17 @@ $(STAMPS)/venv: pyproject.toml
 	@touch $@
 
 # Debian packages the tests need: PostgreSQL and Redis (each started per test run in a
-# temporary directory, never as a service) and Chromium.
+# temporary directory, never as a service), Chromium, Caddy and coturn (started by the
+# deployment tests as plain processes), nftables and iproute2 (network namespaces).
 $(STAMPS)/system:
 	@mkdir -p $(STAMPS)
 	@if ! command -v chromium >/dev/null || ! command -v redis-server >/dev/null \
-	    || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-	  echo "installing chromium, postgresql and redis-server from apt"; \
+	    || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v caddy >/dev/null \
+	    || ! command -v turnserver >/dev/null || ! command -v nft >/dev/null || ! command -v ip >/dev/null; then \
+	  echo "installing chromium, postgresql, redis-server, caddy, coturn, nftables and iproute2 from apt"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
-	    chromium postgresql redis-server fonts-dejavu-core; \
+	    chromium postgresql redis-server fonts-dejavu-core caddy coturn nftables iproute2; \
+	  $(SUDO) systemctl disable --now caddy coturn >/dev/null 2>&1 || true; \
 	fi
 	@touch $@
 
