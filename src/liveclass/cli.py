@@ -172,6 +172,19 @@ def cmd_housekeeping(ns: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def cmd_check(ns: argparse.Namespace) -> int:
+    from liveclass.preflight import problems
+
+    found = problems()
+    for problem in found:
+        print(problem)
+    if found:
+        print(f"liveclass check: {len(found)} problem(s); see docs/deploy.md", file=sys.stderr)
+        return 1
+    print("ok")
+    return 0
+
+
 def cmd_manage(ns: argparse.Namespace) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveclass.settings")
     from django.core.management import execute_from_command_line
@@ -220,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     housekeeping = sub.add_parser("housekeeping", help="delete recordings past RECORDING_RETENTION_DAYS "
                                   "that are kept out of the catalog (idempotent)")
     housekeeping.set_defaults(func=cmd_housekeeping)
+
+    check = sub.add_parser("check", help="preflight: name every setting unfit for production (exit 1), "
+                           "or print ok")
+    check.set_defaults(func=cmd_check)
 
     manage = sub.add_parser("manage", help="Django management commands (migrate, createsuperuser, ...)")
     manage.add_argument("args", nargs=argparse.REMAINDER)
