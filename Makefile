@@ -19,15 +19,17 @@ $(STAMPS)/venv: pyproject.toml
 
 # Debian packages the tests need: PostgreSQL and Redis (each started per test run in a
 # temporary directory, never as a service), Chromium, Caddy and coturn (started by the
-# deployment tests as plain processes), nftables and iproute2 (network namespaces).
+# deployment tests as plain processes), nftables and iproute2 (network namespaces), libnss3-tools
+# (certutil: the HTTPS test trusts Caddy's internal CA in Chromium's NSS database).
 $(STAMPS)/system:
 	@mkdir -p $(STAMPS)
 	@if ! command -v chromium >/dev/null || ! command -v redis-server >/dev/null \
 	    || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v caddy >/dev/null \
-	    || ! command -v turnserver >/dev/null || ! command -v nft >/dev/null || ! command -v ip >/dev/null; then \
-	  echo "installing chromium, postgresql, redis-server, caddy, coturn, nftables and iproute2 from apt"; \
+	    || ! command -v turnserver >/dev/null || ! command -v nft >/dev/null || ! command -v ip >/dev/null \
+	    || ! command -v certutil >/dev/null; then \
+	  echo "installing chromium, postgresql, redis-server, caddy, coturn, nftables, iproute2 and libnss3-tools from apt"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
-	    chromium postgresql redis-server fonts-dejavu-core caddy coturn nftables iproute2; \
+	    chromium postgresql redis-server fonts-dejavu-core caddy coturn nftables iproute2 libnss3-tools; \
 	  $(SUDO) systemctl disable --now caddy coturn >/dev/null 2>&1 || true; \
 	fi
 	@touch $@
