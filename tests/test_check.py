@@ -117,7 +117,18 @@ def test_missing_csrf_trusted_origins(monkeypatch, capsys):
 
 @pytest.mark.parametrize("value", [None, "localhost,127.0.0.1", ""])
 def test_missing_allowed_hosts(monkeypatch, capsys, value):
-    assert_names(*check(monkeypatch, capsys, ALLOWED_HOSTS=value), "ALLOWED_HOSTS", "only local names")
+    code, lines = check(monkeypatch, capsys, ALLOWED_HOSTS=value)
+    assert_names(code, lines, "ALLOWED_HOSTS", "only local names")
+    assert len([line for line in lines if line.startswith("ALLOWED_HOSTS")]) == 1, lines
+
+
+@pytest.mark.parametrize("value", ["www.example.org,127.0.0.1", ".example.com"])
+def test_allowed_hosts_without_the_sites_host(monkeypatch, capsys, value):
+    assert_names(*check(monkeypatch, capsys, ALLOWED_HOSTS=value), "ALLOWED_HOSTS", "lacks class.example.org")
+
+
+def test_allowed_hosts_pattern_for_the_domain_and_its_subdomains(monkeypatch, capsys):
+    assert check(monkeypatch, capsys, ALLOWED_HOSTS=".example.org") == (0, ["ok"])
 
 
 def test_allowed_hosts_wildcard(monkeypatch, capsys):
@@ -159,7 +170,7 @@ def test_no_turn_at_all_is_fine(monkeypatch, capsys):
 
 
 def test_secure_cookies_off(monkeypatch, capsys):
-    assert_names(*check(monkeypatch, capsys, SECURE_COOKIES="0"), "SECURE_COOKIES", "SECURE_COOKIES=1")
+    assert_names(*check(monkeypatch, capsys, SECURE_COOKIES="0"), "SECURE_COOKIES", "not marked Secure")
 
 
 def test_secure_cookies_unset_is_on_without_debug(monkeypatch, capsys):

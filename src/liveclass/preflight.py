@@ -84,7 +84,8 @@ def _web(web: WebConfig) -> Iterator[Problem]:
         elif len(value) < length:
             yield Problem(name, f"shorter than {length} characters; set a longer one, e.g. `{make}`")
     hosts = _split(web.ALLOWED_HOSTS)
-    if not hosts or set(hosts) <= LOCAL_HOST_NAMES:
+    local_only = set(hosts) <= LOCAL_HOST_NAMES
+    if local_only:
         yield Problem("ALLOWED_HOSTS", "only local names; set the site's host name, e.g. class.example.org")
     elif "*" in hosts:
         yield Problem("ALLOWED_HOSTS", "'*' answers to any Host header; list the site's host names")
@@ -95,9 +96,14 @@ def _web(web: WebConfig) -> Iterator[Problem]:
         if urlsplit(origin).scheme != "https":
             yield Problem("CSRF_TRUSTED_ORIGINS",
                           f"{origin} is not https; serve the site over HTTPS (docs/deploy.md) and list https://…")
+        host = urlsplit(origin).hostname or ""
+        if not local_only and not any(_host_matches(host, pattern) for pattern in hosts):
+            yield Problem("ALLOWED_HOSTS", f"lacks {host} (from CSRF_TRUSTED_ORIGINS): web would refuse the site; "
+                          "add it")
     if not web.secure_cookies:
-        yield Problem("SECURE_COOKIES", "cookies are not marked Secure; set SECURE_COOKIES=1 (the site is https)")
-    if _is_loopback(web.HOST) and not _trusted_proxies(web):
+        yield Problem("SECURE_COOKIES", "cookies are not marked Secure; leave SECURE_COOKIES empty (on without DEBUG) "
+                      "or set it to 1")
+    if _is_loopback(web.HOST) and not web.trusted_proxies:
         yield Problem("TRUSTED_PROXIES",
                       "empty while web listens on loopback behind a proxy: every client would share the "
                       "proxy's address (and its rate limits, on web and the media server); "
@@ -140,8 +146,12 @@ def _cloudflare(web: WebConfig) -> Iterator[Problem]:
                       "unset it to use Cloudflare's API")
 
 
-def _trusted_proxies(web: WebConfig) -> bool:
-    return bool(web.TRUSTED_PROXIES.strip())
+def _host_matches(host: str, pattern: str) -> bool:
+    """Django's ALLOWED_HOSTS rule: exact, `.example.org` for it and its subdomains, or `*`."""
+    pattern = pattern.lower()
+    if pattern.startswith("."):
+        return host == pattern[1:] or host.endswith(pattern)
+    return pattern in ("*", host)
 
 
 def _split(value: str) -> list[str]:
