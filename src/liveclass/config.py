@@ -8,6 +8,7 @@ file: secrets come only from the environment. `README.md` lists every variable
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -216,7 +217,28 @@ class MediaConfig(_SharedMedia):
         '[{"urls": ["turn:host:3478"], "username": "u", "credential": "p"}].'
     )
     MEDIA_ICE_ADDRESSES: str = Field(
-        "", description="Comma-separated local addresses to offer as ICE candidates (empty = all)."
+        "", description="Comma-separated addresses of this host's interfaces to gather ICE host candidates on: "
+        "the public address(es) (empty = every interface)."
+    )
+    MEDIA_ICE_PUBLIC_ADDRESSES: str = Field(
+        "", description="Behind 1:1 NAT (cloud VMs, Docker), the public address(es) host candidates announce "
+        "instead of the local ones, same ports; at most one IPv4 and one IPv6 (empty = the local addresses)."
+    )
+    MEDIA_UDP_PORTS: str = Field(
+        "", description="UDP port range of every ICE socket, e.g. 40000-40199 (one firewall rule); a session "
+        "that finds no free port gets 503 + Retry-After (empty = any port)."
+    )
+    MEDIA_TURN_URLS: str = Field(
+        "", description="Comma-separated TURN URLs (turn:host:3478?transport=udp,turns:host:443?transport=tcp) "
+        "sent on every WHIP/WHEP 201 as Link headers with short-lived credentials (empty = none)."
+    )
+    MEDIA_TURN_SECRET: str = Field(
+        "", description="The TURN server's shared secret (coturn use-auth-secret, static-auth-secret): "
+        "credential = base64(HMAC-SHA1(secret, username)); required with MEDIA_TURN_URLS."
+    )
+    MEDIA_TURN_TTL: int = Field(
+        3600, ge=60, le=86400,
+        description="Seconds TURN credentials live (username = <unix expiry>:<viewer or input id>).",
     )
     MEDIA_WEBHOOK_URL: str = Field(
         "", description="Where publisher and recording events are POSTed (make run: web's /api/media/events)."
@@ -260,11 +282,75 @@ class MediaConfig(_SharedMedia):
 
     @property
     def ice_addresses(self) -> tuple[str, ...]:
-        return tuple(a.strip() for a in self.MEDIA_ICE_ADDRESSES.split(",") if a.strip())
+        return _items(self.MEDIA_ICE_ADDRESSES)
+
+    @field_validator("MEDIA_ICE_PUBLIC_ADDRESSES")
+    @classmethod
+    def _public_addresses(cls, value: str) -> str:
+        versions = []
+        for item in _items(value):
+            try:
+                versions.append(ipaddress.ip_address(item).version)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP address") from exc
+        if len(versions) != len(set(versions)):
+            raise ValueError("at most one IPv4 and one IPv6 address")
+        return value
+
+    @property
+    def ice_public_addresses(self) -> tuple[str, ...]:
+        return _items(self.MEDIA_ICE_PUBLIC_ADDRESSES)
+
+    @field_validator("MEDIA_UDP_PORTS")
+    @classmethod
+    def _port_range(cls, value: str) -> str:
+        if value.strip():
+            _parse_port_range(value)
+        return value
+
+    @property
+    def udp_ports(self) -> tuple[int, int] | None:
+        """MEDIA_UDP_PORTS as (first, last), None for any port."""
+        return _parse_port_range(self.MEDIA_UDP_PORTS) if self.MEDIA_UDP_PORTS.strip() else None
+
+    @field_validator("MEDIA_TURN_URLS")
+    @classmethod
+    def _turn_urls(cls, value: str) -> str:
+        for url in _items(value):
+            if not url.startswith(("turn:", "turns:")) or any(c in url for c in '<>" '):
+                raise ValueError(f"{url!r} is not a turn: or turns: URL")
+        return value
+
+    @property
+    def turn_urls(self) -> tuple[str, ...]:
+        return _items(self.MEDIA_TURN_URLS)
+
+    @property
+    def turn_secret(self) -> str:
+        """MEDIA_TURN_SECRET; required with MEDIA_TURN_URLS (credentials are signed with it)."""
+        if self.turn_urls and not self.MEDIA_TURN_SECRET:
+            raise ConfigError("MEDIA_TURN_SECRET is required when MEDIA_TURN_URLS is set.")
+        return self.MEDIA_TURN_SECRET
 
     def check(self) -> None:
         """Raise ConfigError now, naming the variable, rather than when first used."""
-        _ = self.signing_key, self.webhook_secret, self.ice_servers
+        _ = self.signing_key, self.webhook_secret, self.ice_servers, self.turn_secret
+
+
+def _items(value: str) -> tuple[str, ...]:
+    """A comma-separated variable's items."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _parse_port_range(value: str) -> tuple[int, int]:
+    first, dash, last = value.strip().partition("-")
+    try:
+        ports = (int(first), int(last) if dash else int(first))
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a port range like 40000-40199") from exc
+    if not 1024 <= ports[0] <= ports[1] <= 65535:
+        raise ValueError(f"{value!r}: ports must be 1024-65535, first <= last")
+    return ports
 
 
 def media_config_from(env: Mapping[str, object]) -> MediaConfig:
