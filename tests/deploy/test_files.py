@@ -11,7 +11,15 @@ import pytest
 from django.urls import Resolver404, resolve
 
 from liveclass.config import MediaConfig, WebConfig
-from tests.deploy.units import CADDYFILE, ENV_FILE, exec_start, template_assignments, unit_settings
+from tests.deploy.units import (
+    CADDY_ENV_TEMPLATE,
+    CADDYFILE,
+    ENV_FILE,
+    exec_start,
+    template_assignments,
+    template_environment,
+    unit_settings,
+)
 
 LIVECLASS_UNITS = ["liveclass-web.service", "liveclass-media.service", "liveclass-housekeeping.service"]
 
@@ -57,8 +65,8 @@ def test_the_media_prefixes_caddy_proxies_are_not_web_urls(path):
 
 @pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy is not installed (make test installs it)")
 def test_the_caddyfile_with_production_defaults(tmp_path):
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LIVECLASS_DOMAIN": "class.example.org",
-           "LIVECLASS_TLS": "ops@example.org"}
+    # What the guide installs: deploy/caddy.env.example as Caddy's only Liveclass variables.
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **template_environment(CADDY_ENV_TEMPLATE)}
     done = subprocess.run(["caddy", "adapt", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
                           env=env, capture_output=True, text=True, timeout=30, check=True)
     config = json.loads(done.stdout)

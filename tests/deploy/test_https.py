@@ -32,7 +32,13 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from liveclass.demo import DEMO_INSTRUCTOR, DEMO_USER
-from tests.deploy.units import CADDYFILE, exec_start, template_environment, unit_environment
+from tests.deploy.units import (
+    CADDY_ENV_TEMPLATE,
+    CADDYFILE,
+    exec_start,
+    template_environment,
+    unit_environment,
+)
 from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, MEDIA_TIMEOUT_MS, TIMEOUT_MS, new_context, start_broadcast
 from tests.e2e.test_broadcast_watch import assert_playing
 from tests.run import answers_200, free_port, redis_server, serve
@@ -136,6 +142,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         data_home = work / "caddy-data"
         caddy_env = {
             **keep, "HOME": str(work), "XDG_DATA_HOME": str(data_home), "XDG_CONFIG_HOME": str(work / "caddy-config"),
+            **template_environment(CADDY_ENV_TEMPLATE),
             "LIVECLASS_DOMAIN": DOMAIN, "LIVECLASS_TLS": "internal",
             "HTTPS_PORT": str(https_port), "HTTP_PORT": str(http_port),
             "PORT": str(web_port), "MEDIA_PORT": str(media_port),

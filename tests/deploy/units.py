@@ -13,6 +13,7 @@ DEPLOY = ROOT / "deploy"
 UNITS = DEPLOY / "systemd"
 CADDYFILE = DEPLOY / "Caddyfile"
 ENV_TEMPLATE = DEPLOY / "liveclass.env.example"
+CADDY_ENV_TEMPLATE = DEPLOY / "caddy.env.example"
 ENV_FILE = "/etc/liveclass/liveclass.env"
 INSTALLED_VENV = "/opt/liveclass/.venv/bin/"  # where docs/deploy.md installs Liveclass
 
@@ -56,7 +57,7 @@ def template_assignments() -> dict[str, str]:
     return found
 
 
-def template_environment() -> dict[str, str]:
-    """The values the template sets (uncommented lines only), as systemd would read them."""
-    return {name: value for line in ENV_TEMPLATE.read_text().splitlines()
+def template_environment(template: Path = ENV_TEMPLATE) -> dict[str, str]:
+    """The values an environment template sets (uncommented lines only), as systemd would read them."""
+    return {name: value for line in template.read_text().splitlines()
             if (m := re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line)) for name, value in [m.groups()]}
