@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import socket
 from importlib.metadata import version
 
+import aioice
 import aioice.ice
+import aioice.turn
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, VideoStreamTrack
 from aiortc.mediastreams import AudioStreamTrack
@@ -23,6 +26,7 @@ from liveclass.media.forwarding import InputForwarder, SourceTrack
 from liveclass.media.hooks import HOOKS, new_peer_connection, restrict_host_addresses
 from liveclass.media.metrics import Metrics
 from liveclass.media.peers import IdleTrack, PublisherPeer, ViewerPeer
+from liveclass.media.ports import IceHost, UdpPortPool
 from liveclass.media.sdp import parse_offer
 
 pytestmark = pytest.mark.timeout(60)
@@ -63,6 +67,60 @@ def test_private_hooks_exist_with_the_expected_shape() -> None:
 
     asyncio.run(asyncio.wait_for(objects(), 10))
     assert len(HOOKS) >= 15
+
+
+def test_ice_hooks_exist_with_the_expected_shape() -> None:
+    assert list(inspect.signature(aioice.Connection.get_component_candidates).parameters) == [
+        "self", "component", "addresses", "timeout"]
+    assert list(inspect.signature(aioice.ice.StunProtocol.__init__).parameters) == ["self", "receiver"]
+    assert list(inspect.signature(aioice.ice.StunProtocol.connection_lost).parameters) == ["self", "exc"]
+    assert aioice.turn.UDP_SOCKET_BUFFER_SIZE > 0
+
+    async def objects() -> None:
+        pc = new_peer_connection()
+        pc.addTransceiver("video", direction="sendonly")
+        ice = pc.getTransceivers()[0].receiver.transport.transport
+        connection = ice._connection
+        for name in ("_protocols", "_local_candidates", "_check_list"):
+            assert isinstance(getattr(connection, name), list), name
+        for name in ("_remote_candidates_end", "_use_ipv4", "_use_ipv6", "_closing"):
+            assert isinstance(getattr(connection, name), bool), name
+        assert isinstance(ice.iceGatherer._remote_candidates_end, bool)
+        assert connection.stun_server is None and connection.turn_server is None
+        await pc.close()
+
+    asyncio.run(asyncio.wait_for(objects(), 10))
+
+
+def test_host_candidates_come_from_the_pool_and_go_back_when_the_peer_closes() -> None:
+    restrict_host_addresses(["127.0.0.1"])
+
+    async def scenario() -> None:
+        client, sdp = await _client_offer(True)
+        outsider = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        outsider.bind(("127.0.0.1", 0))
+        first = outsider.getsockname()[1]
+        host = IceHost(UdpPortPool((first, first + 2)), public=("192.0.2.1",))
+        peer = PublisherPeer(InputForwarder(Metrics()), lambda: None, host)
+        try:
+            answer = await peer.accept(parse_offer(sdp, publish=True))
+            lines = [line.split() for line in answer.splitlines() if line.startswith("a=candidate:")]
+            assert {(bits[4], bits[5], bits[7]) for bits in lines} == {("192.0.2.1", str(first + 1), "host")}
+            assert host.ports.in_use == 1
+            # a restart binds a fresh socket; the old one carried nothing (never nominated): closed
+            fragment = await peer.restart_ice("abcd", "0123456789abcdef012345")
+            assert [c.split()[4:8] for c in fragment.candidates] == [["192.0.2.1", str(first + 2), "typ", "host"]]
+            assert host.ports.in_use == 1
+            fragment = await peer.restart_ice("efgh", "0123456789abcdef012345")  # its port was given back
+            assert [c.split()[5] for c in fragment.candidates] == [str(first + 1)]
+            assert host.ports.in_use == 1
+        finally:
+            await peer.close()
+            await client.close()
+            outsider.close()
+        assert host.ports.in_use == 0
+
+    asyncio.run(asyncio.wait_for(scenario(), 15))
 
 
 def test_restrict_host_addresses() -> None:

@@ -16,6 +16,7 @@ from liveclass.media.events import CONNECTED, DISCONNECTED
 from liveclass.media.forwarding import InputForwarder
 from liveclass.media.metrics import Metrics
 from liveclass.media.peers import Peer, PublisherPeer, ViewerPeer
+from liveclass.media.ports import IceHost
 from liveclass.media.sdp import Offer
 from liveclass.media.sinks import EventSink
 from liveclass.media.whip import new_etag
@@ -58,8 +59,10 @@ class Broadcast:
 
 
 class Registry:
-    def __init__(self, sink: EventSink, *, max_sessions: int, recordings: RecordingManager | None = None) -> None:
+    def __init__(self, sink: EventSink, *, max_sessions: int, recordings: RecordingManager | None = None,
+                 host: IceHost | None = None) -> None:
         self.sink = sink
+        self.host = host if host is not None else IceHost()  # every session's ICE sockets
         self.recordings = recordings
         self.max_sessions = max_sessions
         self.metrics = Metrics()
@@ -126,7 +129,7 @@ class Registry:
         self._check_capacity()
         broadcast = self._broadcast(input_id)
         session_id = secrets.token_urlsafe(24)
-        peer = PublisherPeer(broadcast.forwarder, lambda: self._closed(session_id))
+        peer = PublisherPeer(broadcast.forwarder, lambda: self._closed(session_id), self.host)
         session = Session(session_id, input_id, "whip", peer, remote_ufrag=offer.ice_ufrag)
         self.sessions[session_id] = session
         try:
@@ -166,7 +169,7 @@ class Registry:
         publisher = broadcast.publisher.peer
         assert isinstance(publisher, PublisherPeer)
         session_id = secrets.token_urlsafe(24)
-        peer = ViewerPeer(broadcast.forwarder, lambda: self._closed(session_id))
+        peer = ViewerPeer(broadcast.forwarder, lambda: self._closed(session_id), self.host)
         session = Session(session_id, input_id, "whep", peer, remote_ufrag=offer.ice_ufrag)
         self.sessions[session_id] = session
         broadcast.viewers[session_id] = session

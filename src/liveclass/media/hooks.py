@@ -23,28 +23,41 @@ and pinned by a test (tests/media/test_hooks.py):
   admits RSA cipher suites (aiortc as DTLS client offers only ECDSA ones).
 - `aioice.Connection._local_username`, `_local_password`: ICE restart credentials.
 - `aioice.ice.get_host_addresses`: restrict host candidates to MEDIA_ICE_ADDRESSES.
+- `aioice.Connection.get_component_candidates` (replaced on the server's connections) and
+  `aioice.ice.StunProtocol`: host sockets from MEDIA_UDP_PORTS, announced with
+  MEDIA_ICE_PUBLIC_ADDRESSES; `Connection._protocols`, `_local_candidates`,
+  `_check_list`, `_remote_candidates_end`, `_use_ipv4`, `_use_ipv6`, `_closing` and
+  `RTCIceGatherer._remote_candidates_end`: an ICE restart gathers fresh host candidates
+  and retires the old sockets once a new pair is nominated.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aioice
 import aioice.ice
+import aioice.turn
+from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import is_rtx
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport, SRTPProtectionProfile
+from aiortc.rtcicetransport import RTCIceCandidate, candidate_from_aioice
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket
 from OpenSSL import SSL
 
 from liveclass.media.metrics import Metrics
+from liveclass.media.ports import IceHost
 from liveclass.media.rtp import NTP_EPOCH_OFFSET
 
 log = logging.getLogger(__name__)
@@ -71,6 +84,16 @@ HOOKS = (
     "aioice.Connection._local_username",
     "aioice.Connection._local_password",
     "aioice.ice.get_host_addresses",
+    "aioice.ice.StunProtocol",
+    "aioice.Connection.get_component_candidates",
+    "aioice.Connection._protocols",
+    "aioice.Connection._local_candidates",
+    "aioice.Connection._check_list",
+    "aioice.Connection._remote_candidates_end",
+    "aioice.Connection._use_ipv4",
+    "aioice.Connection._use_ipv6",
+    "aioice.Connection._closing",
+    "RTCIceGatherer._remote_candidates_end",
 )
 
 # ECDSA suites (aiortc's list) plus RSA ones, so peers with RSA certificates
@@ -115,17 +138,147 @@ def restrict_host_addresses(addresses: list[str]) -> None:
     aioice.ice.get_host_addresses = get_host_addresses
 
 
-def restart_ice(dtls: RTCDtlsTransport, remote_ufrag: str, remote_pwd: str) -> tuple[str, str]:
-    """Adopt the client's new ICE credentials and issue new local ones, on the current
-    candidate pair (aioice has no restart); returns the local (ufrag, pwd)."""
-    connection = dtls.transport._connection
+class _PooledStunProtocol(aioice.ice.StunProtocol):
+    """aioice's protocol, giving its port back to the pool when its socket closes."""
+
+    def __init__(self, receiver: aioice.Connection, release: Callable[[], None]) -> None:
+        super().__init__(receiver)
+        self._release = release
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            super().connection_lost(exc)
+        finally:
+            self._release()
+
+
+def _ice_connections(pc: RTCPeerConnection) -> list[aioice.Connection]:
+    transports = [t.receiver.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        transports.append(pc.sctp.transport)
+    connections: list[aioice.Connection] = []
+    for dtls in transports:
+        if dtls.transport._connection not in connections:
+            connections.append(dtls.transport._connection)
+    return connections
+
+
+def gather_host_candidates_on(pc: RTCPeerConnection, host: IceHost) -> None:
+    """Make `pc` gather its host candidates through `host` (port range, public address).
+    Call it after setRemoteDescription, before setLocalDescription (which gathers). The
+    server's peer connections have no STUN/TURN server, so host candidates are all it has."""
+    for connection in _ice_connections(pc):
+        assert connection.stun_server is None and connection.turn_server is None
+
+        async def get_component_candidates(component: int, addresses: list[str], timeout: int = 5,
+                                           connection: aioice.Connection = connection) -> list[Candidate]:
+            candidates, protocols = await _bind_host_candidates(connection, host, component, addresses)
+            connection._protocols += protocols
+            return candidates
+
+        connection.get_component_candidates = get_component_candidates  # type: ignore[method-assign]
+
+
+async def _bind_host_candidates(connection: aioice.Connection, host: IceHost, component: int,
+                                addresses: list[str]) -> tuple[list[Candidate], list[aioice.ice.StunProtocol]]:
+    """aioice's host gathering (get_component_candidates), with sockets from the pool.
+    An address that cannot be bound is skipped, as aioice does; on PortsExhausted what
+    this call opened is closed and the session refused."""
+    loop = asyncio.get_running_loop()
+    candidates: list[Candidate] = []
+    protocols: list[aioice.ice.StunProtocol] = []
+    try:
+        for address in addresses:
+            try:
+                sock, release = host.ports.bind(address)  # PortsExhausted propagates
+            except OSError as exc:
+                log.info("ICE: could not bind to %s - %s", address, exc)
+                continue
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, aioice.turn.UDP_SOCKET_BUFFER_SIZE)
+                _transport, protocol = await loop.create_datagram_endpoint(
+                    functools.partial(_PooledStunProtocol, connection, release), sock=sock)
+            except BaseException:
+                sock.close()
+                release()
+                raise
+            local_address, port = sock.getsockname()[:2]
+            protocol.local_candidate = Candidate(
+                foundation=candidate_foundation("host", "udp", local_address), component=component,
+                transport="udp", priority=candidate_priority(component, "host"),
+                host=host.announced(local_address), port=port, type="host")
+            protocols.append(protocol)
+            candidates.append(protocol.local_candidate)
+    except BaseException:
+        for opened in protocols:
+            opened.transport.close()
+        raise
+    return candidates, protocols
+
+
+@dataclass
+class IceRestart:
+    ufrag: str  # our new credentials
+    pwd: str
+    candidates: list[RTCIceCandidate]  # our fresh host candidates
+    sockets: list[aioice.ice.StunProtocol]
+
+
+async def restart_ice(dtls: RTCDtlsTransport, remote_ufrag: str, remote_pwd: str, host: IceHost) -> IceRestart:
+    """An ICE restart (aioice has none): gather fresh host candidates, then take the
+    client's new credentials and issue new local ones. The nominated pair keeps carrying
+    media until the client nominates a new one; sockets of earlier generations that carry
+    nothing are closed now, the nominated one by `retire_old_sockets` once it is replaced.
+    PortsExhausted leaves the session as it was."""
+    ice = dtls.transport
+    connection = ice._connection
+    addresses = aioice.ice.get_host_addresses(use_ipv4=connection._use_ipv4, use_ipv6=connection._use_ipv6)
+    fresh, sockets = await _bind_host_candidates(connection, host, 1, addresses)
+    nominated = connection._nominated.get(1)
+    await _close_protocols(connection, [p for p in connection._protocols
+                                        if nominated is None or p is not nominated.protocol])
+    connection._protocols += sockets
+    connection._local_candidates += fresh
     local_ufrag = secrets.token_hex(4)
     local_pwd = secrets.token_hex(16)
     connection._local_username = local_ufrag
     connection._local_password = local_pwd
     connection.remote_username = remote_ufrag
     connection.remote_password = remote_pwd
-    return local_ufrag, local_pwd
+    # the client trickles the new generation's candidates after its earlier end-of-candidates
+    connection._remote_candidates_end = False
+    ice.iceGatherer._remote_candidates_end = False
+    return IceRestart(local_ufrag, local_pwd, [candidate_from_aioice(c) for c in fresh], sockets)
+
+
+async def retire_old_sockets(dtls: RTCDtlsTransport, restart: IceRestart, timeout: float = 60.0) -> None:
+    """Once the client nominates a pair on one of the restart's sockets, close the older
+    ones (their ports go back to the pool). Gives up after `timeout`: the next restart or
+    the session's end closes them then."""
+    connection = dtls.transport._connection
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline and not connection._closing:
+        nominated = connection._nominated.get(1)
+        if nominated is not None and nominated.protocol in restart.sockets:
+            await _close_protocols(connection, [p for p in connection._protocols if p not in restart.sockets])
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _close_protocols(connection: aioice.Connection, protocols: list[aioice.ice.StunProtocol]) -> None:
+    """Close these sockets and forget their candidates and pairs (none is nominated)."""
+    if not protocols:
+        return
+    for pair in [p for p in connection._check_list if p.protocol in protocols]:
+        if pair.task is not None:
+            pair.task.cancel()
+        connection._check_list.remove(pair)
+    candidates = {id(p.local_candidate) for p in protocols}
+    connection._local_candidates = [c for c in connection._local_candidates if id(c) not in candidates]
+    connection._protocols = [p for p in connection._protocols if p not in protocols]
+    for protocol in protocols:
+        await protocol.close()
 
 
 # --- negotiated parameters --------------------------------------------------------------

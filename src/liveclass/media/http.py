@@ -28,6 +28,7 @@ from liveclass.config import IceServer
 from liveclass.media import metrics, whip
 from liveclass.media.access import Authorizer, TokenBucket
 from liveclass.media.broadcasts import InputEnded, NotLive, Overloaded, Registry, Session
+from liveclass.media.ports import PortsExhausted
 from liveclass.media.recording import hls
 from liveclass.media.recording.manager import RecordingBusy, RecordingManager
 from liveclass.media.sdp import OfferError, parse_offer
@@ -182,7 +183,7 @@ class MediaHttp:
             raise offer_error(exc) from exc
         except NotLive as exc:
             raise HttpError(409, str(exc), {"Retry-After": "2"}) from exc
-        except Overloaded as exc:
+        except (Overloaded, PortsExhausted) as exc:
             raise HttpError(503, str(exc), {"Retry-After": "5"}) from exc
         except InputEnded as exc:
             raise HttpError(410, str(exc)) from exc
@@ -218,7 +219,10 @@ class MediaHttp:
                 raise HttpError(400, "ICE restart needs both a=ice-ufrag and a=ice-pwd")
             if if_match.strip() != "*":
                 raise HttpError(412, 'ICE restart requires If-Match: "*"')
-            answer = session.peer.restart_ice(fragment.ufrag, fragment.pwd)
+            try:
+                answer = await session.peer.restart_ice(fragment.ufrag, fragment.pwd)
+            except PortsExhausted as exc:
+                raise HttpError(503, str(exc), {"Retry-After": "5"}) from exc
             session.remote_ufrag = fragment.ufrag
             session.etag = whip.new_etag()
         try:

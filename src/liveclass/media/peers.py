@@ -19,6 +19,7 @@ from aiortc.sdp import candidate_from_sdp, candidate_to_sdp
 
 from liveclass.media import hooks, sdp
 from liveclass.media.forwarding import InputForwarder, SourceTrack, ViewerLeg
+from liveclass.media.ports import IceHost
 from liveclass.media.sdp import Offer, OfferError
 from liveclass.media.whip import SdpFragment
 
@@ -40,9 +41,11 @@ class IdleTrack(MediaStreamTrack):
 class Peer:
     """One WHIP or WHEP session's peer connection."""
 
-    def __init__(self, forwarder: InputForwarder, on_closed: Callable[[], None]) -> None:
+    def __init__(self, forwarder: InputForwarder, on_closed: Callable[[], None], host: IceHost | None = None) -> None:
         self.forwarder = forwarder
+        self.host = host if host is not None else IceHost()
         self.pc = hooks.new_peer_connection()
+        self._retiring: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         self._on_closed = on_closed
         self._closed = False
@@ -66,6 +69,7 @@ class Peer:
             raise OfferError(422, f"no common codec: {exc}") from exc
         except ValueError as exc:
             raise OfferError(400, f"malformed SDP: {exc}") from exc
+        hooks.gather_host_candidates_on(self.pc, self.host)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription.sdp
 
@@ -83,17 +87,24 @@ class Peer:
         if end:
             await ice.addRemoteCandidate(None)
 
-    def restart_ice(self, ufrag: str, pwd: str) -> SdpFragment:
-        """Adopt the client's new ICE credentials; the answer fragment carries ours."""
-        local_ufrag, local_pwd = hooks.restart_ice(self.dtls, ufrag, pwd)
-        candidates = [f"candidate:{candidate_to_sdp(c)}" for c in self.dtls.transport.iceGatherer.getLocalCandidates()]
-        return SdpFragment(ufrag=local_ufrag, pwd=local_pwd, mid=self.pc.getTransceivers()[0].mid,
+    async def restart_ice(self, ufrag: str, pwd: str) -> SdpFragment:
+        """Adopt the client's new ICE credentials and gather fresh host candidates (new
+        sockets: the client may have moved to a network the old ones cannot reach); the
+        answer fragment carries our new credentials and candidates. Raises PortsExhausted."""
+        restart = await hooks.restart_ice(self.dtls, ufrag, pwd, self.host)
+        if self._retiring is not None:
+            self._retiring.cancel()
+        self._retiring = asyncio.ensure_future(hooks.retire_old_sockets(self.dtls, restart))
+        candidates = [f"candidate:{candidate_to_sdp(c)}" for c in restart.candidates]
+        return SdpFragment(ufrag=restart.ufrag, pwd=restart.pwd, mid=self.pc.getTransceivers()[0].mid,
                            candidates=candidates, end=True)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._retiring is not None:
+            self._retiring.cancel()
         self._detach()
         with contextlib.suppress(Exception):
             await self.pc.close()
@@ -106,8 +117,8 @@ class Peer:
 class PublisherPeer(Peer):
     """WHIP: receive from the publisher, feed every decrypted packet to the forwarder."""
 
-    def __init__(self, forwarder: InputForwarder, on_closed: Callable[[], None]) -> None:
-        super().__init__(forwarder, on_closed)
+    def __init__(self, forwarder: InputForwarder, on_closed: Callable[[], None], host: IceHost | None = None) -> None:
+        super().__init__(forwarder, on_closed, host)
         self.active = False  # the input's source (False after a takeover)
         self.tracks: list[SourceTrack] = []
         self._receivers: dict[str, RTCRtpReceiver] = {}
@@ -167,8 +178,8 @@ class PublisherPeer(Peer):
 class ViewerPeer(Peer):
     """WHEP: idle aiortc senders; the forwarder writes SRTP straight to the ICE pair."""
 
-    def __init__(self, forwarder: InputForwarder, on_closed: Callable[[], None]) -> None:
-        super().__init__(forwarder, on_closed)
+    def __init__(self, forwarder: InputForwarder, on_closed: Callable[[], None], host: IceHost | None = None) -> None:
+        super().__init__(forwarder, on_closed, host)
         self.legs: list[tuple[str, RTCRtpSender, ViewerLeg]] = []
         self._sync_task: asyncio.Task[None] | None = None
 

@@ -19,6 +19,7 @@ from liveclass.media.access import Authorizer, TokenBucket
 from liveclass.media.broadcasts import Registry
 from liveclass.media.hooks import restrict_host_addresses
 from liveclass.media.http import MediaHttp
+from liveclass.media.ports import IceHost, UdpPortPool
 from liveclass.media.recording.manager import RecordingManager
 from liveclass.media.sinks import EventSink, NullSink, WebhookSink
 
@@ -39,7 +40,8 @@ def create_app(config: MediaConfig, *, sink: EventSink | None = None) -> Starlet
         recordings = RecordingManager(config.MEDIA_RECORDINGS_DIR, events,
                                       segment_seconds=config.MEDIA_RECORDING_SEGMENT_SECONDS,
                                       grace_seconds=config.MEDIA_RECORDING_GRACE_SECONDS)
-    registry = Registry(events, max_sessions=config.MEDIA_MAX_SESSIONS, recordings=recordings)
+    host = IceHost(UdpPortPool(config.udp_ports), config.ice_public_addresses)
+    registry = Registry(events, max_sessions=config.MEDIA_MAX_SESSIONS, recordings=recordings, host=host)
     http = MediaHttp(
         registry,
         Authorizer(config.signing_key),

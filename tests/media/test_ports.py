@@ -1,0 +1,158 @@
+"""Media on named UDP ports (MEDIA_UDP_PORTS) and the announced public address
+(MEDIA_ICE_PUBLIC_ADDRESSES): every ICE socket the server opens is in the range, so one
+firewall rule suffices; a session that finds no free port is refused whole (503)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+
+import httpx
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, VideoStreamTrack
+from aiortc.mediastreams import AudioStreamTrack
+from pydantic import ValidationError
+
+from liveclass.media.ports import IceHost, PortsExhausted, UdpPortPool
+from tests.media.support import loopback_config, running_server, token
+
+pytestmark = pytest.mark.timeout(120)
+
+FIRST, LAST = 41000, 41049
+FRAG = "application/trickle-ice-sdpfrag"
+
+
+def candidates(sdp: str) -> list[tuple[str, int]]:
+    """(address, port) of every a=candidate line."""
+    out = []
+    for line in sdp.splitlines():
+        if line.startswith("a=candidate:"):
+            bits = line.split()
+            out.append((bits[4], int(bits[5])))
+    return out
+
+
+async def _whip_offer() -> str:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTrack(VideoStreamTrack())
+        pc.addTrack(AudioStreamTrack())
+        await pc.setLocalDescription(await pc.createOffer())
+        return str(pc.localDescription.sdp)
+    finally:
+        await pc.close()
+
+
+@pytest.fixture(scope="module")
+def offer_without_candidates() -> str:
+    """An aiortc offer with its candidates taken out (as FFmpeg sends): the server's ICE
+    waits for trickled ones, so the sessions stay open without connecting."""
+    sdp = asyncio.run(asyncio.wait_for(_whip_offer(), 10))
+    return "".join(line + "\r\n" for line in sdp.splitlines()
+                   if not line.startswith(("a=candidate:", "a=end-of-candidates")))
+
+
+def post(http: httpx.Client, input_id: str, sdp: str) -> httpx.Response:
+    return http.post(f"/whip/{input_id}", content=sdp,
+                     headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token(input_id)}"})
+
+
+def test_the_pool_hands_out_range_ports_skips_taken_ones_and_takes_them_back() -> None:
+    outsider = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    outsider.bind(("127.0.0.1", 0))
+    taken = outsider.getsockname()[1]
+    pool = UdpPortPool((taken, taken + 1))  # someone else holds the first port
+    try:
+        sock, release = pool.bind("127.0.0.1")
+        assert sock.getsockname()[1] == taken + 1 and pool.in_use == 1
+        with pytest.raises(PortsExhausted, match=f"{taken}-{taken + 1}"):
+            pool.bind("127.0.0.1")
+        sock.close()
+        release()
+        release()  # idempotent
+        assert pool.in_use == 0
+        again, _ = pool.bind("127.0.0.1")
+        assert again.getsockname()[1] == taken + 1
+        again.close()
+    finally:
+        outsider.close()
+    anywhere, _ = UdpPortPool().bind("127.0.0.1")
+    assert anywhere.getsockname()[1] > 0
+    anywhere.close()
+    assert IceHost(public=("203.0.113.7", "2001:db8::7")).announced("10.0.0.4") == "203.0.113.7"
+    assert IceHost(public=("203.0.113.7",)).announced("::1") == "::1"
+
+
+def test_bad_port_ranges_and_public_addresses_are_refused_at_start() -> None:
+    for bad in ("40000-", "x-y", "40200-40000", "80-90", "40000-70000"):
+        with pytest.raises(ValidationError, match="MEDIA_UDP_PORTS"):
+            loopback_config(MEDIA_UDP_PORTS=bad)
+    assert loopback_config(MEDIA_UDP_PORTS=" 40000-40199 ").udp_ports == (40000, 40199)
+    assert loopback_config().udp_ports is None
+    for bad in ("public.example.org", "203.0.113.7,198.51.100.7"):
+        with pytest.raises(ValidationError, match="MEDIA_ICE_PUBLIC_ADDRESSES"):
+            loopback_config(MEDIA_ICE_PUBLIC_ADDRESSES=bad)
+    both = loopback_config(MEDIA_ICE_PUBLIC_ADDRESSES="203.0.113.7, 2001:db8::7")
+    assert both.ice_public_addresses == ("203.0.113.7", "2001:db8::7")
+
+
+def test_every_candidate_is_in_the_range_and_the_51st_session_gets_503(offer_without_candidates: str) -> None:
+    config = loopback_config(MEDIA_UDP_PORTS=f"{FIRST}-{LAST}", MEDIA_ICE_ADDRESSES="127.0.0.1")
+    with running_server(config) as server, httpx.Client(base_url=server.url, timeout=15) as http:
+        locations = []
+        seen: set[int] = set()
+        for _ in range(LAST - FIRST + 1):
+            r = post(http, secrets.token_urlsafe(8), offer_without_candidates)
+            assert r.status_code == 201, r.text
+            found = set(candidates(r.text))  # every m-line lists the bundled transport's
+            assert len(found) == 1, r.text
+            (address, port), = found
+            assert address == "127.0.0.1" and FIRST <= port <= LAST, (address, port)
+            assert port not in seen  # each session its own socket
+            seen.add(port)
+            locations.append((r.headers["location"], r.headers["etag"]))
+        assert len(seen) == 50
+
+        refused_id = secrets.token_urlsafe(8)
+        r = post(http, refused_id, offer_without_candidates)
+        assert r.status_code == 503 and int(r.headers["retry-after"]) > 0
+        assert "MEDIA_UDP_PORTS" in r.text
+        # nothing half-created: no session, no broadcast, no socket
+        assert len(server.registry.sessions) == 50 and refused_id not in server.registry.broadcasts
+        assert server.registry.host.ports.in_use == 50
+
+        # an ICE restart needs fresh sockets too: refused the same way, the session unchanged
+        location, etag = locations[0]
+        input_id = location.split("/")[2]
+        auth = {"Authorization": f"Bearer {token(input_id)}", "Content-Type": FRAG}
+        restart = "a=ice-ufrag:newU\r\na=ice-pwd:newpasswordnewpassword12\r\na=mid:0\r\n"
+        r = http.patch(location, content=restart, headers={**auth, "If-Match": "*"})
+        assert r.status_code == 503 and int(r.headers["retry-after"]) > 0
+        r = http.patch(location, content="a=mid:0\r\n", headers={**auth, "If-Match": etag})
+        assert r.status_code == 204  # same ETag: nothing changed
+
+        r = http.delete(location, headers={"Authorization": f"Bearer {token(input_id)}"})
+        assert r.status_code == 200
+        assert server.wait_until(lambda: server.registry.host.ports.in_use == 49)
+        r = post(http, secrets.token_urlsafe(8), offer_without_candidates)
+        assert r.status_code == 201, r.text
+        assert all(FIRST <= port <= LAST for _, port in candidates(r.text))
+
+
+def test_host_candidates_announce_the_public_address(offer_without_candidates: str) -> None:
+    config = loopback_config(MEDIA_UDP_PORTS=f"{FIRST}-{LAST}", MEDIA_ICE_ADDRESSES="127.0.0.1",
+                             MEDIA_ICE_PUBLIC_ADDRESSES="203.0.113.7")
+    with running_server(config) as server, httpx.Client(base_url=server.url, timeout=15) as http:
+        input_id = secrets.token_urlsafe(8)
+        r = post(http, input_id, offer_without_candidates)
+        assert r.status_code == 201, r.text
+        found = candidates(r.text)
+        assert found and all(a == "203.0.113.7" and FIRST <= p <= LAST for a, p in found), found
+        assert "127.0.0.1" not in r.text.split("m=", 1)[1]
+        auth = {"Authorization": f"Bearer {token(input_id)}", "Content-Type": FRAG, "If-Match": "*"}
+        restart = "a=ice-ufrag:newU\r\na=ice-pwd:newpasswordnewpassword12\r\na=mid:0\r\n"
+        r = http.patch(r.headers["location"], content=restart, headers=auth)
+        assert r.status_code == 200, r.text
+        fresh = candidates(r.text)
+        assert fresh and all(a == "203.0.113.7" and FIRST <= p <= LAST for a, p in fresh), fresh
