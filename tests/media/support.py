@@ -236,12 +236,13 @@ async def wait_state(pc: RTCPeerConnection, state: str, timeout: float) -> None:
 class Viewer:
     """aiortc WHEP viewer that decodes and counts frames."""
 
-    def __init__(self, base: str, input_id: str, name: str = "viewer", *, read: bool = True) -> None:
+    def __init__(self, base: str, input_id: str, name: str = "viewer", *, read: bool = True,
+                 configuration: RTCConfiguration | None = None) -> None:
         self.base = base
         self.input_id = input_id
         self.name = name
         self.read = read
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc = RTCPeerConnection(configuration or RTCConfiguration(iceServers=[]))
         self.pc.addTransceiver("video", direction="recvonly")
         self.pc.addTransceiver("audio", direction="recvonly")
         self.frames = 0

@@ -17,6 +17,7 @@ import asyncio
 import functools
 import json
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -43,6 +44,15 @@ def text(status: int, reason: str, headers: dict[str, str] | None = None) -> Res
 
 def json_response(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body), status_code=status, media_type="application/json", headers=whip.CORS_HEADERS)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """MEDIA_TURN_URLS with credentials from MEDIA_TURN_SECRET, living MEDIA_TURN_TTL seconds."""
+
+    urls: tuple[str, ...]
+    secret: str
+    ttl: int
 
 
 class HttpError(Exception):
@@ -77,10 +87,12 @@ def offer_error(exc: OfferError) -> HttpError:
 
 class MediaHttp:
     def __init__(self, registry: Registry, authorizer: Authorizer, *, ice_servers: Iterable[IceServer],
-                 max_body: int, limiter: TokenBucket, recordings: RecordingManager | None = None) -> None:
+                 max_body: int, limiter: TokenBucket, recordings: RecordingManager | None = None,
+                 turn: Turn | None = None) -> None:
         self.registry = registry
         self.authorizer = authorizer
         self.links = whip.ice_server_links(ice_servers)
+        self.turn = turn
         self.max_body = max_body
         self.limiter = limiter
         self.recordings = recordings
@@ -164,7 +176,7 @@ class MediaHttp:
     async def post_offer(self, request: Request, *, publish: bool) -> Response:
         input_id = request.path_params["input_id"]
         self._rate_limit(request)
-        self._auth(request.headers.get("authorization"), "publish" if publish else "play", input_id)
+        claims = self._auth(request.headers.get("authorization"), "publish" if publish else "play", input_id)
         if self._content_type(request) != whip.SDP:
             raise HttpError(415, f"Content-Type must be {whip.SDP}", {"Accept-Post": whip.SDP})
         body = await self._body(request)
@@ -193,7 +205,11 @@ class MediaHttp:
             "ETag": session.etag,
             "Accept-Patch": whip.SDPFRAG,
         })
-        for link in self.links:
+        links = list(self.links)
+        if self.turn is not None:  # TURN credentials name the viewer (or the session), or the input
+            user = input_id if publish else (claims.uid or session.id)
+            links += whip.turn_links(self.turn.urls, self.turn.secret, user, self.turn.ttl)
+        for link in links:
             response.headers.append("Link", link)
         return response
 

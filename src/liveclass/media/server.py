@@ -18,7 +18,7 @@ from liveclass.config import ConfigError, MediaConfig
 from liveclass.media.access import Authorizer, TokenBucket
 from liveclass.media.broadcasts import Registry
 from liveclass.media.hooks import restrict_host_addresses
-from liveclass.media.http import MediaHttp
+from liveclass.media.http import MediaHttp, Turn
 from liveclass.media.ports import IceHost, UdpPortPool
 from liveclass.media.recording.manager import RecordingManager
 from liveclass.media.sinks import EventSink, NullSink, WebhookSink
@@ -33,6 +33,7 @@ def default_sink(config: MediaConfig) -> EventSink:
 
 
 def create_app(config: MediaConfig, *, sink: EventSink | None = None) -> Starlette:
+    turn = Turn(config.turn_urls, config.turn_secret, config.MEDIA_TURN_TTL) if config.turn_urls else None
     restrict_host_addresses(list(config.ice_addresses))
     events = sink if sink is not None else default_sink(config)
     recordings = None
@@ -49,6 +50,7 @@ def create_app(config: MediaConfig, *, sink: EventSink | None = None) -> Starlet
         max_body=config.MEDIA_MAX_BODY_BYTES,
         limiter=TokenBucket(config.MEDIA_RATE_LIMIT, config.MEDIA_RATE_BURST),
         recordings=recordings,
+        turn=turn,
     )
 
     @contextlib.asynccontextmanager

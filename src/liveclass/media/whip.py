@@ -3,13 +3,19 @@
 - content types: `application/sdp` offers/answers, `application/trickle-ice-sdpfrag`
   PATCH bodies (RFC 8840) for trickle ICE and ICE restarts;
 - the session resource: its `Location`, strong `ETag` (a restart issues a new one);
-- ICE servers advertised as `Link: <url>; rel="ice-server"` headers (RFC 9725 §4.6);
+- ICE servers advertised as `Link: <url>; rel="ice-server"` headers (RFC 9725 §4.6), TURN
+  with short-lived credentials in coturn's REST scheme (`use-auth-secret`);
 - CORS headers, so browser pages on another origin can publish and play.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import re
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -57,6 +63,21 @@ def ice_server_links(servers: Iterable[IceServer]) -> list[str]:
                 link += '; credential-type="password"'
             out.append(link)
     return out
+
+
+def turn_credentials(secret: str, user: str, ttl: int, now: float | None = None) -> tuple[str, str]:
+    """coturn's REST scheme (`use-auth-secret`): username `<unix expiry>:<user>`, credential
+    base64(HMAC-SHA1(secret, username)); the TURN server checks both without asking us."""
+    expiry = int(now if now is not None else time.time()) + ttl
+    username = f"{expiry}:{re.sub(r'[^A-Za-z0-9._@-]', '_', user)}"  # no quote or comma in the header
+    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return username, base64.b64encode(digest).decode("ascii")
+
+
+def turn_links(urls: Iterable[str], secret: str, user: str, ttl: int, now: float | None = None) -> list[str]:
+    """`Link` header values for these TURN URLs with credentials for `user` (one per session)."""
+    username, credential = turn_credentials(secret, user, ttl, now)
+    return ice_server_links([IceServer(urls=tuple(urls), username=username, credential=credential)])
 
 
 @dataclass
