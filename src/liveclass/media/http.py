@@ -14,6 +14,7 @@ error is a short text/plain reason with the right status, mapped here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 from collections.abc import Awaitable, Callable, Iterable
@@ -24,6 +25,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from liveclass.config import IceServer
 from liveclass.media import metrics, whip
@@ -37,6 +39,12 @@ from liveclass.media.tokens import Claims, Role, TokenError, WrongRole
 
 Handler = Callable[[Request], Awaitable[Response]]
 
+# After a 413 the rest of the body is read and thrown away, up to these bounds: closing a
+# socket with unread data sends a TCP reset, and the client would lose the answer
+# (nginx's lingering close). Nothing is kept, so nothing reaches memory or disk.
+DISCARD_BYTES = 8 * 1024 * 1024
+DISCARD_SECONDS = 5.0
+
 
 def text(status: int, reason: str, headers: dict[str, str] | None = None) -> Response:
     return PlainTextResponse(reason + "\n", status_code=status, headers={**whip.CORS_HEADERS, **(headers or {})})
@@ -44,6 +52,29 @@ def text(status: int, reason: str, headers: dict[str, str] | None = None) -> Res
 
 def json_response(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body), status_code=status, media_type="application/json", headers=whip.CORS_HEADERS)
+
+
+class TooLarge(PlainTextResponse):
+    """413, sent at once; then the unread body is discarded (bounded) before the
+    connection closes, so the client reads the reason instead of a connection reset."""
+
+    def __init__(self, reason: str, *, discard: bool) -> None:
+        super().__init__(reason + "\n", status_code=413, headers={**whip.CORS_HEADERS, "Connection": "close"})
+        self.discard = discard  # False while a client waits for "100 Continue": it sent nothing
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body, "more_body": True})
+        if self.discard:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DISCARD_SECONDS):
+                    discarded = 0
+                    while discarded < DISCARD_BYTES:
+                        message = await receive()
+                        discarded += len(message.get("body", b""))
+                        if message["type"] != "http.request" or not message.get("more_body", False):
+                            break
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 @dataclass(frozen=True)
@@ -56,9 +87,10 @@ class Turn:
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None, *,
+                 response: Response | None = None) -> None:
         super().__init__(reason)
-        self.response = text(status, reason, headers)
+        self.response = response if response is not None else text(status, reason, headers)
 
 
 def preflight(methods: str, **extra: str) -> Handler:
@@ -142,19 +174,24 @@ class MediaHttp:
             raise HttpError(401, f"unauthorized: {exc}", headers) from exc
 
     async def _body(self, request: Request) -> bytes:
+        """The body, refused with 413 from its Content-Length before any of it is read, or
+        as soon as the streamed bytes pass MEDIA_MAX_BODY_BYTES."""
+        reason = f"body larger than {self.max_body} bytes (MEDIA_MAX_BODY_BYTES)"
         length = request.headers.get("content-length")
         if length is not None:
             try:
-                if int(length) > self.max_body:
-                    raise HttpError(413, f"body larger than {self.max_body} bytes")
+                declared = int(length)
             except ValueError as exc:
                 raise HttpError(400, "bad Content-Length") from exc
+            if declared > self.max_body:
+                waiting = "100-continue" in request.headers.get("expect", "").lower()
+                raise HttpError(413, reason, response=TooLarge(reason, discard=not waiting))
         chunks = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > self.max_body:
-                raise HttpError(413, f"body larger than {self.max_body} bytes")
+                raise HttpError(413, reason, response=TooLarge(reason, discard=True))
             chunks.append(chunk)
         return b"".join(chunks)
 
