@@ -68,7 +68,8 @@ def test_readme_documents_every_environment_variable():
 
 def test_web_and_media_share_one_definition_of_their_common_variables():
     shared = set(WebConfig.model_fields) & set(MediaConfig.model_fields)
-    assert shared == {"DEBUG", "MEDIA_PORT", "MEDIA_PUBLIC_URL", "MEDIA_SIGNING_KEY", "MEDIA_WEBHOOK_SECRET"}
+    assert shared == {"DEBUG", "MEDIA_PORT", "MEDIA_PUBLIC_URL", "MEDIA_SIGNING_KEY", "MEDIA_WEBHOOK_SECRET",
+                      "TRUSTED_PROXIES"}
     for name in shared:
         web, media = WebConfig.model_fields[name], MediaConfig.model_fields[name]
         assert (web.default, web.description) == (media.default, media.description), name

@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from liveclass import forwarded
 
 # Placeholder secrets for debug mode only; WebConfig.check() refuses them otherwise.
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
@@ -50,6 +53,20 @@ class _SharedMedia(_Base):
     MEDIA_WEBHOOK_SECRET: str = Field(
         DEV_WEBHOOK_SECRET, description="HMAC secret of media-server webhooks: the media server signs, web verifies."
     )
+    TRUSTED_PROXIES: str = Field(
+        "", description="Comma-separated IP addresses or CIDR networks of the reverse proxies whose "
+        "X-Forwarded-For / X-Forwarded-Proto are believed; empty = trust none."
+    )
+
+    @field_validator("TRUSTED_PROXIES")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        forwarded.parse_networks(value)  # refuse a typo at start, naming the item
+        return value
+
+    @property
+    def trusted_proxies(self) -> tuple[forwarded.Network, ...]:
+        return forwarded.parse_networks(self.TRUSTED_PROXIES)
 
     @property
     def media_public_url(self) -> str:
@@ -80,7 +97,15 @@ class WebConfig(_SharedMedia):
     CSRF_TRUSTED_ORIGINS: str = Field(
         "", description="Comma-separated origins trusted for CSRF (https://example.org)."
     )
-    SECURE_COOKIES: bool = Field(False, description="Mark cookies Secure (set behind HTTPS).")
+    SECURE_COOKIES: bool | None = Field(
+        None, description="Mark session and CSRF cookies Secure; empty = on unless DEBUG (0 only for plain-http tests)."
+    )
+    HSTS_SECONDS: int = Field(
+        365 * 86400, ge=0, description="Strict-Transport-Security max-age on HTTPS responses without DEBUG (0: off)."
+    )
+    HSTS_INCLUDE_SUBDOMAINS: bool = Field(
+        False, description="Add includeSubDomains to Strict-Transport-Security (every subdomain must be HTTPS)."
+    )
 
     MEDIA_BACKEND: Literal["embedded", "cloudflare"] = Field(
         "embedded", description="Live media engine: the built-in server or Cloudflare Stream."
@@ -141,6 +166,27 @@ class WebConfig(_SharedMedia):
     def _absolute(cls, value: Path) -> Path:
         return value.resolve()
 
+    @field_validator("SECURE_COOKIES", mode="before")
+    @classmethod
+    def _unset_is_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def secure_cookies(self) -> bool:
+        """SECURE_COOKIES, or its default: on unless DEBUG (local development is plain http)."""
+        return (not self.DEBUG) if self.SECURE_COOKIES is None else self.SECURE_COOKIES
+
+    @property
+    def media_origin(self) -> str:
+        """The origin pages fetch live and replay media from (their Content-Security-Policy names it)."""
+        if self.MEDIA_BACKEND == "cloudflare":
+            return f"https://customer-{self.CLOUDFLARE_STREAM_CUSTOMER_CODE}.cloudflarestream.com"
+        return _origin(self.media_public_url)
+
+    @property
+    def apple_origin(self) -> str:
+        return _origin(self.APPLE_BASE_URL)
+
     @property
     def apple_configured(self) -> bool:
         return all((self.APPLE_CLIENT_ID, self.APPLE_TEAM_ID, self.APPLE_KEY_ID, self.APPLE_PRIVATE_KEY))
@@ -177,6 +223,11 @@ class WebConfig(_SharedMedia):
             for name in ("CLOUDFLARE_ACCOUNT_ID", "CLOUDFLARE_API_TOKEN", "CLOUDFLARE_STREAM_CUSTOMER_CODE"):
                 if not getattr(self, name):
                     raise ConfigError(f"{name} is required when MEDIA_BACKEND=cloudflare.")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from liveclass import clock
 from liveclass.accounts.models import User
 from liveclass.config import web_config
 from liveclass.errors import InvalidInstructorCode, NotInstructor
+from liveclass.forwarded import rate_key
 from liveclass.ratelimit import limit
 
 # The code is a shared secret, guessable only by brute force: tries are counted per
@@ -18,7 +19,8 @@ CODE_TRIES, CODE_WINDOW_SECONDS = 10, 300
 def become_instructor(user: User, code: str, *, client_address: str) -> User:
     """Grant the instructor role for the right code; `RateLimited` past CODE_TRIES tries per
     CODE_WINDOW_SECONDS from one address or for one account (a try with the right code counts too)."""
-    limit("instructor-code-address", client_address, max_calls=CODE_TRIES, window_seconds=CODE_WINDOW_SECONDS)
+    limit("instructor-code-address", rate_key(client_address), max_calls=CODE_TRIES,
+          window_seconds=CODE_WINDOW_SECONDS)
     limit("instructor-code-user", str(user.pk), max_calls=CODE_TRIES, window_seconds=CODE_WINDOW_SECONDS)
     expected = web_config().INSTRUCTOR_ACCESS_TOKEN
     # Constant time: the code is a shared secret.
