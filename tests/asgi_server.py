@@ -30,7 +30,9 @@ def asgi_web(log_path: Path, **env: str) -> Iterator[str]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "uvicorn", "liveclass.asgi:application", "--host", "127.0.0.1",
-           "--port", str(port), "--lifespan", "off", "--log-level", "warning"]
+           "--port", str(port), "--lifespan", "off", "--log-level", "warning",
+           # as `liveclass run`: TRUSTED_PROXIES decides whom to believe, not uvicorn
+           "--no-proxy-headers"]
     full_env = {**os.environ, "DATABASE_URL": database_url(), **env}
     with serve(cmd, full_env, log_path, answers_200(f"{base}/api/streams"), "the ASGI web server", 30):
         yield base

@@ -34,6 +34,9 @@ TEST_ENV = {
     "MEDIA_BACKEND": "embedded",
     "REDIS_URL": "",
     "WELCOME_TOKENS": "0",
+    # Tests talk plain http on loopback, where clients do not send Secure cookies back
+    # (the production default, on outside DEBUG, is tested in tests/security).
+    "SECURE_COOKIES": "0",
     # Sign in with Apple, configured for the whole run (settings are read once). The key is
     # a test-only EC P-256 key made for this suite; tests point the Apple URLs at a fake.
     "APPLE_CLIENT_ID": "test.liveclass.web",

@@ -12,16 +12,23 @@ the thread's database connection to the pool) fired in the thread that used it.
 
 Every view in this project is sync (ORM transactions are sync-only in Django 5.2);
 websockets do not pass through here (Channels, see asgi.py).
+
+The body is read here, before any middleware runs, so its bound is kept here too: at
+most MAX_BODY_BYTES + 1 bytes, in memory, never spooled to disk (Django's own reader
+spools any size to a temporary file); a larger Content-Length is not read at all.
+`liveclass.edge.BodySizeLimitMiddleware` then answers 413 from the header or the size.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
 from asgiref.sync import SyncToAsync
+from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers import base
@@ -40,7 +47,7 @@ class PooledSyncHandler(ASGIHandler):
         if scope["type"] != "http":
             raise ValueError(f"Django serves HTTP here, not {scope['type']}.")
         try:
-            body_file = await self.read_body(receive)
+            body_file = await self._read_bounded_body(scope, receive)
         except RequestAborted:
             return
         loop = asyncio.get_running_loop()
@@ -52,6 +59,26 @@ class PooledSyncHandler(ASGIHandler):
             await self.send_response(response, send)
         finally:
             await loop.run_in_executor(self._pool, self._close, response, body_file)
+
+    @staticmethod
+    async def _read_bounded_body(scope: dict[str, Any], receive: Any) -> IO[bytes]:
+        bound = settings.MAX_BODY_BYTES
+        body = io.BytesIO()
+        if _declared_length(scope) > bound:
+            # Not one byte read: after the 413, uvicorn reads and discards the rest of the
+            # body itself, so the client still gets its answer rather than a reset.
+            return body
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestAborted()
+            chunk = message.get("body", b"")
+            room = bound + 1 - body.tell()
+            body.write(chunk[:room])
+            if len(chunk) >= room or not message.get("more_body", False):
+                break
+        body.seek(0)
+        return body
 
     def _respond(self, loop: asyncio.AbstractEventLoop, scope: dict[str, Any],
                  body_file: IO[bytes]) -> HttpResponseBase:
@@ -81,3 +108,13 @@ class PooledSyncHandler(ASGIHandler):
             response.close()
         finally:
             body_file.close()
+
+
+def _declared_length(scope: dict[str, Any]) -> int:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0  # BodySizeLimitMiddleware answers 400 from the header
+    return 0

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import time
 
+from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
 
+from liveclass import forwarded
 from liveclass.errors import RateLimited
 
 
@@ -29,8 +31,10 @@ def limit(scope: str, key: str, *, max_calls: int, window_seconds: int) -> None:
 
 
 def client_address(request: HttpRequest) -> str:
-    """The address of a request's client, for pages and API alike (the one place to change
-    when a proxy sits in front)."""
-    # Behind a proxy, configure it to set REMOTE_ADDR (uvicorn --proxy-headers);
-    # never trust X-Forwarded-For here, or anyone can pick their own bucket.
-    return str(request.META.get("REMOTE_ADDR") or "unknown")
+    """The address of a request's client, for pages, the API and allauth alike: the peer's,
+    or behind one of TRUSTED_PROXIES the client its X-Forwarded-For names (liveclass.forwarded).
+    Limits key on `forwarded.rate_key` of it (an IPv6 client's /64)."""
+    return forwarded.client_address(
+        str(request.META.get("REMOTE_ADDR") or ""), request.META.get("HTTP_X_FORWARDED_FOR"),
+        settings.TRUSTED_PROXIES,
+    )

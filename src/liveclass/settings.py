@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import dj_database_url
+from csp.constants import NONE, SELF
 
+from liveclass import forwarded
 from liveclass.config import web_config
 
 CONFIG = web_config()
@@ -40,8 +42,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every later layer (HSTS, CSRF's https checks) reads request.is_secure().
+    "liveclass.edge.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "liveclass.api.middleware.BodySizeLimitMiddleware",
+    "liveclass.edge.ContentSecurityPolicyMiddleware",
+    # Before anything reads the body (CSRF reads a form's token from it).
+    "liveclass.edge.BodySizeLimitMiddleware",
+    "liveclass.api.middleware.ApiProblemsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -135,7 +142,11 @@ ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_LOGOUT_ON_GET = False
+ACCOUNT_ADAPTER = "liveclass.accounts.adapters.AccountAdapter"
 SOCIALACCOUNT_ADAPTER = "liveclass.accounts.adapters.SocialAccountAdapter"
+# allauth's per-address limits (login, signup) key on our client address (the adapter's
+# get_client_ip) and group IPv6 as our own limits do.
+ALLAUTH_RATE_LIMIT_IPV6_PREFIX = forwarded.IPV6_RATE_PREFIX
 SOCIALACCOUNT_LOGIN_ON_GET = False
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
 SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
@@ -163,17 +174,56 @@ EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = CONFIG.SECURE_COOKIES
+SESSION_COOKIE_SECURE = CONFIG.secure_cookies
 CSRF_COOKIE_SAMESITE = "Lax"
-CSRF_COOKIE_SECURE = CONFIG.SECURE_COOKIES
+CSRF_COOKIE_SECURE = CONFIG.secure_cookies
 # The API reads the token from the X-CSRFToken header; pages embed it in forms.
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
-# Bodies: the API refuses anything larger with a 413 problem (see BodySizeLimitMiddleware).
-DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+# Behind a reverse proxy (docs/deploy.md): its X-Forwarded-For names the client
+# (liveclass.ratelimit.client_address) and its X-Forwarded-Proto the scheme, only when the
+# peer is one of TRUSTED_PROXIES; TrustedProxyMiddleware drops the header from anyone else,
+# so a client talking to web directly cannot claim https.
+TRUSTED_PROXIES = CONFIG.trusted_proxies
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXIES else None
+# The proxy redirects http to https; web itself never sees a browser's plain-http request.
+SECURE_SSL_REDIRECT = False
+# Sent on https responses only (SecurityMiddleware), so DEBUG=1 over http is unaffected.
+SECURE_HSTS_SECONDS = 0 if DEBUG else CONFIG.HSTS_SECONDS
+SECURE_HSTS_INCLUDE_SUBDOMAINS = CONFIG.HSTS_INCLUDE_SUBDOMAINS
+SECURE_HSTS_PRELOAD = False
+
+# Every page runs only the scripts and styles it loads from /static/ (no inline code) and
+# talks to web and the media engine's origin (WHIP/WHEP, HLS) only: edge.ContentSecurityPolicy
+# Middleware adds that origin to connect-src and media-src, and Apple's to form-action when
+# Sign in with Apple is on (its form posts here and redirects there; form-action governs
+# the redirect too). 'self' covers the chat websocket (ws/wss to the same host, CSP Level 3).
+# blob: media is hls.js's MediaSource, blob: workers its transmuxer.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "connect-src": [SELF],
+        "media-src": [SELF, "blob:"],
+        "worker-src": [SELF, "blob:"],
+        "img-src": [SELF, "data:"],
+        "style-src": [SELF],
+        "frame-ancestors": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+    },
+}
+
+# Bodies: nothing web accepts is larger than a form (no uploads). liveclass.handler stops
+# reading at MAX_BODY_BYTES + 1 (a larger Content-Length is not read at all), so no body is
+# ever spooled to disk; BodySizeLimitMiddleware answers 413 (API: a problem; the API's own
+# limit is smaller).
+MAX_BODY_BYTES = 64 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
 API_MAX_BODY_BYTES = 16 * 1024
 
 LANGUAGE_CODE = "en-us"

@@ -1,7 +1,8 @@
-"""Refuse oversized API bodies early, and answer unknown /api paths as problems.
+"""Answer unknown /api paths and wrong methods as problems (Django's own 404 and 405 are HTML).
 
 Async-capable on purpose: a sync-only middleware in an ASGI stack costs two thread
-hand-offs per request (measured with py-spy in bench/enroll_load.py).
+hand-offs per request (measured with py-spy in bench/enroll_load.py). Oversized bodies are
+refused before this, for every path, by `liveclass.edge.BodySizeLimitMiddleware`.
 """
 
 from __future__ import annotations
@@ -9,15 +10,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponseBase
 
 from liveclass.api.problems import from_domain_error, problem
 from liveclass.errors import NotFound
 
 
-class BodySizeLimitMiddleware:
+class ApiProblemsMiddleware:
     sync_capable = True
     async_capable = True
 
@@ -30,41 +29,13 @@ class BodySizeLimitMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:
             return self._acall(request)
-        refused = self._refuse(request)
-        if refused is not None:
-            return refused
         response = self.get_response(request)
         assert isinstance(response, HttpResponseBase)
         return self._reshape(request, response)
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        refused = self._refuse(request)
-        if refused is not None:
-            return refused
         response = await self.get_response(request)  # type: ignore[misc]
         return self._reshape(request, response)
-
-    @staticmethod
-    def _refuse(request: HttpRequest) -> HttpResponse | None:
-        if not request.path.startswith("/api/"):
-            return None
-        limit = settings.API_MAX_BODY_BYTES
-        declared = request.META.get("CONTENT_LENGTH")
-        try:
-            length = int(declared) if declared else 0
-        except ValueError:
-            return problem(400, "bad-request", "Bad request", "Content-Length is not a number.")
-        if not declared and request.method in ("POST", "PUT", "PATCH", "DELETE"):
-            # Chunked upload (no Content-Length): under ASGI the body is already
-            # buffered, so measure it rather than trusting a missing header.
-            try:
-                length = len(request.body)
-            except RequestDataTooBig:
-                length = settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1
-        if length > limit:
-            return problem(413, "body-too-large", "Body too large",
-                           f"Request bodies are limited to {limit} bytes; this one has {length}.")
-        return None
 
     @staticmethod
     def _reshape(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
