@@ -1,8 +1,11 @@
 // Broadcast page: camera + mic preview, WHIP publishing with native WebRTC (as the original's
 // BrowserBroadcast), a LIVE indicator driven by the real connection state, live stats,
-// Mark as Live / End Stream, and automatic reconnection (a new WHIP session; the media
-// server lets the new publisher take over, so viewers keep playing).
-import { api, backoff, formatBitrate, problemOf, $ } from "./common.js";
+// Mark as Live / End Stream, and automatic reconnection: first an ICE restart on the same
+// WHIP session (wish.js: network changes, lost paths; the ICE servers of the media server's
+// 201, TURN included), then a new WHIP session (the media server lets the new publisher
+// take over, so viewers keep playing).
+import { api, backoff, formatBitrate, $ } from "./common.js";
+import { IceRecovery, MediaRefusal, WishSession, knownIceServers } from "./wish.js";
 
 const root = document.getElementById("broadcast");
 if (root) main(root);
@@ -32,13 +35,17 @@ function main(root) {
     status: root.dataset.status, // scheduled | live | ended | cancelled
     media: null, // MediaStream for the preview and the peer connection
     pc: null,
+    whip: null, // the current WishSession (its peer is `pc`)
+    recovery: null, // its IceRecovery
     session: null, // { url, token } of the current WHIP session
     wanted: false, // the instructor wants to be broadcasting (drives reconnection)
     attempt: 0,
     connecting: false,
     generation: 0, // bumps on every new peer connection; stale callbacks check it
     lastBytes: null,
-    disconnectTimer: null,
+    // Read-only counts for troubleshooting and the network tests: WHIP sessions opened
+    // (201s), ICE restarts tried, restarts that did not bring the connection back.
+    counters: { sessions: 0, iceRestarts: 0, iceRestartFailures: 0 },
   };
 
   // ------------------------------------------------------------------ messages + UI state
@@ -186,16 +193,6 @@ function main(root) {
     try { transceiver.setCodecPreferences(sorted); } catch (_) { /* keep the browser's order */ }
   }
 
-  function waitForIceGathering(pc, timeoutMs = 2000) {
-    if (pc.iceGatheringState === "complete") return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => { pc.removeEventListener("icegatheringstatechange", check); clearTimeout(timer); resolve(); };
-      const check = () => { if (pc.iceGatheringState === "complete") done(); };
-      const timer = setTimeout(done, timeoutMs);
-      pc.addEventListener("icegatheringstatechange", check);
-    });
-  }
-
   async function publishTarget() {
     return api(`/api/instructor/streams/${streamId}/publish`);
   }
@@ -208,7 +205,7 @@ function main(root) {
     try {
       const target = await publishTarget();
       if (generation !== state.generation || !state.wanted) return;
-      const pc = new RTCPeerConnection({ iceServers: [] });
+      const pc = new RTCPeerConnection({ iceServers: knownIceServers(target.whip_url) });
       closePeer();
       state.pc = pc;
       for (const track of state.media.getTracks()) {
@@ -216,27 +213,24 @@ function main(root) {
         if (track.kind === "video") preferH264(transceiver);
       }
       pc.addEventListener("connectionstatechange", () => onConnectionState(pc, generation));
-      await pc.setLocalDescription(await pc.createOffer());
-      await waitForIceGathering(pc);
-      const headers = { "Content-Type": "application/sdp" };
-      if (target.token) headers.Authorization = `Bearer ${target.token}`;
-      let response;
+      const whip = new WishSession(pc, target.whip_url, target.token);
+      state.whip = whip;
       try {
-        response = await fetch(target.whip_url, { method: "POST", headers, body: pc.localDescription.sdp });
-      } catch (_) {
-        throw new Error("The media server is unreachable.");
+        await whip.open();
+      } catch (err) {
+        if (!(err instanceof MediaRefusal) || !err.status) throw err;
+        const refused = new Error(`The media server refused the broadcast (${err.status}): ${err.message}`);
+        refused.status = err.status;
+        throw refused;
       }
-      if (response.status !== 201) {
-        const problem = await problemOf(response);
-        const err = new Error(`The media server refused the broadcast (${response.status}): ${problem.message}`);
-        err.status = response.status;
-        throw err;
-      }
-      const location = response.headers.get("Location");
-      state.session = location ? { url: new URL(location, target.whip_url).href, token: target.token } : null;
-      const answer = await response.text();
       if (generation !== state.generation) return;
-      await pc.setRemoteDescription({ type: "answer", sdp: answer });
+      state.counters.sessions++;
+      state.session = whip.url ? { url: whip.url, token: target.token } : null;
+      state.recovery = new IceRecovery(whip, {
+        counters: state.counters,
+        onRestart: () => setConnection("Reconnecting…", "connecting"),
+        onLost: () => { if (generation === state.generation) scheduleReconnect("The connection to the media server dropped."); },
+      });
       // The media server ending our session (DELETE, takeover, input ended) shows up as the
       // DTLS transport closing while connectionState still says "connected" for a while.
       const transport = pc.getSenders().map((s) => s.transport).find(Boolean);
@@ -285,7 +279,6 @@ function main(root) {
     if (generation !== state.generation) return;
     const s = pc.connectionState;
     root.dataset.connectionState = s;
-    clearTimeout(state.disconnectTimer);
     if (s === "connected") {
       state.attempt = 0;
       setLive(true);
@@ -293,14 +286,11 @@ function main(root) {
       say(state.status === "live"
         ? "You're on air: enrolled viewers can watch."
         : "Your broadcast reaches the server. Press “Mark as Live” when you're ready for viewers.", "ok");
-    } else if (s === "disconnected") {
+    } else if (s === "disconnected" || s === "failed") {
+      // IceRecovery restarts ICE on this session; a new session only if that fails.
       setLive(false);
       setConnection("Connection unstable…", "connecting");
-      // Give ICE a few seconds to recover on its own before starting a new session.
-      state.disconnectTimer = setTimeout(() => {
-        if (generation === state.generation && pc.connectionState !== "connected") scheduleReconnect("The connection to the media server dropped.");
-      }, 4000);
-    } else if (s === "failed" || s === "closed") {
+    } else if (s === "closed") {
       setLive(false);
       if (state.wanted) scheduleReconnect("The connection to the media server was lost.");
     } else if (s === "connecting" || s === "new") {
@@ -323,6 +313,12 @@ function main(root) {
   }
 
   function closePeer() {
+    // The old WHIP session is not DELETEd here: the new one takes the input over (and the
+    // media server closes the old), so viewers never see the input without a publisher.
+    if (state.recovery) state.recovery.stop();
+    state.recovery = null;
+    if (state.whip) state.whip.close({ remote: false });
+    state.whip = null;
     if (state.pc) {
       try { state.pc.close(); } catch (_) { /* already closed */ }
       state.pc = null;
@@ -349,7 +345,6 @@ function main(root) {
     state.generation++;
     state.connecting = false;
     clearTimeout(reconnectTimer);
-    clearTimeout(state.disconnectTimer);
     const session = state.session;
     state.session = null;
     closePeer();
@@ -469,5 +464,5 @@ function main(root) {
   }
   openDevices();
   // Exposed for tests and troubleshooting from the console.
-  window.liveclassBroadcast = { state, stats: () => (state.pc ? state.pc.getStats() : null) };
+  window.liveclassBroadcast = { state, counters: state.counters, stats: () => (state.pc ? state.pc.getStats() : null) };
 }

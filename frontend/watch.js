@@ -1,9 +1,10 @@
 // Watch page. The server picks the first view from the stream's state; this script moves
 // between views as the state changes: countdown -> live player -> ended. Live playback is
-// WHEP through @eyevinn/webrtc-player only (never HLS); the replay player (HLS, hls.js) is
-// a later feature and has its own marked slot in the template.
-import { WebRTCPlayer } from "@eyevinn/webrtc-player";
+// WHEP only (never HLS), on the browser's RTCPeerConnection through wish.js: the ICE servers
+// of the media server's 201 (TURN included), an ICE restart on the same session when the
+// network changes, and a new session only when that fails.
 import { api, backoff, formatDuration, $ } from "./common.js";
+import { IceRecovery, WishSession, knownIceServers } from "./wish.js";
 
 const root = document.getElementById("watch");
 if (root) main(root);
@@ -24,7 +25,11 @@ function main(root) {
 
   const state = {
     mode: root.dataset.mode, // countdown | live | ended | cancelled | enroll
-    player: null,
+    player: null, // the current WHEP session (WishSession; its RTCPeerConnection is .peer)
+    recovery: null, // its IceRecovery
+    // Read-only counts for troubleshooting and the network tests: WHEP sessions opened
+    // (201s), ICE restarts tried, restarts that did not bring the connection back.
+    counters: { sessions: 0, iceRestarts: 0, iceRestartFailures: 0 },
     attempt: 0,
     generation: 0,
     lastFrames: 0,
@@ -131,17 +136,21 @@ function main(root) {
     schedulePoll();
   }
 
-  function stopPlayer() {
-    state.generation++;
-    clearTimeout(reconnectTimer);
+  function dropPlayer({ remote }) {
     const player = state.player;
     state.player = null;
     state.playing = false;
-    if (player) {
-      player.reconnectAttemptsLeft = 0; // the library must not reconnect on its own behind us
-      player.unload().catch(() => {}).finally(() => player.destroy());
-    }
+    if (state.recovery) state.recovery.stop();
+    state.recovery = null;
+    if (player) player.close({ remote });
+    ui.video.srcObject = null;
     ui.badge.hidden = true;
+  }
+
+  function stopPlayer() {
+    state.generation++;
+    clearTimeout(reconnectTimer);
+    dropPlayer({ remote: true });
   }
 
   async function connect() {
@@ -161,41 +170,44 @@ function main(root) {
       return;
     }
     if (generation !== state.generation) return;
-    const player = new WebRTCPlayer({
-      video: ui.video,
-      type: "whep",
-      iceServers: [], // no public STUN server: the media server's host candidates suffice
-      timeoutThreshold: 10000,
+    // ICE servers: none until a media server names its own (no public STUN server), then
+    // the ones it sent last, so a reconnect behind a UDP-blocking firewall relays at once.
+    const pc = new RTCPeerConnection({ iceServers: knownIceServers(playback.whep_url) });
+    pc.addTransceiver("video", { direction: "recvonly" });
+    pc.addTransceiver("audio", { direction: "recvonly" });
+    const media = new MediaStream();
+    pc.addEventListener("track", (ev) => {
+      media.addTrack(ev.track);
+      if (ui.video.srcObject !== media) ui.video.srcObject = media;
     });
+    const player = new WishSession(pc, playback.whep_url, playback.token, { opusNack: true });
     state.player = player;
-    const failed = (why) => () => {
-      if (generation !== state.generation) return;
-      player.reconnectAttemptsLeft = 0;
-      scheduleReconnect(why);
-    };
-    player.on("initial-connection-failed", failed("The instructor's camera is not connected yet."));
-    player.on("connect-error", failed("Could not reach the live class."));
-    player.on("peer-connection-failed", failed("The connection to the live class was lost."));
-    player.on("no-media", failed("The video stopped."));
     state.lastFrames = 0;
     state.lastProgressAt = performance.now();
     ui.video.muted = !userUnmuted;
-    // The library sends this value verbatim as the Authorization header.
-    player.load(new URL(playback.whep_url), playback.token ? `Bearer ${playback.token}` : undefined);
+    try {
+      await player.open();
+    } catch (err) {
+      if (generation !== state.generation) { player.close({ remote: false }); return; }
+      scheduleReconnect(err.status === 409
+        ? "The instructor's camera is not connected yet."
+        : err.status ? `The live class refused the connection (${err.status}).` : "Could not reach the live class.");
+      return;
+    }
+    if (generation !== state.generation) { player.close({ remote: true }); return; }
+    state.counters.sessions++;
+    state.recovery = new IceRecovery(player, {
+      counters: state.counters,
+      onRestart: () => { if (!state.playing) overlay("Reconnecting…"); },
+      onLost: () => { if (generation === state.generation) scheduleReconnect("The connection to the live class was lost."); },
+    });
     ui.video.play().catch(() => {});
   }
 
   let reconnectTimer = null;
   async function scheduleReconnect(reason) {
     const generation = ++state.generation;
-    const player = state.player;
-    state.player = null;
-    state.playing = false;
-    ui.badge.hidden = true;
-    if (player) {
-      player.reconnectAttemptsLeft = 0;
-      player.destroy();
-    }
+    dropPlayer({ remote: true }); // a new session replaces it: free the old one's seat on the server
     // Has the class ended? Then show that instead of retrying.
     try {
       const stream = await api(`/api/streams/${streamId}`);
@@ -208,8 +220,9 @@ function main(root) {
     reconnectTimer = setTimeout(() => { if (generation === state.generation) connect(); }, delay);
   }
 
-  // Watchdog: frames decoded, peer state. A stall (no new frame for 8 s) or a dead peer
-  // connection starts a new WHEP session with a fresh token.
+  // Watchdog: frames decoded, peer state. A session the media server closed, or a stall (no
+  // new frame for 8 s, 15 s while ICE says connected) outside an ICE restart, starts a new
+  // WHEP session with a fresh token.
   setInterval(() => {
     if (state.mode !== "live" || !state.player) return;
     const quality = ui.video.getVideoPlaybackQuality ? ui.video.getVideoPlaybackQuality() : null;
@@ -225,22 +238,24 @@ function main(root) {
         ui.badge.hidden = false;
       }
     }
-    // The library keeps its peer connection private; reading it is the only way to see a
-    // session the media server closed (DTLS closes while connectionState lags behind).
+    // The media server ending our session shows as the DTLS transport closing while
+    // connectionState still says "connected" for a while.
     const peer = state.player.peer;
-    const peerState = peer && peer.connectionState;
-    const transport = peer && peer.getReceivers && peer.getReceivers().map((r) => r.transport).find(Boolean);
+    const peerState = peer.connectionState;
+    const transport = peer.getReceivers().map((r) => r.transport).find(Boolean);
     const dtlsState = transport && transport.state;
     const stalledFor = now - state.lastProgressAt;
-    if (peerState === "closed" || peerState === "failed" || dtlsState === "closed" || dtlsState === "failed") {
+    const restarting = state.recovery && state.recovery.restarting;
+    if (peerState === "closed" || dtlsState === "closed" || dtlsState === "failed") {
       scheduleReconnect("The connection to the live class was lost.");
     } else if (state.playing && stalledFor > 3000) {
-      // The broadcaster is reconnecting or paused: keep this session, the media server
-      // resumes it when the instructor's new broadcast takes over.
+      // The broadcaster is reconnecting or paused, or our network is changing: keep this
+      // session; the media server resumes it when the instructor's new broadcast takes
+      // over, and IceRecovery restarts ICE on it when the path broke.
       state.playing = false;
       ui.badge.hidden = true;
-      overlay("The instructor's video paused. Waiting for it to come back…");
-    } else if (stalledFor > (peerState === "connected" ? 15000 : 8000)) {
+      overlay("The video paused. Waiting for it to come back…");
+    } else if (!restarting && stalledFor > (peerState === "connected" ? 15000 : 8000)) {
       scheduleReconnect(state.lastFrames ? "The video stopped." : "Waiting for the instructor's camera.");
     }
   }, 1000);
