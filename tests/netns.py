@@ -1,0 +1,247 @@
+"""Network namespaces for the network tests: a viewer's own little network, wired to the root
+namespace by veth pairs, with its own firewall and shaping.
+
+Everything made here is ours by name and by address:
+- names start with "lc" (namespace `lc<hex>`, its interfaces `<namespace>h<n>` in the root
+  namespace and `<namespace>n<n>` inside it; nft tables `lc...`);
+- addresses come from 10.77.0.0/16 and live only on these veth pairs: each link is a /29
+  between the root namespace (`.1`) and the namespace (`.2`, `.3`... for readdressing). No
+  default route, no forwarding, no NAT: nothing is routed beyond the pair, so a namespace
+  reaches only the services the test binds to its link's root-side address.
+`Namespace.create()` is a context manager that deletes exactly what it made (the processes
+still running inside the namespace, by PID; its links; the namespace), even when the test
+fails. Needs root and iproute2; `unavailable()` names the reason to skip otherwise.
+
+Chromium inside a namespace: `chromium_wrapper()` writes a script that runs Debian's
+Chromium through `ip netns exec`; Playwright launches it as `executable_path` and drives it
+over the pipe it inherits, so the driver stays in the root namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PREFIX = "lc"
+SPACE = ipaddress.IPv4Network("10.77.0.0/16")
+LINK_PREFIX = 29  # .1 root side, .2-.6 for the namespace (readdressing moves within it)
+IP = shutil.which("ip") or "/usr/sbin/ip"
+NFT = shutil.which("nft") or "/usr/sbin/nft"
+TC = shutil.which("tc") or "/usr/sbin/tc"
+
+
+class NetnsError(RuntimeError):
+    """A command on a namespace failed (the message carries the command and its stderr)."""
+
+
+def run(cmd: Sequence[str], *, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(cmd), input=stdin, capture_output=True, text=True, timeout=30, check=False)
+    if check and proc.returncode != 0:
+        raise NetnsError(f"{' '.join(cmd)} exited with {proc.returncode}: {proc.stderr.strip()}")
+    return proc
+
+
+def unavailable() -> str | None:
+    """Why namespaces cannot be made here (None when they can): not root, no iproute2, no
+    veth support. The probe creates and deletes one namespace and one veth pair of ours."""
+    if os.geteuid() != 0:
+        return "network namespaces need root (run the network tests as root)"
+    if not Path(IP).exists():
+        return "iproute2's `ip` is missing: install iproute2 (make test does)"
+    name = f"{PREFIX}p{secrets.token_hex(3)}"
+    try:
+        run([IP, "netns", "add", name])
+    except NetnsError as exc:
+        return f"`ip netns add` is not permitted here: {exc}"
+    try:
+        run([IP, "link", "add", f"{name}h", "type", "veth", "peer", "name", f"{name}n", "netns", name])
+        run([IP, "link", "del", f"{name}h"])
+    except NetnsError as exc:
+        return f"veth pairs are not available here: {exc}"
+    finally:
+        run([IP, "netns", "del", name], check=False)
+    return None
+
+
+def _addresses_in_use() -> set[ipaddress.IPv4Network]:
+    out = run([IP, "-o", "-4", "addr", "show"]).stdout
+    nets = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if "inet" in parts:
+            nets.add(ipaddress.IPv4Interface(parts[parts.index("inet") + 1]).network)
+    return nets
+
+
+def _free_block() -> ipaddress.IPv4Network:
+    """A /24 of 10.77.0.0/16 that no interface of the root namespace uses (e.g. a parallel run)."""
+    used = _addresses_in_use()
+    blocks: list[ipaddress.IPv4Network] = list(SPACE.subnets(new_prefix=24))
+    start = secrets.randbelow(len(blocks))
+    for block in blocks[start:] + blocks[:start]:
+        if not any(block.overlaps(net) for net in used):
+            return block
+    raise NetnsError("no free /24 left in 10.77.0.0/16")
+
+
+@dataclass
+class Link:
+    """A veth pair: `outer` in the root namespace, `inner` in the namespace."""
+
+    outer: str
+    inner: str
+    network: ipaddress.IPv4Network
+    outer_address: ipaddress.IPv4Address
+    inner_address: ipaddress.IPv4Address
+
+    def host(self, n: int) -> ipaddress.IPv4Address:
+        """The nth address of the link's /29 (1 is the root side)."""
+        return self.network.network_address + n
+
+
+@dataclass
+class Namespace:
+    name: str
+    block: ipaddress.IPv4Network
+    links: list[Link] = field(default_factory=list)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @classmethod
+    @contextlib.contextmanager
+    def create(cls) -> Iterator[Namespace]:
+        """A new namespace (loopback up, no links yet); deleted with everything in it on exit."""
+        ns = cls(f"{PREFIX}{secrets.token_hex(3)}", _free_block())
+        run([IP, "netns", "add", ns.name])
+        try:
+            ns.run("ip", "link", "set", "lo", "up")
+            # Readdressing removes an interface's first address: keep the newer one then
+            # (Linux would drop every address of the subnet with it).
+            ns.run("sysctl", "-q", "-w", "net.ipv4.conf.default.promote_secondaries=1")
+            yield ns
+        finally:
+            ns.destroy()
+
+    def destroy(self) -> None:
+        # Processes left inside (e.g. a crashed browser) are ours: end them by PID first.
+        pids = run([IP, "netns", "pids", self.name], check=False).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), 9)
+        for link in self.links:
+            run([IP, "link", "del", link.outer], check=False)
+        run([IP, "netns", "del", self.name], check=False)
+        # The kernel tears a namespace down asynchronously: wait until our links are gone.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(self._exists(link.outer) for link in self.links):
+            time.sleep(0.05)
+
+    @staticmethod
+    def _exists(interface: str) -> bool:
+        return run([IP, "link", "show", interface], check=False).returncode == 0
+
+    # ---------------------------------------------------------------- commands inside
+
+    def command(self, *cmd: str) -> list[str]:
+        """`cmd` run inside this namespace (argv for subprocess)."""
+        return [IP, "netns", "exec", self.name, *cmd]
+
+    def run(self, *cmd: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run(self.command(*cmd), stdin=stdin, check=check)
+
+    def chromium_wrapper(self, directory: Path, chromium: Path = Path("/usr/bin/chromium")) -> Path:
+        """An executable that starts Chromium inside this namespace, for Playwright's
+        `executable_path` (the pipe to the driver is inherited through `ip netns exec`)."""
+        script = directory / f"chromium-{self.name}"
+        script.write_text(f'#!/bin/sh\nexec {IP} netns exec {self.name} {chromium} "$@"\n')
+        script.chmod(0o755)
+        return script
+
+    # ---------------------------------------------------------------- links and addresses
+
+    def add_link(self) -> Link:
+        """A new veth pair on its own /29 of our block: root side `.1`, namespace `.2`."""
+        index = len(self.links)
+        network = list(self.block.subnets(new_prefix=LINK_PREFIX))[index]
+        link = Link(f"{self.name}h{index}", f"{self.name}n{index}", network,
+                    network.network_address + 1, network.network_address + 2)
+        run([IP, "link", "add", link.outer, "type", "veth", "peer", "name", link.inner, "netns", self.name])
+        self.links.append(link)
+        run([IP, "addr", "add", f"{link.outer_address}/{LINK_PREFIX}", "dev", link.outer])
+        run([IP, "link", "set", link.outer, "up"])
+        self.run("ip", "addr", "add", f"{link.inner_address}/{LINK_PREFIX}", "dev", link.inner)
+        self.run("ip", "link", "set", link.inner, "up")
+        self._wait_reachable(link)
+        return link
+
+    def _wait_reachable(self, link: Link) -> None:
+        # Duplicate address detection and link-up take a moment on some kernels.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            out = self.run("ip", "-o", "addr", "show", "dev", link.inner).stdout
+            if "tentative" not in out and "state UP" in self.run("ip", "link", "show", link.inner).stdout:
+                return
+            time.sleep(0.05)
+
+    def readdress(self, link: Link, host: int) -> ipaddress.IPv4Address:
+        """Move the namespace's side of `link` to the link's `host`th address, the way a phone
+        changes networks: the new address comes up, then the old one goes."""
+        new = link.host(host)
+        if new == link.inner_address:
+            return new
+        self.run("ip", "addr", "add", f"{new}/{LINK_PREFIX}", "dev", link.inner)
+        self.run("ip", "addr", "del", f"{link.inner_address}/{LINK_PREFIX}", "dev", link.inner)
+        link.inner_address = new
+        return new
+
+    # ---------------------------------------------------------------- shaping (tc)
+
+    def tbf(self, link: Link, *, rate: str, burst: str = "32kbit", latency: str = "50ms") -> None:
+        """Cap the namespace's upstream on `link` with a token bucket (e.g. rate="2mbit")."""
+        self.run(TC, "qdisc", "replace", "dev", link.inner, "root", "tbf",
+                 "rate", rate, "burst", burst, "latency", latency)
+
+    def netem(self, link: Link, *, delay: str | None = None, loss: str | None = None) -> None:
+        """Delay and/or lose the namespace's outgoing packets on `link` (needs sch_netem)."""
+        args = [*(["delay", delay] if delay else []), *(["loss", loss] if loss else [])]
+        self.run(TC, "qdisc", "replace", "dev", link.inner, "root", "netem", *args)
+
+    def unshape(self, link: Link) -> None:
+        self.run(TC, "qdisc", "del", "dev", link.inner, "root", check=False)
+
+    # ---------------------------------------------------------------- firewall (nftables)
+
+    def nft(self, ruleset: str) -> None:
+        """Load an nftables ruleset inside this namespace (gone with the namespace)."""
+        self.run(NFT, "-f", "-", stdin=ruleset)
+
+    def block_udp(self, *, allow_tcp_ports: Iterable[int] | None = None) -> None:
+        """A firewall like a strict corporate network's: no UDP in or out (loopback aside);
+        with `allow_tcp_ports`, TCP only to those ports."""
+        tcp = ""
+        if allow_tcp_ports is not None:
+            ports = ", ".join(str(p) for p in sorted(set(allow_tcp_ports)))
+            tcp = f"tcp dport {{ {ports} }} accept\n    meta l4proto tcp drop"
+        self.nft(f"""
+table inet {PREFIX}firewall {{
+  chain output {{
+    type filter hook output priority 0; policy accept;
+    oifname "lo" accept
+    meta l4proto udp drop
+    {tcp}
+  }}
+  chain input {{
+    type filter hook input priority 0; policy accept;
+    iifname "lo" accept
+    meta l4proto udp drop
+  }}
+}}
+""")

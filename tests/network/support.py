@@ -1,0 +1,167 @@
+"""What the network tests run around a namespaced viewer: the media server and coturn as
+processes in the root namespace bound to a link's root-side address, an FFmpeg WHIP
+publisher, and reading a watch page's player from the browser (getStats)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import imageio_ffmpeg
+from playwright.sync_api import Page
+
+from tests.media.support import KEY, token
+from tests.run import serve
+
+TURN_SECRET = "network-test-turn-secret-0123456789"  # a throwaway coturn of this test
+
+
+def free_port(address: str, kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
+
+
+def answers(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own server's URL)
+            return bool(response.status == 200)
+
+    return check
+
+
+@dataclass
+class MediaProcess:
+    """`python -m liveclass.media` (as deployed), reached at `url`."""
+
+    url: str
+
+    def viewers(self, input_id: str) -> int:
+        """The server's WHEP sessions on this input (operator API)."""
+        response = httpx.get(f"{self.url}/inputs/{input_id}", timeout=5,
+                             headers={"Authorization": f"Bearer {token(input_id, 'operator')}"})
+        response.raise_for_status()
+        return int(response.json()["viewers"])
+
+    def live(self, input_id: str) -> bool:
+        response = httpx.get(f"{self.url}/inputs/{input_id}", timeout=5,
+                             headers={"Authorization": f"Bearer {token(input_id, 'operator')}"})
+        return bool(response.status_code == 200 and response.json()["live"])
+
+
+@contextlib.contextmanager
+def media_process(address: str, log_dir: Path, **variables: str) -> Iterator[MediaProcess]:
+    """The media server bound to `address`, announcing only it for ICE; extra MEDIA_* variables."""
+    port = free_port(address)
+    env = {
+        **os.environ,
+        "MEDIA_HOST": address, "MEDIA_PORT": str(port), "MEDIA_ICE_ADDRESSES": address,
+        "MEDIA_PUBLIC_URL": f"http://{address}:{port}", "MEDIA_SIGNING_KEY": KEY,
+        "MEDIA_WEBHOOK_URL": "", "MEDIA_RECORDING_ENABLED": "false",
+        "MEDIA_RATE_LIMIT": "1000", "MEDIA_RATE_BURST": "1000", **variables,
+    }
+    cmd = [sys.executable, "-m", "liveclass.media", "--log-level", "info"]
+    url = f"http://{address}:{port}"
+    with serve(cmd, env, log_dir / "media.log", answers(f"{url}/healthz"), "media server", 30):
+        yield MediaProcess(url)
+
+
+@contextlib.contextmanager
+def coturn(address: str, work_dir: Path) -> Iterator[int]:
+    """Debian's coturn as a plain process on `address` (TURN REST credentials, TCP and UDP
+    listener, relays on `address`); yields its port."""
+    port = free_port(address)
+    low = 49160 + (port % 200) * 20  # a small relay range of its own
+    cmd = [
+        "turnserver", "-n", "--listening-ip", address, "--relay-ip", address, "--listening-port", str(port),
+        "--min-port", str(low), "--max-port", str(low + 19),
+        "--use-auth-secret", "--static-auth-secret", TURN_SECRET, "--realm", "liveclass.test",
+        "--no-tls", "--no-dtls", "--no-cli", "--no-multicast-peers", "--fingerprint",
+        "--db", str(work_dir / "turndb"), "--pidfile", str(work_dir / "turnserver.pid"),
+        "--log-file", "stdout", "--simple-log",
+    ]
+
+    def listening() -> bool:
+        with socket.create_connection((address, port), 1):
+            return True
+
+    with serve(cmd, dict(os.environ), work_dir / "coturn.log", listening, "coturn", 20):
+        yield port
+
+
+@contextlib.contextmanager
+def ffmpeg_publisher(whip_url: str, input_id: str, log_dir: Path, seconds: int = 180) -> Iterator[None]:
+    """FFmpeg's WHIP muxer publishing H.264 + Opus test signals for `seconds` (stopped on exit)."""
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "warning", "-re",
+        "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", str(seconds),
+        "-c:v", "libx264", "-preset", "ultrafast", "-profile:v", "baseline", "-tune", "zerolatency", "-bf", "0",
+        "-g", "30", "-b:v", "600k", "-c:a", "libopus", "-ar", "48000", "-ac", "2",
+        "-f", "whip", "-authorization", token(input_id, "publish"), whip_url,
+    ]
+    log = (log_dir / "ffmpeg.log").open("wb")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    try:
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        log.close()
+
+
+# What a watch page's player shows: its counters, decoded frames and the candidate pair
+# ICE selected (the transport's selectedCandidatePairId, as chrome://webrtc-internals shows).
+PLAYER_JS = """async () => {
+    const w = window.liveclassWatch;
+    const out = {counters: w ? {...w.counters} : null, playing: !!(w && w.playing), frames: 0,
+                 ice: null, pair: null};
+    const pc = w && w.player && w.player.peer;
+    if (!pc) return out;
+    out.ice = pc.iceConnectionState;
+    const report = await pc.getStats();
+    let pairId = null;
+    report.forEach((s) => {
+        if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+        if (s.type === 'inbound-rtp' && s.kind === 'video') out.frames = s.framesDecoded || 0;
+    });
+    const pair = pairId && report.get(pairId);
+    if (pair) {
+        const local = report.get(pair.localCandidateId) || {};
+        const remote = report.get(pair.remoteCandidateId) || {};
+        out.pair = {state: pair.state, nominated: !!pair.nominated,
+                    localType: local.candidateType, localAddress: local.address || local.ip,
+                    relayProtocol: local.relayProtocol || null,
+                    remoteType: remote.candidateType, remoteAddress: remote.address || remote.ip};
+    }
+    return out;
+}"""
+
+
+def player(page: Page) -> dict[str, Any]:
+    result: dict[str, Any] = page.evaluate(PLAYER_JS)
+    return result
+
+
+def wait_player(page: Page, what: str, predicate: Callable[[dict[str, Any]], bool], timeout: float,
+                step_ms: int = 100) -> dict[str, Any]:
+    """Poll the player until `predicate` holds (bounded); fail naming `what` and the last state."""
+    deadline = time.monotonic() + timeout
+    state = player(page)
+    while not predicate(state):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s; last player state {state}")
+        page.wait_for_timeout(step_ms)
+        state = player(page)
+    return state
