@@ -103,7 +103,7 @@ class MediaServer:
     def __post_init__(self) -> None:
         self.app = create_app(self.config, sink=None if self.use_config_sink else self.sink)
         self._server = _Server(uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning",
-                                              lifespan="on"))
+                                              lifespan="on", proxy_headers=False))  # as `liveclass media`
         self._thread = threading.Thread(target=self._server.run, name="media-server", daemon=True)
 
     @property

@@ -1,5 +1,6 @@
-"""The media server's HTTP edge on the public internet: an oversized SDP body is refused
-with a readable 413, never a connection reset."""
+"""The media server's HTTP edge on the public internet: rate limits key on the real
+client behind TRUSTED_PROXIES (an IPv6 client by its /64), and an oversized SDP body is
+refused with a readable 413, never a connection reset."""
 
 from __future__ import annotations
 
@@ -15,6 +16,42 @@ from tests.media.support import MediaServer, loopback_config, running_server, to
 pytestmark = pytest.mark.timeout(60)
 
 FIVE_MB = 5 * 1024 * 1024
+
+
+def status(http: httpx.Client, forwarded_for: str | None) -> int:
+    """POST an offer with a bad token: the rate limit is checked before the token (401)."""
+    headers = {"Content-Type": "application/sdp", "Authorization": "Bearer nope"}
+    if forwarded_for is not None:
+        headers["X-Forwarded-For"] = forwarded_for
+    return http.post(f"/whip/{secrets.token_urlsafe(6)}", content="v=0", headers=headers).status_code
+
+
+def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket() -> None:
+    with running_server(loopback_config(MEDIA_RATE_LIMIT=0.01, MEDIA_RATE_BURST=2,
+                                        TRUSTED_PROXIES="127.0.0.1, 10.0.0.0/8")) as server, \
+            httpx.Client(base_url=server.url, timeout=15) as http:
+        assert [status(http, "198.51.100.1") for _ in range(3)] == [401, 401, 429]
+        assert status(http, "198.51.100.2") == 401  # another client: its own bucket
+        # read from the right, skipping our proxies: what the client wrote on the left is ignored
+        assert status(http, "6.6.6.6, 198.51.100.1, 10.1.2.3") == 429
+        assert [status(http, f"{secrets.randbelow(200)}.0.0.1, 198.51.100.3") for _ in range(3)] == [401, 401, 429]
+        # IPv6: a client is its /64
+        assert status(http, "2001:db8:1:2::1") == 401
+        assert status(http, "2001:db8:1:2:ffff::beef") == 401
+        assert status(http, "2001:db8:1:2::7") == 429
+        assert status(http, "2001:db8:1:3::1") == 401
+        # the proxy's own requests (no header) count as the proxy's
+        assert [status(http, None) for _ in range(3)] == [401, 401, 429]
+
+
+@pytest.mark.parametrize("trusted", ["", "10.0.0.0/8"])
+def test_a_forwarded_header_from_an_untrusted_peer_is_ignored(trusted: str) -> None:
+    with running_server(loopback_config(MEDIA_RATE_LIMIT=0.01, MEDIA_RATE_BURST=2,
+                                        TRUSTED_PROXIES=trusted)) as server, \
+            httpx.Client(base_url=server.url, timeout=15) as http:
+        assert status(http, "198.51.100.1") == 401
+        assert status(http, "198.51.100.2") == 401
+        assert status(http, "198.51.100.3") == 429  # all three are 127.0.0.1's
 
 
 # --- 413 --------------------------------------------------------------------------------

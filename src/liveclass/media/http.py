@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -27,6 +27,7 @@ from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from liveclass import forwarded
 from liveclass.config import IceServer
 from liveclass.media import metrics, whip
 from liveclass.media.access import Authorizer, TokenBucket
@@ -120,13 +121,14 @@ def offer_error(exc: OfferError) -> HttpError:
 class MediaHttp:
     def __init__(self, registry: Registry, authorizer: Authorizer, *, ice_servers: Iterable[IceServer],
                  max_body: int, limiter: TokenBucket, recordings: RecordingManager | None = None,
-                 turn: Turn | None = None) -> None:
+                 turn: Turn | None = None, trusted_proxies: Sequence[forwarded.Network] = ()) -> None:
         self.registry = registry
         self.authorizer = authorizer
         self.links = whip.ice_server_links(ice_servers)
         self.turn = turn
         self.max_body = max_body
         self.limiter = limiter
+        self.trusted_proxies = tuple(trusted_proxies)
         self.recordings = recordings
         self._recover_lock = asyncio.Lock()
 
@@ -159,8 +161,12 @@ class MediaHttp:
     # guards ----------------------------------------------------------------------------
 
     def _rate_limit(self, request: Request) -> None:
-        client = request.client.host if request.client else "unknown"
-        wait = self.limiter.take(client)
+        """Count the request against its client's bucket: the peer, or behind one of
+        TRUSTED_PROXIES the address X-Forwarded-For names (an IPv6 client's /64)."""
+        peer = request.client.host if request.client else ""
+        forwarded_for = ",".join(request.headers.getlist("x-forwarded-for")) or None
+        client = forwarded.client_address(peer, forwarded_for, self.trusted_proxies)
+        wait = self.limiter.take(forwarded.rate_key(client))
         if wait > 0:
             raise HttpError(429, "too many requests from this address", {"Retry-After": str(max(1, round(wait)))})
 

@@ -51,6 +51,7 @@ def create_app(config: MediaConfig, *, sink: EventSink | None = None) -> Starlet
         limiter=TokenBucket(config.MEDIA_RATE_LIMIT, config.MEDIA_RATE_BURST),
         recordings=recordings,
         turn=turn,
+        trusted_proxies=config.trusted_proxies,
     )
 
     @contextlib.asynccontextmanager
@@ -93,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.port is not None:
         config = config.model_copy(update={"MEDIA_PORT": args.port})
     app = create_app(config)
-    uvicorn.run(app, host=config.MEDIA_HOST, port=config.MEDIA_PORT, log_level=args.log_level.lower())
+    # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1 whatever
+    # TRUSTED_PROXIES says; the handlers read it through liveclass.forwarded instead.
+    uvicorn.run(app, host=config.MEDIA_HOST, port=config.MEDIA_PORT, log_level=args.log_level.lower(),
+                proxy_headers=False)
     return 0
 
 
