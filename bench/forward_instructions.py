@@ -55,7 +55,8 @@ def instructions(viewers: int, packets: int) -> int:
     result = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c", DRIVER,
          str(viewers), str(packets)],
-        capture_output=True, text=True, check=True, env=os.environ.copy(), timeout=900,
+        # A fixed hash seed: set and dict layouts (and so the count) repeat from run to run.
+        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "0"}, timeout=900,
     )
     match = re.search(r"Collected\s*:\s*(\d+)", result.stderr)
     if match is None:
