@@ -29,7 +29,7 @@ def _manage(*args: str) -> None:
 
 def _start_media(config: WebConfig, web_url: str) -> subprocess.Popen[bytes] | None:
     """Start the embedded media server next to web (make run's one-command setup)."""
-    if config.MEDIA_BACKEND != "embedded" or os.environ.get("LIVECLASS_NO_MEDIA"):
+    if config.MEDIA_BACKEND != "embedded":
         return None
     env = dict(os.environ)
     # Events go back to this web process unless an operator pointed them elsewhere.
@@ -92,7 +92,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     else:
         demo_lines = []
     host, port = ns.host or config.HOST, ns.port or config.PORT
-    media = _start_media(config, f"http://{host}:{port}")
+    media = None if ns.no_media else _start_media(config, f"http://{host}:{port}")
     stop_housekeeping = threading.Event()
     threading.Thread(target=_housekeeping_loop, args=(stop_housekeeping,), daemon=True).start()
     banner = [
@@ -201,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host")
     run.add_argument("--port", type=int)
     run.add_argument("--no-demo", action="store_true", help="do not load demo data")
+    run.add_argument("--no-media", action="store_true",
+                     help="do not start the embedded media server (it runs as its own service)")
     run.add_argument("--workers", type=int, default=1,
                      help="web processes, one per core (more than 1 needs REDIS_URL: they share sessions through it)")
     run.set_defaults(func=cmd_run)

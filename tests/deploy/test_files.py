@@ -51,8 +51,7 @@ def test_the_units_run_the_liveclass_commands():
     assert exec_start("liveclass-media.service", env)[1:] == ["media"]
     assert exec_start("liveclass-housekeeping.service", env)[1:] == ["housekeeping"]
     web = exec_start("liveclass-web.service", env)
-    assert web[:2] == ["/bin/sh", "-c"] and " run --no-demo --workers \"$(nproc)\"" in web[2], web
-    assert unit_settings("liveclass-web.service")["Environment"] == ["LIVECLASS_NO_MEDIA=1"]
+    assert web[:2] == ["/bin/sh", "-c"] and " run --no-demo --no-media --workers \"$(nproc)\"" in web[2], web
     timer = unit_settings("liveclass-housekeeping.timer")
     assert timer["OnCalendar"] == ["daily"] and timer["Persistent"] == ["true"]
 
