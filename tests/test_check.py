@@ -30,7 +30,8 @@ PRODUCTION = {
     "MEDIA_PUBLIC_URL": "https://class.example.org",
     "MEDIA_INTERNAL_URL": "http://127.0.0.1:8001",
     "MEDIA_ICE_ADDRESSES": "1.2.3.4",  # a global address (documentation ranges are not)
-    "MEDIA_UDP_PORTS": "40000-40199",
+    "MEDIA_UDP_PORTS": "40000-40999",
+    "MEDIA_MAX_SESSIONS": "300",  # 330 ports a public address; 990 for three (a test below)
     "MEDIA_TURN_URLS": "turn:class.example.org:3478?transport=udp,turn:class.example.org:3478?transport=tcp",
     "MEDIA_TURN_SECRET": "t" * 64,
 }
@@ -161,8 +162,32 @@ def test_no_udp_port_range(monkeypatch, capsys):
     assert_names(*check(monkeypatch, capsys, MEDIA_UDP_PORTS=None), "MEDIA_UDP_PORTS", "40000-40199")
 
 
+@pytest.mark.parametrize(("ports", "addresses", "fits"), [
+    ("40000-40329", "1.2.3.4", True),  # 300 sessions + 10% for ICE restarts
+    ("40000-40328", "1.2.3.4", False),
+    ("40000-40299", "1.2.3.4", False),  # one port per session: no room for a restart
+    ("40000-40659", "1.2.3.4,5.6.7.8", True),  # each ICE address takes its own port
+    ("40000-40599", "1.2.3.4,5.6.7.8", False),
+])
+def test_udp_port_range_smaller_than_the_sessions_need(monkeypatch, capsys, ports, addresses, fits):
+    result = check(monkeypatch, capsys, MEDIA_UDP_PORTS=ports, MEDIA_ICE_ADDRESSES=addresses)
+    if fits:
+        assert result == (0, ["ok"])
+    else:
+        assert_names(*result, "MEDIA_UDP_PORTS", "MEDIA_MAX_SESSIONS=300")
+
+
 def test_turn_without_secret(monkeypatch, capsys):
     assert_names(*check(monkeypatch, capsys, MEDIA_TURN_SECRET=None), "MEDIA_TURN_SECRET", "MEDIA_TURN_URLS is set")
+
+
+def test_short_turn_secret(monkeypatch, capsys):
+    assert_names(*check(monkeypatch, capsys, MEDIA_TURN_SECRET="t" * 31), "MEDIA_TURN_SECRET", "shorter than 32")
+    assert check(monkeypatch, capsys, MEDIA_TURN_SECRET="t" * 32) == (0, ["ok"])
+
+
+def test_short_turn_secret_without_turn_is_not_used(monkeypatch, capsys):
+    assert check(monkeypatch, capsys, MEDIA_TURN_URLS=None, MEDIA_TURN_SECRET="short") == (0, ["ok"])
 
 
 def test_no_turn_at_all_is_fine(monkeypatch, capsys):

@@ -10,6 +10,7 @@ knows the site is meant to be public, behind HTTPS, with media crossing NATs.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -38,6 +39,14 @@ SECRETS = {
     "INSTRUCTOR_ACCESS_TOKEN": (DEV_INSTRUCTOR_CODE, MIN_INSTRUCTOR_CODE_LENGTH, "openssl rand -hex 8"),
 }
 LOCAL_HOST_NAMES = {"localhost", "testserver", "127.0.0.1", "::1", "[::1]"}
+# A session holds one UDP port per ICE address; an ICE restart holds a second one per address
+# until the new pair is nominated. One session in ten restarting at once is ample headroom.
+RESTART_HEADROOM = 0.1
+
+
+def udp_ports_needed(max_sessions: int, ice_addresses: int) -> int:
+    """The MEDIA_UDP_PORTS size for `max_sessions` sessions on `ice_addresses` addresses."""
+    return max(1, ice_addresses) * (max_sessions + math.ceil(max_sessions * RESTART_HEADROOM))
 
 
 @dataclass(frozen=True)
@@ -132,9 +141,22 @@ def _media(media: MediaConfig) -> Iterator[Problem]:
     if media.udp_ports is None:
         yield Problem("MEDIA_UDP_PORTS", "empty: ICE uses any UDP port, which no firewall rule can name; "
                       "set a range, e.g. 40000-40199, and open it (docs/deploy.md)")
+    else:
+        first, last = media.udp_ports
+        needed = udp_ports_needed(media.MEDIA_MAX_SESSIONS, len(media.ice_addresses))
+        if last - first + 1 < needed:
+            yield Problem("MEDIA_UDP_PORTS",
+                          f"{last - first + 1} ports, but MEDIA_MAX_SESSIONS={media.MEDIA_MAX_SESSIONS} on "
+                          f"{max(1, len(media.ice_addresses))} ICE address(es) needs {needed} (a port per address "
+                          "per session, and 10% more for ICE restarts, which hold two briefly); "
+                          "widen the range or lower MEDIA_MAX_SESSIONS (docs/deploy.md)")
     if media.turn_urls and not media.MEDIA_TURN_SECRET:
         yield Problem("MEDIA_TURN_SECRET", "MEDIA_TURN_URLS is set but the secret is empty; set coturn's "
                       "static-auth-secret here, e.g. `openssl rand -hex 32` in both places")
+    elif media.turn_urls and len(media.MEDIA_TURN_SECRET) < MIN_SECRET_LENGTH:
+        yield Problem("MEDIA_TURN_SECRET", f"shorter than {MIN_SECRET_LENGTH} characters (anyone who guesses it "
+                      "mints TURN credentials); set a longer one, e.g. `openssl rand -hex 32`, here and as "
+                      "coturn's static-auth-secret")
 
 
 def _cloudflare(web: WebConfig) -> Iterator[Problem]:
