@@ -4,6 +4,8 @@ publisher, and reading a watch page's player from the browser (getStats)."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import os
 import socket
@@ -16,14 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aioice.turn
 import httpx
 import imageio_ffmpeg
+from aioice import stun
 from playwright.sync_api import Page
 
+from liveclass.media import whip
 from tests.media.support import KEY, token
 from tests.run import serve
 
 TURN_SECRET = "network-test-turn-secret-0123456789"  # a throwaway coturn of this test
+TURNSERVER_CONF = Path(__file__).resolve().parents[2] / "deploy" / "turnserver.conf"
 
 
 def free_port(address: str, kind: int = socket.SOCK_STREAM) -> int:
@@ -78,17 +84,21 @@ def media_process(address: str, log_dir: Path, **variables: str) -> Iterator[Med
 
 @contextlib.contextmanager
 def coturn(address: str, work_dir: Path) -> Iterator[int]:
-    """Debian's coturn as a plain process on `address` (TURN REST credentials, TCP and UDP
-    listener, relays on `address`); yields its port."""
+    """Debian's coturn as a plain process running deploy/turnserver.conf (the relay the guide
+    installs), with what a test on `address` must change: the listening and relay address and
+    port, the secret, the realm, the one allowed peer (the media server on `address`), no TLS
+    (no certificate here) and its files in `work_dir`. Command-line options win over the file's;
+    the file's own static-auth-secret placeholder stays valid beside the test's. Yields its port."""
     port = free_port(address)
     low = 49160 + (port % 200) * 20  # a small relay range of its own
     cmd = [
-        "turnserver", "-n", "--listening-ip", address, "--relay-ip", address, "--listening-port", str(port),
+        "turnserver", "-c", str(TURNSERVER_CONF),
+        "--listening-ip", address, "--relay-ip", address, "--listening-port", str(port),
         "--min-port", str(low), "--max-port", str(low + 19),
-        "--use-auth-secret", "--static-auth-secret", TURN_SECRET, "--realm", "liveclass.test",
-        "--no-tls", "--no-dtls", "--no-cli", "--no-multicast-peers", "--fingerprint",
+        "--static-auth-secret", TURN_SECRET, "--realm", "liveclass.test", "--allowed-peer-ip", address,
+        "--no-tls", "--no-dtls",
         "--db", str(work_dir / "turndb"), "--pidfile", str(work_dir / "turnserver.pid"),
-        "--log-file", "stdout", "--simple-log",
+        "--log-file", "stdout",
     ]
 
     def listening() -> bool:
@@ -97,6 +107,32 @@ def coturn(address: str, work_dir: Path) -> Iterator[int]:
 
     with serve(cmd, dict(os.environ), work_dir / "coturn.log", listening, "coturn", 20):
         yield port
+
+
+def turn_permission_error(address: str, port: int, peer: str) -> int | None:
+    """Allocate on the coturn at `address:port` (TCP, the media server's credentials) and ask
+    for a permission to `peer` (RFC 8656 CreatePermission): None if granted, else the error code."""
+
+    async def ask() -> int | None:
+        username, credential = whip.turn_credentials(TURN_SECRET, "permission-probe", 60)
+        _, client = await asyncio.get_running_loop().create_connection(
+            lambda: aioice.turn.TurnClientTcpProtocol((address, port), username=username, password=credential,
+                                                      lifetime=60, channel_refresh_time=50),
+            address, port)
+        await client.connect()  # the allocation
+        request = stun.Message(message_method=stun.Method.CREATE_PERMISSION, message_class=stun.Class.REQUEST)
+        request.attributes["XOR-PEER-ADDRESS"] = (peer, 0)
+        try:
+            await client.request(request)
+            return None
+        except stun.TransactionFailed as exc:
+            return int(exc.response.attributes["ERROR-CODE"][0])
+        finally:
+            await client.delete()
+
+    # In a thread of its own: Playwright's sync API already runs an event loop in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, ask()).result(timeout=30)
 
 
 @contextlib.contextmanager

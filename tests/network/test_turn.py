@@ -1,5 +1,6 @@
 """TURN for networks that drop UDP: the media server's WHEP 201 names a coturn relay (Link
-headers, TURN REST credentials from MEDIA_TURN_URLS / MEDIA_TURN_SECRET); a viewer behind a
+headers, TURN REST credentials from MEDIA_TURN_URLS / MEDIA_TURN_SECRET), coturn running
+deploy/turnserver.conf (which relays to the media server and nowhere else); a viewer behind a
 firewall that lets no UDP through (nftables in its namespace; TCP only to web, the media
 server's HTTP and the TURN port) watches through the relay, while a viewer on an open network
 keeps a direct pair.
@@ -22,7 +23,14 @@ from liveclass.streams.models import LiveStreamSession
 from tests import netns
 from tests.e2e.browser import MEDIA_TIMEOUT_MS
 from tests.media.support import KEY
-from tests.network.support import TURN_SECRET, coturn, ffmpeg_publisher, media_process, wait_player
+from tests.network.support import (
+    TURN_SECRET,
+    coturn,
+    ffmpeg_publisher,
+    media_process,
+    turn_permission_error,
+    wait_player,
+)
 
 
 def port_of(url: str) -> int:
@@ -51,6 +59,11 @@ def test_viewer_behind_a_udp_blocking_firewall_watches_through_turn(
                           MEDIA_TURN_SECRET=TURN_SECRET) as media:
         media_backend(MEDIA_BACKEND="embedded", MEDIA_PUBLIC_URL=media.url, MEDIA_INTERNAL_URL=media.url,
                       MEDIA_SIGNING_KEY=KEY, PLAY_TOKEN_TTL="120", PUBLISH_TOKEN_TTL="3600")
+        # deploy/turnserver.conf relays to the media server only: a viewer's credentials open
+        # no way to another host, public or next door.
+        assert turn_permission_error(address, turn_port, address) is None
+        for elsewhere in ("1.1.1.1", str(link.host(3))):
+            assert turn_permission_error(address, turn_port, elsewhere) == 403, elsewhere
         namespace.block_udp(allow_tcp_ports=[port_of(web), port_of(media.url), turn_port])
         stream = make_stream(title="Firewall Funk", price=1)
         blocked, open_viewer = make_user(tokens=3), make_user(tokens=3)
