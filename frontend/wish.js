@@ -1,7 +1,7 @@
 // WHIP (RFC 9725) and WHEP client sessions on the browser's own RTCPeerConnection, shared by
 // the broadcast and watch pages. Both protocols are the same few requests:
 //   POST offer           -> 201 answer, Location (the session), ETag, Link rel="ice-server"
-//   PATCH sdpfrag        -> trickle (If-Match: ETag, 204) or ICE restart (If-Match: "*", 200 + fragment)
+//   PATCH sdpfrag        -> trickle (If-Match: ETag, 204) or ICE restart (If-Match: "*", 200 + fragment, Link)
 //   DELETE session       -> the end
 // The libraries we bundled before (@eyevinn/webrtc-player) built the peer connection before the
 // 201, ignored its Link headers and could not restart ICE, so the pages speak the protocol here.
@@ -66,8 +66,8 @@ function unquote(value) {
 }
 
 /**
- * The ICE servers in a 201's `Link` header(s) (RFC 9725 §4.6): `<turn:…>; rel="ice-server";
- * username="…"; credential="…"`. fetch() joins repeated headers with ", ".
+ * The ICE servers in the `Link` header(s) of a 201 or an ICE restart's 200 (RFC 9725 §4.6):
+ * `<turn:…>; rel="ice-server"; username="…"; credential="…"`. fetch() joins repeated headers with ", ".
  */
 export function iceServersFromLinks(value) {
   const servers = [];
@@ -182,6 +182,10 @@ function urlsOf(servers) {
   return (servers || []).flatMap((s) => (Array.isArray(s.urls) ? s.urls : [s.urls]));
 }
 
+function relayUrlsOf(servers) {
+  return urlsOf(servers).filter((url) => /^turns?:/i.test(url));
+}
+
 function connected(pc) {
   return pc.connectionState === "connected"
     && (pc.iceConnectionState === "connected" || pc.iceConnectionState === "completed");
@@ -268,15 +272,13 @@ export class WishSession {
     const resource = response.headers.get("Location");
     this.url = resource ? new URL(resource, this.endpoint).href : null;
     this.etag = response.headers.get("ETag");
-    this.iceServers = iceServersFromLinks(response.headers.get("Link"));
     const answer = await response.text();
-    if (this.iceServers.length) {
-      remembered.set(new URL(this.endpoint, location.href).origin, this.iceServers);
-      // Offer-time gathering is over: new servers serve this session's next gathering, an
-      // ICE restart (JSEP §4.1.18); IceRecovery restarts if the offer's candidates fail.
-      try { peer.setConfiguration({ ...peer.getConfiguration(), iceServers: this.iceServers }); } catch (_) { /* keep ours */ }
-    }
-    this.learnedServers = urlsOf(this.iceServers).some((url) => !startedWith.includes(url));
+    // Offer-time gathering is over: new servers serve this session's next gathering, an ICE
+    // restart (JSEP §4.1.18). IceRecovery restarts at once if the offer's candidates do not
+    // connect and the 201 named a relay the offer lacked; STUN alone (Cloudflare's links)
+    // would find nothing the offer's host candidates could not, so it waits as before.
+    this.useIceServers(iceServersFromLinks(response.headers.get("Link")));
+    this.learnedRelay = relayUrlsOf(this.iceServers).some((url) => !startedWith.includes(url));
     await peer.setRemoteDescription({ type: "answer", sdp: answer });
     this.answeredUfrag = ice.ufrag;
     this.flushSoon();
@@ -301,10 +303,20 @@ export class WishSession {
       throw response.ok ? new MediaRefusal(response.status, "The media server did not answer the ICE restart.") : await refusal(response);
     }
     this.etag = response.headers.get("ETag") || this.etag;
+    // Fresh TURN credentials (the 201's expire after MEDIA_TURN_TTL) for the next restart.
+    this.useIceServers(iceServersFromLinks(response.headers.get("Link")));
     const sdp = applyFragment(peer.remoteDescription.sdp, await response.text());
     await peer.setRemoteDescription({ type: "answer", sdp });
     this.answeredUfrag = ice.ufrag;
     this.flushSoon();
+  }
+
+  /** Use the ICE servers a 201 or a restart's 200 linked (none: keep the current ones). */
+  useIceServers(servers) {
+    if (!servers.length) return;
+    this.iceServers = servers;
+    remembered.set(new URL(this.endpoint, location.href).origin, servers);
+    try { this.peer.setConfiguration({ ...this.peer.getConfiguration(), iceServers: servers }); } catch (_) { /* keep ours */ }
   }
 
   /** What an offer or restart sends now: its ICE generation; later candidates wait for the answer. */
@@ -389,9 +401,9 @@ export class IceRecovery {
     pc.addEventListener("connectionstatechange", this.onState);
     window.addEventListener("online", this.onNetwork);
     if (navigator.connection && navigator.connection.addEventListener) navigator.connection.addEventListener("change", this.onNetwork);
-    // The first offer went out before the 201 named our ICE servers (e.g. a TURN relay behind
-    // a firewall that drops UDP): if its candidates do not connect soon, gather with them.
-    if (session.learnedServers) this.schedule(RELAY_WAIT_MS, "Trying the relay server.", { unlessConnected: true });
+    // The first offer went out before the 201 named a TURN relay (what a viewer behind a
+    // firewall that drops UDP needs): if its candidates do not connect soon, gather with it.
+    if (session.learnedRelay) this.schedule(RELAY_WAIT_MS, "Trying the relay server.", { unlessConnected: true });
     this.unansweredSince = null;
     this.probeTimer = setInterval(() => { this.probe().catch(() => {}); }, PROBE_MS);
   }
