@@ -10,7 +10,11 @@ Everything made here is ours by name and by address:
   reaches only the services the test binds to its link's root-side address.
 `Namespace.create()` is a context manager that deletes exactly what it made (the processes
 still running inside the namespace, by PID; its links; the namespace), even when the test
-fails. Needs root and iproute2; `unavailable()` names the reason to skip otherwise.
+fails. A run killed before that (SIGKILL, a timeout) leaves them behind, holding addresses
+of 10.77.0.0/16: each namespace's owner is recorded in /run/netns-owner/<name> (the
+creating process's PID and start time), and `reap_stale()`, run at session start, deletes
+the namespaces whose owner is gone, with their links. Needs root and iproute2;
+`unavailable()` names the reason to skip otherwise.
 
 Chromium inside a namespace: `chromium_wrapper()` writes a script that runs Debian's
 Chromium through `ip netns exec`; Playwright launches it as `executable_path` and drives it
@@ -36,6 +40,7 @@ LINK_PREFIX = 29  # .1 root side, .2-.6 for the namespace (readdressing moves wi
 IP = shutil.which("ip") or "/usr/sbin/ip"
 NFT = shutil.which("nft") or "/usr/sbin/nft"
 TC = shutil.which("tc") or "/usr/sbin/tc"
+OWNERS = Path("/run/netns-owner")  # <namespace name>: "<owner pid> <its start time>"
 
 
 class NetnsError(RuntimeError):
@@ -49,6 +54,57 @@ def run(cmd: Sequence[str], *, stdin: str | None = None, check: bool = True) -> 
     return proc
 
 
+def _process_identity(pid: int) -> str | None:
+    """`<pid> <start time>` of a live process (None when gone): a PID alone may be reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return f"{pid} {stat.rsplit(')', 1)[1].split()[19]}"  # field 22, starttime
+
+
+def _add_namespace(name: str) -> None:
+    """`ip netns add`, recording this process as the owner (for `reap_stale`)."""
+    OWNERS.mkdir(parents=True, exist_ok=True)
+    (OWNERS / name).write_text(_process_identity(os.getpid()) or "")
+    try:
+        run([IP, "netns", "add", name])
+    except NetnsError:
+        (OWNERS / name).unlink(missing_ok=True)
+        raise
+
+
+def _delete_namespace(name: str, outer_links: Iterable[str]) -> None:
+    """End the processes inside `name` (ours: browsers, by PID), delete its root-side links and
+    the namespace, then forget its owner."""
+    for pid in run([IP, "netns", "pids", name], check=False).stdout.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), 9)
+    for link in outer_links:
+        run([IP, "link", "del", link], check=False)
+    run([IP, "netns", "del", name], check=False)
+    (OWNERS / name).unlink(missing_ok=True)
+
+
+def reap_stale() -> list[str]:
+    """Delete what killed runs left: every namespace recorded in OWNERS whose owner process is
+    gone, and its links (`<name>h<n>`). Namespaces of live runs, and any without an owner
+    record, are left alone. Returns the names deleted."""
+    if not OWNERS.is_dir():
+        return []
+    links = [line.split(":")[1].strip().split("@")[0]
+             for line in run([IP, "-o", "link", "show"], check=False).stdout.splitlines() if line.count(":") >= 2]
+    reaped = []
+    for record in OWNERS.iterdir():
+        name = record.name
+        owner = record.read_text().split()
+        if not name.startswith(PREFIX) or (owner and _process_identity(int(owner[0])) == " ".join(owner)):
+            continue
+        _delete_namespace(name, [link for link in links if link.startswith(f"{name}h")])
+        reaped.append(name)
+    return reaped
+
+
 def unavailable() -> str | None:
     """Why namespaces cannot be made here (None when they can): not root, no iproute2, no
     veth support. The probe creates and deletes one namespace and one veth pair of ours."""
@@ -58,8 +114,8 @@ def unavailable() -> str | None:
         return "iproute2's `ip` is missing: install iproute2 (make test does)"
     name = f"{PREFIX}p{secrets.token_hex(3)}"
     try:
-        run([IP, "netns", "add", name])
-    except NetnsError as exc:
+        _add_namespace(name)
+    except (NetnsError, OSError) as exc:
         return f"`ip netns add` is not permitted here: {exc}"
     try:
         run([IP, "link", "add", f"{name}h", "type", "veth", "peer", "name", f"{name}n", "netns", name])
@@ -67,7 +123,7 @@ def unavailable() -> str | None:
     except NetnsError as exc:
         return f"veth pairs are not available here: {exc}"
     finally:
-        run([IP, "netns", "del", name], check=False)
+        _delete_namespace(name, [])
     return None
 
 
@@ -120,7 +176,7 @@ class Namespace:
     def create(cls) -> Iterator[Namespace]:
         """A new namespace (loopback up, no links yet); deleted with everything in it on exit."""
         ns = cls(f"{PREFIX}{secrets.token_hex(3)}", _free_block())
-        run([IP, "netns", "add", ns.name])
+        _add_namespace(ns.name)
         try:
             ns.run("ip", "link", "set", "lo", "up")
             # Readdressing removes an interface's first address: keep the newer one then
@@ -131,14 +187,8 @@ class Namespace:
             ns.destroy()
 
     def destroy(self) -> None:
-        # Processes left inside (e.g. a crashed browser) are ours: end them by PID first.
-        pids = run([IP, "netns", "pids", self.name], check=False).stdout.split()
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), 9)
-        for link in self.links:
-            run([IP, "link", "del", link.outer], check=False)
-        run([IP, "netns", "del", self.name], check=False)
+        # Processes left inside (e.g. a crashed browser) are ours: ended by PID first.
+        _delete_namespace(self.name, [link.outer for link in self.links])
         # The kernel tears a namespace down asynchronously: wait until our links are gone.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(self._exists(link.outer) for link in self.links):
@@ -185,10 +235,14 @@ class Namespace:
     def _wait_reachable(self, link: Link) -> None:
         # Duplicate address detection and link-up take a moment on some kernels.
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            out = self.run("ip", "-o", "addr", "show", "dev", link.inner).stdout
-            if "tentative" not in out and "state UP" in self.run("ip", "link", "show", link.inner).stdout:
+        while True:
+            addresses = self.run("ip", "-o", "addr", "show", "dev", link.inner).stdout
+            state = self.run("ip", "link", "show", link.inner).stdout
+            if "tentative" not in addresses and "state UP" in state:
                 return
+            if time.monotonic() > deadline:
+                raise NetnsError(f"{self.name}: {link.inner} not up with a settled address within 5 s: "
+                                 f"{state.strip()} / {addresses.strip()}")
             time.sleep(0.05)
 
     def readdress(self, link: Link, host: int) -> ipaddress.IPv4Address:

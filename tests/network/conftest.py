@@ -42,6 +42,8 @@ def _namespaces_possible() -> None:
     reason = netns.unavailable()
     if reason:
         pytest.skip(reason)
+    # A run killed mid-test left its namespaces and their 10.77 addresses: not ours to keep.
+    netns.reap_stale()
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package to run the network tests")
 
