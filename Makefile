@@ -63,8 +63,8 @@ lint: $(STAMPS)/venv
 test: $(STAMPS)/venv $(STAMPS)/system $(STAMPS)/frontend
 	$(MAKE) lint
 	$(BIN)/python tests/run.py sqlite
-	# tests/media never touches the database: once is enough.
-	$(BIN)/python tests/run.py postgres --ignore=tests/media
+	# Once is enough for tests/media (no database), tests/deploy (its own SQLite) and tests/network (namespaces, not SQL).
+	$(BIN)/python tests/run.py postgres --ignore=tests/media --ignore=tests/network --ignore=tests/deploy
 
 bench: $(STAMPS)/venv $(STAMPS)/system $(STAMPS)/bench-tools
 	$(BIN)/python bench/enroll_load.py
