@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,6 +216,35 @@ class Publisher:
 
     async def close(self) -> None:
         await self.pc.close()
+
+
+async def offer_without_candidates(publish: bool = True) -> str:
+    """An aiortc offer (publisher: video and audio; viewer: recvonly) with its candidates taken
+    out, as FFmpeg sends: the server's ICE waits for trickled ones, so the session stays
+    unconnected (until MEDIA_CONNECT_TIMEOUT closes it)."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        if publish:
+            pc.addTrack(VideoStreamTrack())
+            pc.addTrack(AudioStreamTrack())
+        else:
+            pc.addTransceiver("video", direction="recvonly")
+            pc.addTransceiver("audio", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = str(pc.localDescription.sdp)
+    finally:
+        await pc.close()
+    return "".join(line + "\r\n" for line in sdp.splitlines()
+                   if not line.startswith(("a=candidate:", "a=end-of-candidates")))
+
+
+async def until(predicate: Callable[[], bool], timeout: float) -> None:
+    """Poll `predicate` (every 20 ms) until it holds; TimeoutError after `timeout` seconds."""
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), timeout)
 
 
 async def wait_state(pc: RTCPeerConnection, state: str, timeout: float) -> None:

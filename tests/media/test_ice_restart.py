@@ -9,27 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable
 
 import httpx
 import pytest
 from aioice import Candidate
 
+from liveclass.media.forwarding import InputForwarder
+from liveclass.media.hooks import restrict_host_addresses
+from liveclass.media.metrics import Metrics
+from liveclass.media.peers import PublisherPeer, SessionClosed
+from liveclass.media.ports import IceHost, UdpPortPool
+from liveclass.media.sdp import parse_offer
 from liveclass.media.whip import SdpFragment
-from tests.media.support import Publisher, Viewer, loopback_config, running_server, token
+from tests.media.support import (
+    Publisher,
+    Viewer,
+    loopback_config,
+    offer_without_candidates,
+    running_server,
+    token,
+    until,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
 FIRST, LAST = 41100, 41119
 FRAG = "application/trickle-ice-sdpfrag"
-
-
-async def _until(predicate: Callable[[], bool], timeout: float) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 def test_an_ice_restart_moves_media_to_fresh_candidates_without_a_new_session() -> None:
@@ -87,18 +92,81 @@ def test_an_ice_restart_moves_media_to_fresh_candidates_without_a_new_session() 
                 assert pairs
                 for pair in pairs:
                     client_ice.check_start_task(pair)
-                await _until(lambda: client_ice._nominated[1].protocol is new_socket, timeout=5)
+                await until(lambda: client_ice._nominated[1].protocol is new_socket, timeout=5)
                 await old_socket.close()  # the old network is gone
 
                 await viewer.wait_frames(viewer.frames + 30, timeout=10)
                 assert server_ice._nominated[1].protocol.local_candidate.port in fresh_ports
                 # the server's old socket is closed once the new pair is nominated: its port is free
-                await _until(lambda: all(p.local_candidate.port in fresh_ports for p in server_ice._protocols), 5)
+                await until(lambda: all(p.local_candidate.port in fresh_ports for p in server_ice._protocols), 5)
                 # the publisher's socket and the viewer's new one (a closed port returns in connection_lost)
-                await _until(lambda: server.registry.host.ports.in_use == 2, 5)
+                await until(lambda: server.registry.host.ports.in_use == 2, 5)
                 assert len(server.registry.sessions) == 2  # the same WHEP session, no new one
             finally:
                 await viewer.close()
                 await publisher.close()
+
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_an_ice_restart_racing_a_close_leaves_no_port_open() -> None:
+    """A restart binds its fresh sockets across awaits; a close (DELETE, ICE failure,
+    takeover) landing at any of those points must still close every socket: the restart
+    either finishes first (its sockets then close with the session) or raises SessionClosed
+    (its sockets closed again), and the PATCH answers 404."""
+    restrict_host_addresses(["127.0.0.1"])
+    host = IceHost(UdpPortPool((FIRST, LAST)))
+
+    async def race(offer: str, steps: int) -> str:
+        peer = PublisherPeer(InputForwarder(Metrics()), lambda: None, host)
+        await peer.accept(parse_offer(offer, publish=True))
+        restart = asyncio.ensure_future(peer.restart_ice(secrets.token_hex(4), secrets.token_hex(16)))
+        for _ in range(steps):  # let the restart run this far before the close lands
+            await asyncio.sleep(0)
+        await peer.close()
+        try:
+            await restart
+        except SessionClosed:
+            return "closed"
+        return "restarted"
+
+    async def scenario() -> None:
+        offer = await offer_without_candidates(publish=True)
+        outcomes = set()
+        for steps in range(25):
+            outcomes.add(await race(offer, steps))
+            await until(lambda: host.ports.in_use == 0, timeout=5)
+        assert outcomes == {"closed", "restarted"}  # the close landed before, during and after the restart
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_restart_patch_on_a_closing_session_answers_404_and_frees_its_ports() -> None:
+    config = loopback_config(MEDIA_UDP_PORTS=f"{FIRST}-{LAST}", MEDIA_ICE_ADDRESSES="127.0.0.1")
+    with running_server(config) as server:
+        async def scenario() -> None:
+            offer = await offer_without_candidates(publish=True)
+            pool = server.registry.host.ports
+            start = pool.in_use
+            async with httpx.AsyncClient(base_url=server.url, timeout=15) as http:
+                for _ in range(10):
+                    input_id = secrets.token_urlsafe(8)
+                    auth = {"Authorization": f"Bearer {token(input_id)}"}
+                    r = await http.post(f"/whip/{input_id}", content=offer,
+                                        headers={**auth, "Content-Type": "application/sdp"})
+                    assert r.status_code == 201, r.text
+                    location = r.headers["location"]
+                    restart = SdpFragment(ufrag=secrets.token_hex(4), pwd=secrets.token_hex(16), mid="0").render()
+                    patched, deleted = await asyncio.gather(
+                        http.patch(location, content=restart, headers={**auth, "Content-Type": FRAG,
+                                                                       "If-Match": "*"}),
+                        http.delete(location, headers=auth))
+                    assert patched.status_code in (200, 404), patched.text
+                    assert deleted.status_code == 200, deleted.text
+                    r = await http.patch(location, content=restart, headers={**auth, "Content-Type": FRAG,
+                                                                             "If-Match": "*"})
+                    assert r.status_code == 404
+            await until(lambda: pool.in_use == start, timeout=5)
+            assert not server.registry.sessions
 
         asyncio.run(asyncio.wait_for(scenario(), 60))

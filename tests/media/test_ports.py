@@ -10,11 +10,15 @@ import socket
 
 import httpx
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, VideoStreamTrack
-from aiortc.mediastreams import AudioStreamTrack
 from pydantic import ValidationError
 
+from liveclass.media.forwarding import InputForwarder
+from liveclass.media.hooks import restrict_host_addresses
+from liveclass.media.metrics import Metrics
+from liveclass.media.peers import PublisherPeer
 from liveclass.media.ports import IceHost, PortsExhausted, UdpPortPool
+from liveclass.media.sdp import parse_offer
+from tests.media import support
 from tests.media.support import loopback_config, running_server, token
 
 pytestmark = pytest.mark.timeout(120)
@@ -33,24 +37,10 @@ def candidates(sdp: str) -> list[tuple[str, int]]:
     return out
 
 
-async def _whip_offer() -> str:
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    try:
-        pc.addTrack(VideoStreamTrack())
-        pc.addTrack(AudioStreamTrack())
-        await pc.setLocalDescription(await pc.createOffer())
-        return str(pc.localDescription.sdp)
-    finally:
-        await pc.close()
-
-
 @pytest.fixture(scope="module")
 def offer_without_candidates() -> str:
-    """An aiortc offer with its candidates taken out (as FFmpeg sends): the server's ICE
-    waits for trickled ones, so the sessions stay open without connecting."""
-    sdp = asyncio.run(asyncio.wait_for(_whip_offer(), 10))
-    return "".join(line + "\r\n" for line in sdp.splitlines()
-                   if not line.startswith(("a=candidate:", "a=end-of-candidates")))
+    """A WHIP offer without candidates: the sessions stay open without connecting."""
+    return asyncio.run(asyncio.wait_for(support.offer_without_candidates(publish=True), 10))
 
 
 def post(http: httpx.Client, input_id: str, sdp: str) -> httpx.Response:
@@ -156,3 +146,26 @@ def test_host_candidates_announce_the_public_address(offer_without_candidates: s
         assert r.status_code == 200, r.text
         fresh = candidates(r.text)
         assert fresh and all(a == "203.0.113.7" and FIRST <= p <= LAST for a, p in fresh), fresh
+
+
+class UnannouncedHost(IceHost):
+    """A host whose candidate cannot be made once the socket is bound."""
+
+    def announced(self, local: str) -> str:
+        raise ValueError(f"no address to announce for {local}")
+
+
+def test_a_socket_whose_candidate_cannot_be_made_goes_back_to_the_pool(offer_without_candidates: str) -> None:
+    restrict_host_addresses(["127.0.0.1"])
+    host = UnannouncedHost(UdpPortPool((FIRST, LAST)))
+
+    async def scenario() -> None:
+        peer = PublisherPeer(InputForwarder(Metrics()), lambda: None, host)
+        try:
+            with pytest.raises(ValueError, match="no address to announce"):
+                await peer.accept(parse_offer(offer_without_candidates, publish=True))
+        finally:
+            await peer.close()
+        await support.until(lambda: host.ports.in_use == 0, timeout=5)
+
+    asyncio.run(asyncio.wait_for(scenario(), 15))

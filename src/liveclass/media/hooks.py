@@ -173,7 +173,8 @@ def gather_host_candidates_on(pc: RTCPeerConnection, host: IceHost) -> None:
         async def get_component_candidates(component: int, addresses: list[str], timeout: int = 5,
                                            connection: aioice.Connection = connection) -> list[Candidate]:
             candidates, protocols = await _bind_host_candidates(connection, host, component, addresses)
-            connection._protocols += protocols
+            if not await _adopt(connection, protocols):
+                return []
             return candidates
 
         connection.get_component_candidates = get_component_candidates  # type: ignore[method-assign]
@@ -202,18 +203,30 @@ async def _bind_host_candidates(connection: aioice.Connection, host: IceHost, co
                 sock.close()
                 release()
                 raise
+            protocols.append(protocol)  # from here on its transport owns the port: closed below on error
             local_address, port = sock.getsockname()[:2]
             protocol.local_candidate = Candidate(
                 foundation=candidate_foundation("host", "udp", local_address), component=component,
                 transport="udp", priority=candidate_priority(component, "host"),
                 host=host.announced(local_address), port=port, type="host")
-            protocols.append(protocol)
             candidates.append(protocol.local_candidate)
     except BaseException:
         for opened in protocols:
             opened.transport.close()
         raise
     return candidates, protocols
+
+
+async def _adopt(connection: aioice.Connection, protocols: list[aioice.ice.StunProtocol]) -> bool:
+    """Hand freshly bound sockets to `connection`, unless it began closing while they were
+    bound (aioice's close() has already taken the list of sockets it closes): then close them
+    here, or their ports would never go back to the pool. False in that case."""
+    if connection._closing:
+        for protocol in protocols:
+            await protocol.close()
+        return False
+    connection._protocols += protocols
+    return True
 
 
 @dataclass
@@ -224,20 +237,30 @@ class IceRestart:
     sockets: list[aioice.ice.StunProtocol]
 
 
-async def restart_ice(dtls: RTCDtlsTransport, remote_ufrag: str, remote_pwd: str, host: IceHost) -> IceRestart:
+async def restart_ice(dtls: RTCDtlsTransport, remote_ufrag: str, remote_pwd: str,
+                      host: IceHost) -> IceRestart | None:
     """An ICE restart (aioice has none): gather fresh host candidates, then take the
     client's new credentials and issue new local ones. The nominated pair keeps carrying
     media until the client nominates a new one; sockets of earlier generations that carry
     nothing are closed now, the nominated one by `retire_old_sockets` once it is replaced.
-    PortsExhausted leaves the session as it was."""
+    PortsExhausted leaves the session as it was. None if the connection closed meanwhile
+    (DELETE, ICE failure, takeover, consent lost): the fresh sockets are closed again."""
     ice = dtls.transport
     connection = ice._connection
+    if connection._closing:
+        return None
     addresses = aioice.ice.get_host_addresses(use_ipv4=connection._use_ipv4, use_ipv6=connection._use_ipv6)
     fresh, sockets = await _bind_host_candidates(connection, host, 1, addresses)
-    nominated = connection._nominated.get(1)
-    await _close_protocols(connection, [p for p in connection._protocols
-                                        if nominated is None or p is not nominated.protocol])
-    connection._protocols += sockets
+    try:
+        nominated = connection._nominated.get(1)
+        await _close_protocols(connection, [p for p in connection._protocols
+                                            if nominated is None or p is not nominated.protocol])
+    except BaseException:
+        for protocol in sockets:
+            protocol.transport.close()
+        raise
+    if not await _adopt(connection, sockets):
+        return None
     connection._local_candidates += fresh
     local_ufrag = secrets.token_hex(4)
     local_pwd = secrets.token_hex(16)

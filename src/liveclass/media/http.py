@@ -32,6 +32,7 @@ from liveclass.config import IceServer
 from liveclass.media import metrics, whip
 from liveclass.media.access import Authorizer, TokenBucket
 from liveclass.media.broadcasts import InputEnded, NotLive, Overloaded, Registry, Session
+from liveclass.media.peers import SessionClosed
 from liveclass.media.ports import PortsExhausted
 from liveclass.media.recording import hls
 from liveclass.media.recording.manager import RecordingBusy, RecordingManager
@@ -282,6 +283,8 @@ class MediaHttp:
                 answer = await session.peer.restart_ice(fragment.ufrag, fragment.pwd)
             except PortsExhausted as exc:
                 raise HttpError(503, str(exc), {"Retry-After": "5"}) from exc
+            except SessionClosed as exc:
+                raise HttpError(404, "no such session") from exc
             session.remote_ufrag = fragment.ufrag
             session.etag = whip.new_etag()
         try:

@@ -26,6 +26,10 @@ from liveclass.media.whip import SdpFragment
 SR_SYNC_INTERVAL = 0.2  # seconds between sender-report counter updates
 
 
+class SessionClosed(Exception):
+    """The session closed while a request on it was being served (its resource is gone)."""
+
+
 class IdleTrack(MediaStreamTrack):
     """Track for a viewer's sender: recv() never returns, so the sender's RTP loop sleeps
     (with no track it would wake every 20 ms) and never encodes anything."""
@@ -90,8 +94,13 @@ class Peer:
     async def restart_ice(self, ufrag: str, pwd: str) -> SdpFragment:
         """Adopt the client's new ICE credentials and gather fresh host candidates (new
         sockets: the client may have moved to a network the old ones cannot reach); the
-        answer fragment carries our new credentials and candidates. Raises PortsExhausted."""
+        answer fragment carries our new credentials and candidates. Raises PortsExhausted,
+        or SessionClosed if the session closes first (then no socket of the restart stays open)."""
+        if self._closed:
+            raise SessionClosed("the session has ended")
         restart = await hooks.restart_ice(self.dtls, ufrag, pwd, self.host)
+        if restart is None or self._closed:  # a close running now closes what the restart bound
+            raise SessionClosed("the session has ended")
         if self._retiring is not None:
             self._retiring.cancel()
         self._retiring = asyncio.ensure_future(hooks.retire_old_sockets(self.dtls, restart))
