@@ -305,6 +305,11 @@ class MediaConfig(_SharedMedia):
         60.0, ge=0, description="How long a broadcast's recording waits for its publisher to come back."
     )
     MEDIA_MAX_SESSIONS: int = Field(500, ge=1, description="Sessions before new ones get 503 + Retry-After.")
+    MEDIA_CONNECT_TIMEOUT: float = Field(
+        15.0, gt=0,
+        description="Seconds a WHIP/WHEP session may take to connect (ICE + DTLS) before it is closed "
+        "and its ports freed.",
+    )
     MEDIA_MAX_BODY_BYTES: int = Field(64 * 1024, ge=1024, description="Largest SDP body accepted (413 above).")
     MEDIA_RATE_LIMIT: float = Field(5.0, gt=0, description="POST/PATCH/DELETE per second per client address.")
     MEDIA_RATE_BURST: int = Field(20, ge=1, description="Burst allowance for MEDIA_RATE_LIMIT.")

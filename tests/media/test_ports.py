@@ -88,7 +88,9 @@ def test_bad_port_ranges_and_public_addresses_are_refused_at_start() -> None:
 
 
 def test_every_candidate_is_in_the_range_and_the_51st_session_gets_503(offer_without_candidates: str) -> None:
-    config = loopback_config(MEDIA_UDP_PORTS=f"{FIRST}-{LAST}", MEDIA_ICE_ADDRESSES="127.0.0.1")
+    # the 50 sessions never connect: MEDIA_CONNECT_TIMEOUT must not close them during the test
+    config = loopback_config(MEDIA_UDP_PORTS=f"{FIRST}-{LAST}", MEDIA_ICE_ADDRESSES="127.0.0.1",
+                             MEDIA_CONNECT_TIMEOUT=600)
     with running_server(config) as server, httpx.Client(base_url=server.url, timeout=15) as http:
         locations = []
         seen: set[int] = set()

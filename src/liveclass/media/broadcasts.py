@@ -60,11 +60,12 @@ class Broadcast:
 
 class Registry:
     def __init__(self, sink: EventSink, *, max_sessions: int, recordings: RecordingManager | None = None,
-                 host: IceHost | None = None) -> None:
+                 host: IceHost | None = None, connect_timeout: float = 15.0) -> None:
         self.sink = sink
         self.host = host if host is not None else IceHost()  # every session's ICE sockets
         self.recordings = recordings
         self.max_sessions = max_sessions
+        self.connect_timeout = connect_timeout  # MEDIA_CONNECT_TIMEOUT
         self.metrics = Metrics()
         self.broadcasts: dict[str, Broadcast] = {}
         self.sessions: dict[str, Session] = {}
@@ -159,6 +160,7 @@ class Registry:
                 if any(codecs.get(kind, leg.codec) != leg.codec for kind, _s, leg in viewer.peer.legs):
                     self._spawn(viewer.peer.close())
         self._spawn(self._announce(broadcast, session))
+        self._spawn(self._close_unless_connected(session))
         return session, answer
 
     async def play(self, input_id: str, offer: Offer) -> tuple[Session, str]:
@@ -178,7 +180,20 @@ class Registry:
         except BaseException:
             await peer.close()
             raise
+        self._spawn(self._close_unless_connected(session))
         return session, answer
+
+    async def _close_unless_connected(self, session: Session) -> None:
+        """A session that never connects (no candidates, unreachable, abandoned) would hold
+        its ports and its place under MEDIA_MAX_SESSIONS for good: close it after
+        MEDIA_CONNECT_TIMEOUT."""
+        try:
+            await asyncio.wait_for(session.peer.connected.wait(), timeout=self.connect_timeout)
+        except TimeoutError:
+            if self.sessions.get(session.id) is session:
+                log.info("input %s: %s session %s did not connect within %.0f s, closed",
+                         session.input_id, session.direction, session.id, self.connect_timeout)
+                await session.peer.close()
 
     async def _announce(self, broadcast: Broadcast, session: Session) -> None:
         try:

@@ -42,7 +42,8 @@ def create_app(config: MediaConfig, *, sink: EventSink | None = None) -> Starlet
                                       segment_seconds=config.MEDIA_RECORDING_SEGMENT_SECONDS,
                                       grace_seconds=config.MEDIA_RECORDING_GRACE_SECONDS)
     host = IceHost(UdpPortPool(config.udp_ports), config.ice_public_addresses)
-    registry = Registry(events, max_sessions=config.MEDIA_MAX_SESSIONS, recordings=recordings, host=host)
+    registry = Registry(events, max_sessions=config.MEDIA_MAX_SESSIONS, recordings=recordings, host=host,
+                        connect_timeout=config.MEDIA_CONNECT_TIMEOUT)
     http = MediaHttp(
         registry,
         Authorizer(config.signing_key),
