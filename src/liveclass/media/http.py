@@ -17,15 +17,16 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from liveclass import forwarded
 from liveclass.config import IceServer
@@ -40,6 +41,8 @@ from liveclass.media.sdp import OfferError, parse_offer
 from liveclass.media.tokens import Claims, Role, TokenError, WrongRole
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+access_log = logging.getLogger("liveclass.media.access")
 
 # After a 413 the rest of the body is read and thrown away, up to these bounds: closing a
 # socket with unread data sends a TCP reset, and the client would lose the answer
@@ -93,6 +96,40 @@ class HttpError(Exception):
                  response: Response | None = None) -> None:
         super().__init__(reason)
         self.response = response if response is not None else text(status, reason, headers)
+
+
+def client_address(connection: HTTPConnection, trusted_proxies: Sequence[forwarded.Network]) -> str:
+    """The client: the peer, or behind one of TRUSTED_PROXIES the address X-Forwarded-For names."""
+    peer = connection.client.host if connection.client else ""
+    forwarded_for = ",".join(connection.headers.getlist("x-forwarded-for")) or None
+    return forwarded.client_address(peer, forwarded_for, trusted_proxies)
+
+
+class AccessLog:
+    """One info line per request: client, method, path, status. Never the query string: a
+    replay URL carries its token there (which is why uvicorn's own access log is off)."""
+
+    def __init__(self, app: ASGIApp, trusted_proxies: Sequence[forwarded.Network] = ()) -> None:
+        self.app = app
+        self.trusted_proxies = tuple(trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # if the app raises before answering, Starlette's error handler sends 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            access_log.info('%s "%s %s" %d', client_address(HTTPConnection(scope), self.trusted_proxies),
+                            scope["method"], scope["path"], status)
 
 
 def preflight(methods: str, **extra: str) -> Handler:
@@ -164,10 +201,7 @@ class MediaHttp:
     def _rate_limit(self, request: Request) -> None:
         """Count the request against its client's bucket: the peer, or behind one of
         TRUSTED_PROXIES the address X-Forwarded-For names (an IPv6 client's /64)."""
-        peer = request.client.host if request.client else ""
-        forwarded_for = ",".join(request.headers.getlist("x-forwarded-for")) or None
-        client = forwarded.client_address(peer, forwarded_for, self.trusted_proxies)
-        wait = self.limiter.take(forwarded.rate_key(client))
+        wait = self.limiter.take(forwarded.rate_key(client_address(request, self.trusted_proxies)))
         if wait > 0:
             raise HttpError(429, "too many requests from this address", {"Retry-After": str(max(1, round(wait)))})
 

@@ -13,12 +13,13 @@ from collections.abc import AsyncIterator
 import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from liveclass.config import ConfigError, MediaConfig
 from liveclass.media.access import Authorizer, TokenBucket
 from liveclass.media.broadcasts import Registry
 from liveclass.media.hooks import restrict_host_addresses
-from liveclass.media.http import MediaHttp, Turn
+from liveclass.media.http import AccessLog, MediaHttp, Turn
 from liveclass.media.ports import IceHost, UdpPortPool
 from liveclass.media.recording.manager import RecordingManager
 from liveclass.media.sinks import EventSink, NullSink, WebhookSink
@@ -71,7 +72,8 @@ def create_app(config: MediaConfig, *, sink: EventSink | None = None) -> Starlet
                         await asyncio.wait_for(events.drain(), timeout=5)
             await events.close()
 
-    app = Starlette(routes=http.routes(), lifespan=lifespan)
+    app = Starlette(routes=http.routes(), lifespan=lifespan,
+                    middleware=[Middleware(AccessLog, trusted_proxies=config.trusted_proxies)])
     app.state.registry = registry
     app.state.recordings = recordings
     return app
@@ -97,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(config)
     # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1 whatever
     # TRUSTED_PROXIES says; the handlers read it through liveclass.forwarded instead.
+    # access_log off: uvicorn logs the query string, and a replay URL's token is in it;
+    # AccessLog logs each request without it.
     uvicorn.run(app, host=config.MEDIA_HOST, port=config.MEDIA_PORT, log_level=args.log_level.lower(),
-                proxy_headers=False)
+                proxy_headers=False, access_log=False)
     return 0
 
 
