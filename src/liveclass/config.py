@@ -289,7 +289,7 @@ class MediaConfig(_SharedMedia):
     )
     MEDIA_TURN_TTL: int = Field(
         3600, ge=60, le=86400,
-        description="Seconds TURN credentials live (username = <unix expiry>:<viewer or input id>).",
+        description="Seconds TURN credentials live (username = <unix expiry>:<uid, or session id, or input id>).",
     )
     MEDIA_WEBHOOK_URL: str = Field(
         "", description="Where publisher and recording events are POSTed (make run: web's /api/media/events)."

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from liveclass.config import ConfigError, media_config_from
 from liveclass.media.server import create_app
-from liveclass.media.whip import turn_credentials
+from liveclass.media.whip import SdpFragment, turn_credentials
 from tests.media.support import Publisher, Viewer, loopback_config, running_server, token
 
 pytestmark = pytest.mark.timeout(90)
@@ -110,6 +110,47 @@ def test_every_201_links_turn_with_fresh_credentials_and_static_servers_still_wo
                 assert user == response.headers["location"].rsplit("/", 1)[1]  # the session id
             else:
                 assert user == expected_user
+
+
+def test_an_ice_restart_links_the_ice_servers_again_with_fresh_turn_credentials() -> None:
+    """A class outlives MEDIA_TURN_TTL: a page restarting ICE after an hour would hold expired
+    credentials, so the restart's 200 carries the 201's Link headers, credentials made now."""
+    config = loopback_config(MEDIA_TURN_URLS=TURN_URLS, MEDIA_TURN_SECRET=SECRET, MEDIA_TURN_TTL=900,
+                             MEDIA_ICE_SERVERS="stun:stun.example.org:3478")
+    with running_server(config) as server:
+        input_id = secrets.token_urlsafe(8)
+
+        async def scenario() -> list[tuple[float, httpx.Response, str]]:
+            publisher = Publisher(server.url, input_id)
+            viewer = Viewer(server.url, input_id)
+            out = []
+            try:
+                await publisher.start()
+                await viewer.start()
+                assert publisher.location is not None and viewer.location is not None
+                async with httpx.AsyncClient(base_url=server.url, timeout=15) as http:
+                    for location, bearer, user in ((publisher.location, token(input_id), input_id),
+                                                   (viewer.location, token(input_id, "play", uid="u1"), "u1")):
+                        restart = SdpFragment(ufrag=secrets.token_hex(4), pwd=secrets.token_hex(16), mid="0")
+                        before = time.time()
+                        r = await http.patch(location, content=restart.render(), headers={
+                            "Authorization": f"Bearer {bearer}", "If-Match": "*",
+                            "Content-Type": "application/trickle-ice-sdpfrag"})
+                        out.append((before, r, user))
+            finally:
+                await viewer.close()
+                await publisher.close()
+            return out
+
+        for before, response, expected_user in asyncio.run(asyncio.wait_for(scenario(), 30)):
+            assert response.status_code == 200, response.text
+            found = links(response)
+            assert found[0] == {"url": "stun:stun.example.org:3478", "username": None, "credential": None}
+            turn = found[1:]
+            assert [link["url"] for link in turn] == TURN_URLS.split(",")
+            expiry, user = verify(turn[0])
+            assert before + 900 - 1 <= expiry <= time.time() + 900 + 1  # made at the restart, not the POST
+            assert user == expected_user
 
 
 # --- a real coturn ----------------------------------------------------------------------

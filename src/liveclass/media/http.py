@@ -240,14 +240,24 @@ class MediaHttp:
     def _content_type(request: Request) -> str:
         return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
-    def _session(self, request: Request, publish: bool) -> Session:
+    def _session(self, request: Request, publish: bool) -> tuple[Session, Claims]:
         input_id = request.path_params["input_id"]
         self._rate_limit(request)
-        self._auth(request.headers.get("authorization"), "publish" if publish else "play", input_id)
+        claims = self._auth(request.headers.get("authorization"), "publish" if publish else "play", input_id)
         session = self.registry.sessions.get(request.path_params["session_id"])
         if session is None or session.input_id != input_id or session.direction != ("whip" if publish else "whep"):
             raise HttpError(404, "no such session")
-        return session
+        return session, claims
+
+    def _links(self, session: Session, claims: Claims) -> list[str]:
+        """`Link` ice-server values: the static servers, then TURN with fresh credentials whose
+        username is `<expiry>:<uid, or session id, or input id>` (a viewer's uid, the session
+        id for a viewer token without one, the input id for a publisher)."""
+        links = list(self.links)
+        if self.turn is not None:
+            user = session.input_id if session.direction == "whip" else (claims.uid or session.id)
+            links += whip.turn_links(self.turn.urls, self.turn.secret, user, self.turn.ttl)
+        return links
 
     # WHIP / WHEP -----------------------------------------------------------------------
 
@@ -283,22 +293,20 @@ class MediaHttp:
             "ETag": session.etag,
             "Accept-Patch": whip.SDPFRAG,
         })
-        links = list(self.links)
-        if self.turn is not None:  # TURN credentials name the viewer (or the session), or the input
-            user = input_id if publish else (claims.uid or session.id)
-            links += whip.turn_links(self.turn.urls, self.turn.secret, user, self.turn.ttl)
-        for link in links:
+        for link in self._links(session, claims):
             response.headers.append("Link", link)
         return response
 
     async def delete_session(self, request: Request, *, publish: bool) -> Response:
-        session = self._session(request, publish)
+        session, _claims = self._session(request, publish)
         await session.peer.close()
         return text(200, "session ended")
 
     async def patch_session(self, request: Request, *, publish: bool) -> Response:
-        """Trickle ICE (204), or an ICE restart (200 with our new credentials): RFC 9725 §4.3."""
-        session = self._session(request, publish)
+        """Trickle ICE (204), or an ICE restart (200 with our new credentials): RFC 9725 §4.3.
+        A restart's 200 links the ICE servers again, with fresh TURN credentials: a page
+        restarting after MEDIA_TURN_TTL would otherwise hold expired ones."""
+        session, claims = self._session(request, publish)
         if self._content_type(request) != whip.SDPFRAG:
             raise HttpError(415, f"Content-Type must be {whip.SDPFRAG}", {"Accept-Patch": whip.SDPFRAG})
         if_match = request.headers.get("if-match")
@@ -327,8 +335,11 @@ class MediaHttp:
             raise offer_error(exc) from exc
         if answer is None:
             return Response(status_code=204, headers=whip.CORS_HEADERS)
-        return Response(answer.render(), status_code=200, media_type=whip.SDPFRAG,
-                        headers={**whip.CORS_HEADERS, "ETag": session.etag})
+        response = Response(answer.render(), status_code=200, media_type=whip.SDPFRAG,
+                            headers={**whip.CORS_HEADERS, "ETag": session.etag})
+        for link in self._links(session, claims):
+            response.headers.append("Link", link)
+        return response
 
     # operator --------------------------------------------------------------------------
 

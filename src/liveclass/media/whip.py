@@ -67,7 +67,8 @@ def ice_server_links(servers: Iterable[IceServer]) -> list[str]:
 
 def turn_credentials(secret: str, user: str, ttl: int, now: float | None = None) -> tuple[str, str]:
     """coturn's REST scheme (`use-auth-secret`): username `<unix expiry>:<user>`, credential
-    base64(HMAC-SHA1(secret, username)); the TURN server checks both without asking us."""
+    base64(HMAC-SHA1(secret, username)); the TURN server checks both without asking us.
+    `user` is the uid, or session id, or input id (http.py picks it)."""
     expiry = int(now if now is not None else time.time()) + ttl
     username = f"{expiry}:{re.sub(r'[^A-Za-z0-9._@-]', '_', user)}"  # no quote or comma in the header
     digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
@@ -75,7 +76,8 @@ def turn_credentials(secret: str, user: str, ttl: int, now: float | None = None)
 
 
 def turn_links(urls: Iterable[str], secret: str, user: str, ttl: int, now: float | None = None) -> list[str]:
-    """`Link` header values for these TURN URLs with credentials for `user` (one per session)."""
+    """`Link` header values for these TURN URLs with fresh credentials for `user` (on every
+    201 and every ICE restart's 200)."""
     username, credential = turn_credentials(secret, user, ttl, now)
     return ice_server_links([IceServer(urls=tuple(urls), username=username, credential=credential)])
 
