@@ -5,6 +5,7 @@ firewall rule suffices; a session that finds no free port is refused whole (503)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import socket
 
@@ -171,3 +172,23 @@ def test_a_socket_whose_candidate_cannot_be_made_goes_back_to_the_pool(offer_wit
         await support.until(lambda: host.ports.in_use == 0, timeout=5)
 
     asyncio.run(asyncio.wait_for(scenario(), 15))
+
+
+def test_a_session_closed_while_its_answer_gathers_leaves_no_port_open(offer_without_candidates: str) -> None:
+    """DELETE /inputs/{id} (or a shutdown) may close a session whose answer is still being
+    made: sockets bound for it after the close began are closed again, at every step."""
+    restrict_host_addresses(["127.0.0.1"])
+    host = IceHost(UdpPortPool((FIRST, LAST)))
+
+    async def scenario() -> None:
+        for steps in range(12):
+            peer = PublisherPeer(InputForwarder(Metrics()), lambda: None, host)
+            answering = asyncio.ensure_future(peer.accept(parse_offer(offer_without_candidates, publish=True)))
+            for _ in range(steps):  # let the answer get this far before the close lands
+                await asyncio.sleep(0)
+            await peer.close()
+            with contextlib.suppress(Exception):  # aiortc refuses to go on once closed
+                await answering
+            await support.until(lambda: host.ports.in_use == 0, timeout=5)
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
