@@ -301,7 +301,8 @@ def report(out: dict[str, Any], s: dict[str, Any], args: argparse.Namespace, arg
         "- Path: broadcast page with bench/glass_to_glass.js injected in place of the camera (1280x720 "
         "canvas, `captureStream(30)`, repainted every animation frame with `Date.now()` as 64 black/white "
         "blocks: 48 bits + 16-bit check word) → WHIP → embedded media server (`python -m liveclass.media`, "
-        "forwarding, ICE on 127.0.0.1) → WHEP (`@eyevinn/webrtc-player`) → watch page with the same script "
+        "forwarding, ICE on 127.0.0.1) → WHEP (the watch page's own client, `frontend/wish.js`) → watch page "
+        "with the same script "
         "reading it back: it draws every presented frame (`requestVideoFrameCallback`) to a canvas, decodes "
         "the clock and records `Date.now() - painted`. Same browser, same clock.",
         f"- Window: {out['window_s']:.1f} s after a {args.warmup:g} s warm-up (first decoded frame "
