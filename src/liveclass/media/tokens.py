@@ -27,15 +27,19 @@ class Claims:
     role: Role
     exp: int
     uid: str | None = None
+    end: int | None = None  # publish: the class's scheduled end (epoch s), bounds its recording
 
 
 def sign_token(
-    key: str, *, sub: str, role: Role, ttl: int, uid: str | None = None, now: float | None = None
+    key: str, *, sub: str, role: Role, ttl: int, uid: str | None = None, now: float | None = None,
+    end: int | None = None,
 ) -> str:
     issued = int(now if now is not None else time.time())
     payload: dict[str, object] = {"sub": sub, "role": role, "iat": issued, "exp": issued + ttl}
     if uid is not None:
         payload["uid"] = uid
+    if end is not None:
+        payload["end"] = end
     return jwt.encode(payload, key, algorithm=ALGORITHM)
 
 
@@ -53,7 +57,8 @@ def verify_token(key: str, token: str, *, role: Role, sub: str | None = None) ->
         raise TokenError("token has no valid role")
     if given != role and given != "operator":
         raise WrongRole(f"token role {given!r} cannot {role}")
-    claims = Claims(sub=str(data["sub"]), role=given, exp=int(data["exp"]), uid=data.get("uid"))
+    claims = Claims(sub=str(data["sub"]), role=given, exp=int(data["exp"]), uid=data.get("uid"),
+                    end=data["end"] if isinstance(data.get("end"), int) else None)
     if sub is not None and claims.sub not in (sub, "*"):
         raise WrongRole("token is for another input")
     return claims
