@@ -38,3 +38,24 @@ def test_non_staff_cannot_reach_the_admin(make_user):
     client = Client()
     client.force_login(make_user())
     assert client.get("/admin/wallet/wallet/").status_code == 302
+
+
+def test_the_grant_page_needs_the_wallet_change_permission(make_user):
+    from django.contrib.auth.models import Permission
+
+    dancer = make_user(tokens=1)
+    viewer = User.objects.create_user("viewer@example.test", "pw-viewer-123", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_wallet"))
+    granter = User.objects.create_user("granter@example.test", "pw-granter-123", is_staff=True)
+    granter.user_permissions.add(Permission.objects.get(codename="change_wallet"))
+    url = f"/admin/wallet/wallet/{dancer.pk}/grant/"
+    data = {"amount": 5, "note": "", "idempotency_key": "k-1"}
+    refused, allowed = Client(), Client()
+    refused.force_login(viewer)
+    allowed.force_login(granter)
+    assert refused.get(url).status_code == 403
+    assert refused.post(url, data).status_code == 403
+    assert wallet.balance(dancer) == 1
+    assert allowed.get(url).status_code == 200
+    assert allowed.post(url, data).status_code == 302
+    assert wallet.balance(dancer) == 6

@@ -2,6 +2,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
@@ -46,6 +47,9 @@ class WalletAdmin(admin.ModelAdmin):
     def grant_view(self, request: HttpRequest, user_id: int) -> HttpResponse:
         import secrets
 
+        # admin_view only asks for staff: a grant creates money, so it takes the change permission.
+        if not self.has_change_permission(request):
+            raise PermissionDenied
         user = get_object_or_404(User, pk=user_id)
         if request.method == "POST":
             form = GrantForm(request.POST)
