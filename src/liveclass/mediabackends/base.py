@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 
@@ -33,8 +34,9 @@ class MediaBackend(Protocol):
     def end_input(self, input_id: str) -> None:
         """Cut off any publisher and refuse new ones. Idempotent."""
 
-    def publish_token(self, input_id: str) -> str | None:
-        """Bearer token for WHIP, or None when the WHIP URL itself carries the secret."""
+    def publish_token(self, input_id: str, *, ends_at: datetime | None = None) -> str | None:
+        """Bearer token for WHIP (valid until shortly after `ends_at`, the class's scheduled
+        end, when given), or None when the WHIP URL itself carries the secret."""
 
     def play_token(self, input_id: str, *, user_id: str) -> str | None:
         """Short-lived bearer token for WHEP, or None when the backend does not sign playback."""

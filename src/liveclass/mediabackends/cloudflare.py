@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote
@@ -171,7 +172,7 @@ class CloudflareBackend:
             missing_ok=True,
         )
 
-    def publish_token(self, input_id: str) -> str | None:
+    def publish_token(self, input_id: str, *, ends_at: datetime | None = None) -> str | None:
         """None: the secret is part of Cloudflare's WHIP URL."""
         return None
 

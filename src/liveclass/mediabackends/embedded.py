@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
+from datetime import datetime
 
 import httpx
 
@@ -13,6 +15,9 @@ from liveclass.media.tokens import sign_token
 from liveclass.mediabackends.base import InputState, LiveInput
 
 log = logging.getLogger(__name__)
+
+PUBLISH_GRACE = 30 * 60  # a publish token outlives the class's scheduled end by this (overrun)
+PUBLISH_MIN_TTL = 5 * 60  # an open class that overran still gets a usable token
 
 
 class EmbeddedBackend:
@@ -56,8 +61,15 @@ class EmbeddedBackend:
             # so web hands out no new tokens for it.
             log.warning("media server unreachable while ending input %s: %s", input_id, exc)
 
-    def publish_token(self, input_id: str) -> str:
-        return sign_token(self.signing_key, sub=input_id, role="publish", ttl=self.publish_ttl)
+    def publish_token(self, input_id: str, *, ends_at: datetime | None = None) -> str:
+        """Valid until the class's scheduled end plus PUBLISH_GRACE (a leaked token is not a
+        12 h key to the class); the `end` claim lets the media server bound the recording."""
+        if ends_at is None:
+            return sign_token(self.signing_key, sub=input_id, role="publish", ttl=self.publish_ttl)
+        now = int(time.time())
+        end = int(ends_at.timestamp())
+        ttl = max(end + PUBLISH_GRACE - now, PUBLISH_MIN_TTL)
+        return sign_token(self.signing_key, sub=input_id, role="publish", ttl=ttl, now=now, end=end)
 
     def replay_url(self, recording_id: str, *, user_id: str, ttl: int) -> str:
         # The media server checks this token on the playlist and on every segment.

@@ -336,8 +336,9 @@ def publish_target(user: User, stream_id: int, backend: MediaBackend | None = No
     stream = owned_stream(user, stream_id)
     if not is_open(stream):
         raise _transition_error(stream, "broadcast to")
+    ends_at = stream.scheduled_start + timedelta(minutes=stream.duration_minutes)
     return PublishTarget(whip_url=stream.whip_url,
-                         token=(backend or get_backend()).publish_token(stream.input_id))
+                         token=(backend or get_backend()).publish_token(stream.input_id, ends_at=ends_at))
 
 
 def record_publisher_event(input_id: str, *, connected: bool, at: datetime) -> bool:
