@@ -44,4 +44,7 @@ class User(AbstractUser):
 
     @property
     def public_name(self) -> str:
-        return self.display_name or self.email.split("@", 1)[0]
+        """The name others see (chat, schedule, API): the chosen display name, else a neutral
+        one. Never derived from the email, whose local part is often a person's full name;
+        only the display name and the id, which every query of a stream's instructor loads."""
+        return self.display_name.strip() or f"Member {self.pk}"
