@@ -12,6 +12,7 @@ from pathlib import Path
 
 from django.db import connection
 
+from liveclass.cli import WS_MAX_BYTES
 from tests.run import answers_200, free_port, serve
 
 
@@ -32,7 +33,7 @@ def asgi_web(log_path: Path, **env: str) -> Iterator[str]:
     cmd = [sys.executable, "-m", "uvicorn", "liveclass.asgi:application", "--host", "127.0.0.1",
            "--port", str(port), "--lifespan", "off", "--log-level", "warning",
            # as `liveclass run`: TRUSTED_PROXIES decides whom to believe, not uvicorn
-           "--no-proxy-headers"]
+           "--no-proxy-headers", "--ws-max-size", str(WS_MAX_BYTES)]
     full_env = {**os.environ, "DATABASE_URL": database_url(), **env}
     with serve(cmd, full_env, log_path, answers_200(f"{base}/api/streams"), "the ASGI web server", 30):
         yield base

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import copy
+import logging
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from liveclass.config import WebConfig
@@ -42,6 +44,33 @@ def _start_media(config: WebConfig, web_url: str) -> subprocess.Popen[bytes] | N
 
 
 HOUSEKEEPING_INTERVAL_SECONDS = 3600
+
+# The chat's frames are at most 4 KB (chat.consumers); uvicorn closes the socket (1009) on a
+# bigger one instead of buffering it whole, as it would up to its 16 MiB default.
+WS_MAX_BYTES = 16 * 1024
+
+
+class WithoutQuery(logging.Filter):
+    """uvicorn logs a request's path with its query string (access lines, websocket
+    handshakes); a query may carry a token, so web's log gets the path alone."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(arg.split("?", 1)[0] if isinstance(arg, str) and arg.startswith("/") else arg
+                                for arg in record.args)
+        return True
+
+
+def web_log_config() -> dict[str, Any]:
+    """uvicorn's logging with `WithoutQuery` on every handler; a dict (not a filter added here)
+    because each worker process configures its logging from it."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"without_query": {"()": f"{__name__}.WithoutQuery"}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["without_query"]
+    return config
 
 
 def _housekeeping_loop(stop: threading.Event) -> None:
@@ -109,8 +138,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
     try:
         uvicorn.run("liveclass.asgi:application", host=host, port=port,
-                    log_level="info" if config.DEBUG else "warning", proxy_headers=False, lifespan="off",
-                    workers=ns.workers)
+                    log_level="info" if config.DEBUG else "warning", log_config=web_log_config(),
+                    proxy_headers=False, lifespan="off", workers=ns.workers, ws_max_size=WS_MAX_BYTES)
     finally:
         stop_housekeeping.set()
         if media is not None:
