@@ -177,3 +177,41 @@ def test_a_message_posted_over_http_reaches_the_sockets(room):
     status, event = async_to_sync(scenario)()
     assert status == 201
     assert event["type"] == "message" and event["body"] == "sent over HTTP"
+
+
+@pytest.mark.parametrize("change", ["refunded", "ended"])
+def test_membership_is_checked_for_each_message_on_an_open_socket(room, change):
+    """A member whose seat was refunded, or whose class ended, while the socket stays open
+    cannot post any more: an error frame with the domain error's slug, nothing stored."""
+    from channels.db import database_sync_to_async
+
+    from liveclass.chat.models import ChatMessage
+    from liveclass.streams.models import Enrollment, EnrollmentStatus
+
+    stream, (ann, _), coach = room
+    cookie = _cookie(ann)
+
+    def lose_access() -> None:
+        if change == "refunded":
+            Enrollment.objects.filter(user=ann, stream=stream).update(status=EnrollmentStatus.REFUNDED)
+        else:
+            streams.start_stream(coach, stream.pk)
+            streams.end_stream(coach, stream.pk)
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        s = _socket(stream.pk, cookie)
+        assert (await s.connect(timeout=10))[0]
+        await s.receive_json_from(10)
+        await s.send_json_to({"type": "message", "body": "before"})
+        before = await s.receive_json_from(10)
+        await database_sync_to_async(lose_access)()
+        await s.send_json_to({"type": "message", "body": "after"})
+        after = await s.receive_json_from(10)
+        await s.disconnect()
+        return before, after
+
+    before, after = async_to_sync(scenario)()
+    assert before["type"] == "message" and before["body"] == "before"
+    expected = {"refunded": "not-enrolled", "ended": "chat-closed"}[change]
+    assert after["type"] == "error" and after["code"] == expected and after["detail"]
+    assert list(ChatMessage.objects.filter(stream=stream).values_list("body", flat=True)) == ["before"]

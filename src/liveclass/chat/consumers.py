@@ -6,7 +6,10 @@ Server → client: {"type": "history", "messages": [...]} once on connect, then
 {"type": "error", "detail": "...", "code": "..."} for a refused action (the socket
 stays open); `code` is the error's slug, the same as the API's problem type
 (`invalid-input`, `not-stream-owner`, `rate-limited`, ...), or `bad-frame`.
-Strangers and non-members are refused at the handshake (close 4403).
+Strangers and non-members are refused at the handshake (close 4403). Each action asks the
+services again (membership, the class still open), so a member refunded or a class ended
+while the socket is open gets an error frame (`not-enrolled`, `chat-closed`), not a post.
+uvicorn closes a frame over `liveclass.cli.WS_MAX_BYTES` (1009) before it reaches this consumer.
 """
 
 from __future__ import annotations
