@@ -297,6 +297,10 @@ class MediaConfig(_SharedMedia):
     MEDIA_RECORDINGS_DIR: Path = Field(
         PROJECT_DIR / "var" / "recordings", description="Where recordings are written."
     )
+    MEDIA_STATE_DIR: Path = Field(
+        PROJECT_DIR / "var" / "media",
+        description="Where the media server keeps what must survive a restart (the ids of ended inputs).",
+    )
     MEDIA_RECORDING_ENABLED: bool = Field(True, description="Record every broadcast to HLS.")
     MEDIA_RECORDING_SEGMENT_SECONDS: float = Field(
         2.0, ge=2.0, le=4.0, description="Target HLS segment length; keyframes are requested to cut there."

@@ -19,6 +19,7 @@ from liveclass.media.peers import Peer, PublisherPeer, ViewerPeer
 from liveclass.media.ports import IceHost
 from liveclass.media.sdp import Offer
 from liveclass.media.sinks import EventSink
+from liveclass.media.state import EndedInputs
 from liveclass.media.whip import new_etag
 
 if TYPE_CHECKING:
@@ -55,12 +56,14 @@ class Broadcast:
     forwarder: InputForwarder
     publisher: Session | None = None
     viewers: dict[str, Session] = field(default_factory=dict)
+    pending: dict[str, Session] = field(default_factory=dict)  # publishers waiting to connect to take over
     announced: bool = False  # live_input.connected sent for the current publisher
 
 
 class Registry:
     def __init__(self, sink: EventSink, *, max_sessions: int, recordings: RecordingManager | None = None,
-                 host: IceHost | None = None, connect_timeout: float = 15.0) -> None:
+                 host: IceHost | None = None, connect_timeout: float = 15.0,
+                 ended: EndedInputs | None = None) -> None:
         self.sink = sink
         self.host = host if host is not None else IceHost()  # every session's ICE sockets
         self.recordings = recordings
@@ -69,7 +72,7 @@ class Registry:
         self.metrics = Metrics()
         self.broadcasts: dict[str, Broadcast] = {}
         self.sessions: dict[str, Session] = {}
-        self.ended: set[str] = set()
+        self.ended = ended if ended is not None else EndedInputs(None)  # survives a restart with a directory
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # queries ---------------------------------------------------------------------------
@@ -141,6 +144,28 @@ class Registry:
         if input_id in self.ended or session_id not in self.sessions:
             await peer.close()
             raise InputEnded("this input has ended")
+        if broadcast.publisher is not None and broadcast.publisher.peer.connected.is_set():
+            # a live publisher stays the source until the newcomer connects: a dead attempt
+            # (or a leaked token) never knocks the instructor off
+            broadcast.pending[session_id] = session
+            self._spawn(self._take_over_when_connected(broadcast, session))
+        else:
+            self._become_source(broadcast, session)
+        self._spawn(self._close_unless_connected(session))
+        return session, answer
+
+    async def _take_over_when_connected(self, broadcast: Broadcast, session: Session) -> None:
+        try:
+            await asyncio.wait_for(session.peer.connected.wait(), timeout=self.connect_timeout)
+        except TimeoutError:
+            return  # _close_unless_connected closes it
+        if (broadcast.pending.pop(session.id, None) is session and self.sessions.get(session.id) is session
+                and session.input_id not in self.ended):
+            self._become_source(broadcast, session)
+
+    def _become_source(self, broadcast: Broadcast, session: Session) -> None:
+        input_id, session_id, peer = broadcast.id, session.id, session.peer
+        assert isinstance(peer, PublisherPeer)
         old = broadcast.publisher
         if old is not None:  # takeover: viewers stay, the new publisher becomes the source
             assert isinstance(old.peer, PublisherPeer)
@@ -160,8 +185,6 @@ class Registry:
                 if any(codecs.get(kind, leg.codec) != leg.codec for kind, _s, leg in viewer.peer.legs):
                     self._spawn(viewer.peer.close())
         self._spawn(self._announce(broadcast, session))
-        self._spawn(self._close_unless_connected(session))
-        return session, answer
 
     async def play(self, input_id: str, offer: Offer) -> tuple[Session, str]:
         broadcast = self.broadcasts.get(input_id)
@@ -219,7 +242,8 @@ class Registry:
                 broadcast.announced = False
                 self.sink.publish(DISCONNECTED, broadcast.id)
         broadcast.viewers.pop(session_id, None)
-        if broadcast.publisher is None and not broadcast.viewers:
+        broadcast.pending.pop(session_id, None)
+        if broadcast.publisher is None and not broadcast.viewers and not broadcast.pending:
             broadcast.forwarder.close()
             self.broadcasts.pop(broadcast.id, None)
 
@@ -231,7 +255,7 @@ class Registry:
             if self.recordings is not None:
                 self.recordings.finish(input_id)
             return 0
-        sessions = list(broadcast.viewers.values())
+        sessions = [*broadcast.viewers.values(), *broadcast.pending.values()]
         if broadcast.publisher is not None:
             sessions.append(broadcast.publisher)
         await asyncio.gather(*(s.peer.close() for s in sessions), return_exceptions=True)

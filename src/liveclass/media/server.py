@@ -23,6 +23,7 @@ from liveclass.media.http import AccessLog, MediaHttp, Turn
 from liveclass.media.ports import IceHost, UdpPortPool
 from liveclass.media.recording.manager import RecordingManager
 from liveclass.media.sinks import EventSink, NullSink, WebhookSink
+from liveclass.media.state import EndedInputs
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def create_app(config: MediaConfig, *, sink: EventSink | None = None) -> Starlet
                                       grace_seconds=config.MEDIA_RECORDING_GRACE_SECONDS)
     host = IceHost(UdpPortPool(config.udp_ports), config.ice_public_addresses)
     registry = Registry(events, max_sessions=config.MEDIA_MAX_SESSIONS, recordings=recordings, host=host,
-                        connect_timeout=config.MEDIA_CONNECT_TIMEOUT)
+                        connect_timeout=config.MEDIA_CONNECT_TIMEOUT, ended=EndedInputs(config.MEDIA_STATE_DIR))
     http = MediaHttp(
         registry,
         Authorizer(config.signing_key),
