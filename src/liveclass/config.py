@@ -302,6 +302,10 @@ class MediaConfig(_SharedMedia):
         description="Where the media server keeps what must survive a restart (the ids of ended inputs).",
     )
     MEDIA_RECORDING_ENABLED: bool = Field(True, description="Record every broadcast to HLS.")
+    MEDIA_RECORDINGS_MIN_FREE_MB: int = Field(
+        500, ge=0, description="Free space under MEDIA_RECORDINGS_DIR below which no new recording starts "
+        "(GET /inputs/{id} and the live_input.connected event say why).",
+    )
     MEDIA_RECORDING_SEGMENT_SECONDS: float = Field(
         2.0, ge=2.0, le=4.0, description="Target HLS segment length; keyframes are requested to cut there."
     )

@@ -48,6 +48,7 @@ class Session:
     peer: Peer
     etag: str = field(default_factory=new_etag)
     remote_ufrag: str | None = None
+    ends_at: int | None = None  # a publisher's class's scheduled end (the publish token's `end`)
 
 
 @dataclass(eq=False)
@@ -85,6 +86,8 @@ class Registry:
         broadcast = self.broadcasts.get(input_id)
         body: dict[str, Any] = {"input_id": input_id, "live": False, "ended": input_id in self.ended,
                                 "viewers": 0, "publisher": None}
+        if self.recordings is not None:  # recording, or refused and why (None: neither)
+            body["recording"] = self.recordings.status(input_id)
         if broadcast is None:
             return body
         body["viewers"] = len(broadcast.viewers)
@@ -127,14 +130,14 @@ class Registry:
         if len(self.sessions) >= self.max_sessions:
             raise Overloaded(f"session cap of {self.max_sessions} reached")
 
-    async def publish(self, input_id: str, offer: Offer) -> tuple[Session, str]:
+    async def publish(self, input_id: str, offer: Offer, *, ends_at: int | None = None) -> tuple[Session, str]:
         if input_id in self.ended:
             raise InputEnded("this input has ended")
         self._check_capacity()
         broadcast = self._broadcast(input_id)
         session_id = secrets.token_urlsafe(24)
         peer = PublisherPeer(broadcast.forwarder, lambda: self._closed(session_id), self.host)
-        session = Session(session_id, input_id, "whip", peer, remote_ufrag=offer.ice_ufrag)
+        session = Session(session_id, input_id, "whip", peer, remote_ufrag=offer.ice_ufrag, ends_at=ends_at)
         self.sessions[session_id] = session
         try:
             answer = await peer.accept(offer)
@@ -175,7 +178,7 @@ class Registry:
             log.info("input %s: publisher %s replaced by %s", input_id, old.id, session_id)
         broadcast.publisher = session
         if self.recordings is not None:
-            self.recordings.attach(input_id, broadcast.forwarder)
+            self.recordings.attach(input_id, broadcast.forwarder, ends_at=session.ends_at)
         peer.activate()
         if old is not None:
             # viewers that negotiated another codec cannot follow: end them so they re-join
@@ -225,7 +228,9 @@ class Registry:
             return
         if broadcast.publisher is session and not broadcast.announced:
             broadcast.announced = True
-            self.sink.publish(CONNECTED, broadcast.id)
+            status = self.recordings.status(broadcast.id) if self.recordings is not None else None
+            refused = status is not None and status["state"] == "refused"
+            self.sink.publish(CONNECTED, broadcast.id, {"recording": status} if refused else None)
 
     def _closed(self, session_id: str) -> None:
         session = self.sessions.pop(session_id, None)

@@ -5,7 +5,9 @@ One module both sides import, so names, encoding and signature cannot drift:
 - events: `live_input.connected`, `live_input.disconnected`, `recording.ready`;
 - body: compact JSON `{"event", "input_id", <extra fields>, "at": <unix seconds>}`;
   recording.ready adds `recording_id`, `duration`, `size` and `location` (the playlist
-  path under the server's /recordings/);
+  path under the server's /recordings/); live_input.connected adds `recording`:
+  `{"state": "refused", "reason": ...}` when the server would not record the broadcast
+  (too little disk, past the class's end);
 - signature: `Webhook-Signature: time=<unix>,sig1=<hex HMAC-SHA256(secret, "<time>.<body>")>`,
   Cloudflare Stream's webhook format, so web verifies both engines alike.
 

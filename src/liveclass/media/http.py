@@ -276,7 +276,7 @@ class MediaHttp:
             raise offer_error(exc) from exc
         try:
             if publish:
-                session, answer = await self.registry.publish(input_id, offer)
+                session, answer = await self.registry.publish(input_id, offer, ends_at=claims.end)
             else:
                 session, answer = await self.registry.play(input_id, offer)
         except OfferError as exc:

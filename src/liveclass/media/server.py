@@ -42,7 +42,8 @@ def create_app(config: MediaConfig, *, sink: EventSink | None = None) -> Starlet
     if config.MEDIA_RECORDING_ENABLED:
         recordings = RecordingManager(config.MEDIA_RECORDINGS_DIR, events,
                                       segment_seconds=config.MEDIA_RECORDING_SEGMENT_SECONDS,
-                                      grace_seconds=config.MEDIA_RECORDING_GRACE_SECONDS)
+                                      grace_seconds=config.MEDIA_RECORDING_GRACE_SECONDS,
+                                      min_free_mb=config.MEDIA_RECORDINGS_MIN_FREE_MB)
     host = IceHost(UdpPortPool(config.udp_ports), config.ice_public_addresses)
     registry = Registry(events, max_sessions=config.MEDIA_MAX_SESSIONS, recordings=recordings, host=host,
                         connect_timeout=config.MEDIA_CONNECT_TIMEOUT, ended=EndedInputs(config.MEDIA_STATE_DIR))

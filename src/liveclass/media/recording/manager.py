@@ -1,8 +1,11 @@
 """Which broadcast records into which recording: one recording per broadcast (input),
 continued across a publisher takeover or a reconnect within the grace period; ended when
-the input is ended, when no publisher returned within the grace period, or on shutdown,
-then announced with `recording.ready`. On start, recordings a crash left unfinished are
-finalized and announced. Also serves and deletes the files."""
+the input is ended, when no publisher returned within the grace period, at the class's
+scheduled end (the publish token's `end`) plus the grace period, or on shutdown, then
+announced with `recording.ready`. A recording does not start past that end or when the
+disk has less than MEDIA_RECORDINGS_MIN_FREE_MB free: recordings cannot fill the disk. On
+start, recordings a crash left unfinished are finalized and announced. Also serves and
+deletes the files."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QUEUE_PACKETS = 4096  # about 10 s of a 2.5 Mbit/s broadcast
+MB = 1024 * 1024
 
 
 class RecordingBusy(Exception):
@@ -37,28 +41,41 @@ class RecordingManager:
     """Which input records into which recording; grace timers; recovery; deletion."""
 
     def __init__(self, root: Path, sink: EventSink, *, segment_seconds: float = 2.0,
-                 grace_seconds: float = 60.0, max_queue: int = QUEUE_PACKETS) -> None:
+                 grace_seconds: float = 60.0, max_queue: int = QUEUE_PACKETS, min_free_mb: int = 0) -> None:
         self.root = Path(root)
         self.sink = sink
         self.segment_seconds = segment_seconds
         self.grace_seconds = grace_seconds
         self.max_queue = max_queue
+        self.min_free_mb = min_free_mb  # MEDIA_RECORDINGS_MIN_FREE_MB
         self.active: dict[str, Recorder] = {}  # input id -> its current recording's recorder
         self.running: dict[str, Recorder] = {}  # recording id -> recorder not finished yet
         self._grace: dict[str, asyncio.TimerHandle] = {}
+        self._stop_at: dict[str, float] = {}  # input id -> unix time its recording ends (class end + grace)
+        self._deadline: dict[str, asyncio.TimerHandle] = {}
+        self.refused: dict[str, str] = {}  # input id -> why no recording runs for it now
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # control plane (event loop thread) -----------------------------------------------------
 
-    def attach(self, input_id: str, forwarder: InputForwarder) -> Recorder:
-        """A publisher is about to become the source of `input_id`: record into its recording."""
+    def attach(self, input_id: str, forwarder: InputForwarder, *, ends_at: float | None = None) -> Recorder | None:
+        """A publisher is about to become the source of `input_id`: record into its recording
+        (None: refused, the reason in `refused`). `ends_at`: the class's scheduled end."""
         loop = self._loop = asyncio.get_running_loop()
         timer = self._grace.pop(input_id, None)
         if timer is not None:
             timer.cancel()
+        if ends_at is not None:
+            self._stop_at[input_id] = ends_at + self.grace_seconds
         recorder = self.active.get(input_id)
         if recorder is None or recorder.finishing:
             self.root.mkdir(parents=True, exist_ok=True)
+            reason = self._refusal(input_id)
+            if reason is not None:
+                self.refused[input_id] = reason
+                log.warning("input %s: no recording: %s", input_id, reason)
+                return None
+            self.refused.pop(input_id, None)
             recording_id = secrets.token_urlsafe(12)
             recorder = Recorder(self.root, input_id, recording_id, segment_seconds=self.segment_seconds,
                                 max_queue=self.max_queue, on_done=self._done_threadsafe, loop=loop)
@@ -67,7 +84,42 @@ class RecordingManager:
             log.info("input %s: recording %s started", input_id, recording_id)
         recorder.forwarder = forwarder
         forwarder.recorder = recorder
+        stop_at = self._stop_at.get(input_id)
+        if stop_at is not None:
+            deadline = self._deadline.pop(input_id, None)
+            if deadline is not None:
+                deadline.cancel()
+            self._deadline[input_id] = loop.call_later(max(0.0, stop_at - time.time()), self._past_end, input_id)
         return recorder
+
+    def _refusal(self, input_id: str) -> str | None:
+        stop_at = self._stop_at.get(input_id)
+        if stop_at is not None and time.time() >= stop_at:
+            return "past the class's scheduled end plus MEDIA_RECORDING_GRACE_SECONDS"
+        free_mb = shutil.disk_usage(self.root).free // MB
+        if free_mb < self.min_free_mb:
+            return (f"only {free_mb} MB free for recordings, under MEDIA_RECORDINGS_MIN_FREE_MB "
+                    f"({self.min_free_mb} MB)")
+        return None
+
+    def _past_end(self, input_id: str) -> None:
+        self._deadline.pop(input_id, None)
+        if input_id in self.active:
+            log.info("input %s: recording stopped at the class's scheduled end plus the grace period", input_id)
+            self.refused[input_id] = "past the class's scheduled end plus MEDIA_RECORDING_GRACE_SECONDS"
+            self.finish(input_id, forget=False)
+
+    def status(self, input_id: str) -> dict[str, object] | None:
+        """What GET /inputs/{id} says of the input's recording (None: nothing to say)."""
+        recorder = self.active.get(input_id)
+        if recorder is not None and not recorder.finishing:
+            body: dict[str, object] = {"state": "recording", "recording_id": recorder.id}
+            if input_id in self._stop_at:
+                body["stops_at"] = int(self._stop_at[input_id])
+            return body
+        if input_id in self.refused:
+            return {"state": "refused", "reason": self.refused[input_id]}
+        return None
 
     def detached(self, input_id: str) -> None:
         """The publisher left: end the recording unless one returns within the grace period."""
@@ -78,11 +130,16 @@ class RecordingManager:
         loop = asyncio.get_running_loop()
         self._grace[input_id] = loop.call_later(self.grace_seconds, self.finish, input_id)
 
-    def finish(self, input_id: str) -> None:
-        """End the input's recording (input ended, grace over): finalize, then announce."""
-        timer = self._grace.pop(input_id, None)
-        if timer is not None:
-            timer.cancel()
+    def finish(self, input_id: str, *, forget: bool = True) -> None:
+        """End the input's recording (input ended, grace over, class over): finalize, then
+        announce. `forget`: also drop what is known of the input (its end, a refusal)."""
+        for timers in (self._grace, self._deadline):
+            timer = timers.pop(input_id, None)
+            if timer is not None:
+                timer.cancel()
+        if forget:
+            self._stop_at.pop(input_id, None)
+            self.refused.pop(input_id, None)
         recorder = self.active.pop(input_id, None)
         if recorder is not None:
             if recorder.forwarder is not None and recorder.forwarder.recorder is recorder:
