@@ -312,7 +312,15 @@ class MediaConfig(_SharedMedia):
     MEDIA_RECORDING_GRACE_SECONDS: float = Field(
         60.0, ge=0, description="How long a broadcast's recording waits for its publisher to come back."
     )
-    MEDIA_MAX_SESSIONS: int = Field(500, ge=1, description="Sessions before new ones get 503 + Retry-After.")
+    MEDIA_MAX_SESSIONS: int = Field(
+        500, ge=1, description="Sessions before new ones get 503 + Retry-After; viewers stop a tenth short "
+        "(at least one), kept for publishers.",
+    )
+    MEDIA_SESSIONS_PER_VIEWER: int = Field(
+        2, ge=1, description="WHEP sessions one viewer (the play token's uid) holds on an input; a newer one "
+        "closes the oldest.",
+    )
+    MEDIA_MAX_VIEWERS_PER_INPUT: int = Field(1000, ge=1, description="Viewers of one input before 503.")
     MEDIA_CONNECT_TIMEOUT: float = Field(
         15.0, gt=0,
         description="Seconds a WHIP/WHEP session may take to connect (ICE + DTLS) before it is closed "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import tempfile
 import threading
 import time
@@ -264,14 +265,20 @@ async def wait_state(pc: RTCPeerConnection, state: str, timeout: float) -> None:
         raise AssertionError(f"peer connection {pc.connectionState}, wanted {state}")
 
 
+_viewer_numbers = itertools.count(1)
+
+
 class Viewer:
-    """aiortc WHEP viewer that decodes and counts frames."""
+    """aiortc WHEP viewer that decodes and counts frames. Each is its own viewer (play token
+    uid `u1`, `u2`, ..., unless `uid` is given): the server holds only MEDIA_SESSIONS_PER_VIEWER
+    sessions of one uid per input."""
 
     def __init__(self, base: str, input_id: str, name: str = "viewer", *, read: bool = True,
-                 configuration: RTCConfiguration | None = None) -> None:
+                 configuration: RTCConfiguration | None = None, uid: str | None = None) -> None:
         self.base = base
         self.input_id = input_id
         self.name = name
+        self.uid = uid if uid is not None else f"u{next(_viewer_numbers)}"
         self.read = read
         self.pc = RTCPeerConnection(configuration or RTCConfiguration(iceServers=[]))
         self.pc.addTransceiver("video", direction="recvonly")
@@ -311,7 +318,7 @@ class Viewer:
         await self.pc.setLocalDescription(await self.pc.createOffer())
         self.posted_at = time.monotonic()
         response = await _post(f"{self.base}/whep/{self.input_id}", self.pc.localDescription.sdp,
-                               token(self.input_id, "play", uid="u1"))
+                               token(self.input_id, "play", uid=self.uid))
         self.response = response
         if response.status_code != 201:
             return response

@@ -209,10 +209,9 @@ def test_whip_201_with_location_etag_links_and_h264_preferred(whip_offer: str) -
         assert "H264/90000" in video and "VP8" not in video
         assert "packetization-mode=1" in video and "profile-level-id=42e01f" in video
         # two WHEP sessions get distinct CSPRNG ids
-        play = token(input_id, "play", uid="u1")
-        whep = offer(False)
-        a = post(http, f"/whep/{input_id}", whep, play)
-        b = post(http, f"/whep/{input_id}", whep, play)
+        whep = offer(False)  # each play token opens one session (its jti)
+        a = post(http, f"/whep/{input_id}", whep, token(input_id, "play", uid="u1"))
+        b = post(http, f"/whep/{input_id}", whep, token(input_id, "play", uid="u1"))
         assert a.status_code == b.status_code == 201
         assert a.headers["location"] != b.headers["location"]
         assert a.headers["location"].startswith(f"/whep/{input_id}/")

@@ -80,7 +80,7 @@ def test_every_201_links_turn_with_fresh_credentials_and_static_servers_still_wo
 
         async def scenario() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
             publisher = Publisher(server.url, input_id)
-            viewer = Viewer(server.url, input_id)
+            viewer = Viewer(server.url, input_id, uid="u1")
             try:
                 await publisher.start()
                 await viewer.start()
@@ -122,7 +122,7 @@ def test_an_ice_restart_links_the_ice_servers_again_with_fresh_turn_credentials(
 
         async def scenario() -> list[tuple[float, httpx.Response, str]]:
             publisher = Publisher(server.url, input_id)
-            viewer = Viewer(server.url, input_id)
+            viewer = Viewer(server.url, input_id, uid="u1")
             out = []
             try:
                 await publisher.start()

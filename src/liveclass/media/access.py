@@ -1,7 +1,9 @@
-"""Who may call the media server: bearer-token authorization and a per-address rate limit."""
+"""Who may call the media server: bearer-token authorization, one session per play token,
+and a per-address rate limit."""
 
 from __future__ import annotations
 
+import heapq
 import time
 
 from liveclass.media.tokens import Claims, Role, TokenError, verify_token
@@ -20,6 +22,30 @@ class Authorizer:
         if scheme.lower() != "bearer" or not token.strip():
             raise TokenError("Authorization must be a Bearer token")
         return verify_token(self.key, token.strip(), role=role, sub=input_id)
+
+
+class UsedTokens:
+    """The `jti`s of play tokens that opened a session, each kept until its token expires:
+    a token fetched once cannot open a second session (a copied token buys no extra seat)."""
+
+    def __init__(self) -> None:
+        self._used: set[str] = set()
+        self._expiry: list[tuple[int, str]] = []  # heap of (exp, jti)
+
+    def claim(self, jti: str, exp: int) -> bool:
+        """Mark `jti` used; False if it already was."""
+        now = time.time()
+        while self._expiry and self._expiry[0][0] < now:
+            self._used.discard(heapq.heappop(self._expiry)[1])
+        if jti in self._used:
+            return False
+        self._used.add(jti)
+        heapq.heappush(self._expiry, (exp, jti))
+        return True
+
+    def release(self, jti: str) -> None:
+        """The session was not made (no publisher, bad offer, overload): the token may try again."""
+        self._used.discard(jti)
 
 
 class TokenBucket:

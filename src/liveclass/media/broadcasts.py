@@ -48,6 +48,8 @@ class Session:
     peer: Peer
     etag: str = field(default_factory=new_etag)
     remote_ufrag: str | None = None
+    uid: str | None = None  # the viewer, from the play token
+    answered: bool = False  # accept() done: a newer session of the same viewer may replace it
     ends_at: int | None = None  # a publisher's class's scheduled end (the publish token's `end`)
 
 
@@ -64,11 +66,18 @@ class Broadcast:
 class Registry:
     def __init__(self, sink: EventSink, *, max_sessions: int, recordings: RecordingManager | None = None,
                  host: IceHost | None = None, connect_timeout: float = 15.0,
+                 sessions_per_viewer: int = 2, max_viewers_per_input: int = 1000,
                  ended: EndedInputs | None = None) -> None:
         self.sink = sink
         self.host = host if host is not None else IceHost()  # every session's ICE sockets
         self.recordings = recordings
         self.max_sessions = max_sessions
+        # Viewers stop short of MEDIA_MAX_SESSIONS by a tenth (at least one session), kept for
+        # publishers: a room of viewers, or offers that never connect, cannot refuse the
+        # instructor's (re)connect.
+        self.viewer_sessions = max_sessions - max(1, max_sessions // 10)
+        self.sessions_per_viewer = sessions_per_viewer  # MEDIA_SESSIONS_PER_VIEWER
+        self.max_viewers_per_input = max_viewers_per_input  # MEDIA_MAX_VIEWERS_PER_INPUT
         self.connect_timeout = connect_timeout  # MEDIA_CONNECT_TIMEOUT
         self.metrics = Metrics()
         self.broadcasts: dict[str, Broadcast] = {}
@@ -189,16 +198,30 @@ class Registry:
                     self._spawn(viewer.peer.close())
         self._spawn(self._announce(broadcast, session))
 
-    async def play(self, input_id: str, offer: Offer) -> tuple[Session, str]:
+    async def play(self, input_id: str, offer: Offer, *, uid: str | None = None) -> tuple[Session, str]:
+        """A viewer session. One viewer (`uid`) holds at most MEDIA_SESSIONS_PER_VIEWER per
+        input: a newer session closes the oldest, so a reload never locks the viewer out, and
+        at a viewer cap a viewer's new session replaces one of theirs instead of being refused."""
         broadcast = self.broadcasts.get(input_id)
         if broadcast is None or broadcast.publisher is None:
             raise NotLive("no live publisher for this input")
-        self._check_capacity()
+        same = self._sessions_of(broadcast, uid)
+        keep = self.sessions_per_viewer - 1  # of the viewer's older sessions, besides the new one
+        if len(broadcast.viewers) >= self.max_viewers_per_input:
+            full = f"this input has reached its cap of {self.max_viewers_per_input} viewers"
+        elif len(self.sessions) >= self.viewer_sessions:
+            full = f"viewer sessions at their cap of {self.viewer_sessions} (the rest is kept for publishers)"
+        else:
+            full = ""
+        if full:
+            if not same:
+                raise Overloaded(full)
+            keep = min(keep, len(same) - 1)
         publisher = broadcast.publisher.peer
         assert isinstance(publisher, PublisherPeer)
         session_id = secrets.token_urlsafe(24)
         peer = ViewerPeer(broadcast.forwarder, lambda: self._closed(session_id), self.host)
-        session = Session(session_id, input_id, "whep", peer, remote_ufrag=offer.ice_ufrag)
+        session = Session(session_id, input_id, "whep", peer, remote_ufrag=offer.ice_ufrag, uid=uid)
         self.sessions[session_id] = session
         broadcast.viewers[session_id] = session
         try:
@@ -206,8 +229,21 @@ class Registry:
         except BaseException:
             await peer.close()
             raise
+        session.answered = True
+        older = [s for s in self._sessions_of(broadcast, uid) if s is not session]
+        for old in older[:max(0, len(older) - keep)]:
+            log.info("input %s: viewer %s's session %s replaced by %s", input_id, uid, old.id, session_id)
+            self._closed(old.id)  # gone at once: its resource answers 404 from now on
+            self._spawn(old.peer.close())
         self._spawn(self._close_unless_connected(session))
         return session, answer
+
+    @staticmethod
+    def _sessions_of(broadcast: Broadcast, uid: str | None) -> list[Session]:
+        """The viewer's answered sessions on this input, oldest first (none without a uid)."""
+        if uid is None:
+            return []
+        return [s for s in broadcast.viewers.values() if s.uid == uid and s.answered]
 
     async def _close_unless_connected(self, session: Session) -> None:
         """A session that never connects (no candidates, unreachable, abandoned) would hold

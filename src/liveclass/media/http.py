@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from liveclass import forwarded
 from liveclass.config import IceServer
 from liveclass.media import metrics, whip
-from liveclass.media.access import Authorizer, TokenBucket
+from liveclass.media.access import Authorizer, TokenBucket, UsedTokens
 from liveclass.media.broadcasts import InputEnded, NotLive, Overloaded, Registry, Session
 from liveclass.media.peers import SessionClosed
 from liveclass.media.ports import PortsExhausted
@@ -168,6 +168,7 @@ class MediaHttp:
         self.limiter = limiter
         self.trusted_proxies = tuple(trusted_proxies)
         self.recordings = recordings
+        self.used_tokens = UsedTokens()
         self._recover_lock = asyncio.Lock()
 
     def routes(self) -> list[Route]:
@@ -274,11 +275,20 @@ class MediaHttp:
             raise HttpError(400, "malformed SDP: not UTF-8") from exc
         except OfferError as exc:
             raise offer_error(exc) from exc
+        if not publish:  # one session per play token; the token names its viewer
+            if claims.jti is None:
+                raise HttpError(403, "forbidden: a play token must carry a jti")
+            if not self.used_tokens.claim(claims.jti, claims.exp):
+                raise HttpError(403, "forbidden: this play token has already opened a session (jti reused)")
         try:
             if publish:
                 session, answer = await self.registry.publish(input_id, offer, ends_at=claims.end)
             else:
-                session, answer = await self.registry.play(input_id, offer)
+                try:
+                    session, answer = await self.registry.play(input_id, offer, uid=claims.uid)
+                except BaseException:
+                    self.used_tokens.release(claims.jti or "")
+                    raise
         except OfferError as exc:
             raise offer_error(exc) from exc
         except NotLive as exc:

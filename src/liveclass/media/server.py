@@ -46,6 +46,8 @@ def create_app(config: MediaConfig, *, sink: EventSink | None = None) -> Starlet
                                       min_free_mb=config.MEDIA_RECORDINGS_MIN_FREE_MB)
     host = IceHost(UdpPortPool(config.udp_ports), config.ice_public_addresses)
     registry = Registry(events, max_sessions=config.MEDIA_MAX_SESSIONS, recordings=recordings, host=host,
+                        sessions_per_viewer=config.MEDIA_SESSIONS_PER_VIEWER,
+                        max_viewers_per_input=config.MEDIA_MAX_VIEWERS_PER_INPUT,
                         connect_timeout=config.MEDIA_CONNECT_TIMEOUT, ended=EndedInputs(config.MEDIA_STATE_DIR))
     http = MediaHttp(
         registry,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -28,14 +29,18 @@ class Claims:
     exp: int
     uid: str | None = None
     end: int | None = None  # publish: the class's scheduled end (epoch s), bounds its recording
+    jti: str | None = None  # unique per token: a play token opens at most one session
 
 
 def sign_token(
     key: str, *, sub: str, role: Role, ttl: int, uid: str | None = None, now: float | None = None,
-    end: int | None = None,
+    end: int | None = None, jti: str | None = None,
 ) -> str:
+    """Every token gets a fresh `jti` unless given one (the media server refuses a play token
+    whose jti already opened a session)."""
     issued = int(now if now is not None else time.time())
-    payload: dict[str, object] = {"sub": sub, "role": role, "iat": issued, "exp": issued + ttl}
+    payload: dict[str, object] = {"sub": sub, "role": role, "iat": issued, "exp": issued + ttl,
+                                  "jti": jti if jti is not None else secrets.token_urlsafe(16)}
     if uid is not None:
         payload["uid"] = uid
     if end is not None:
@@ -57,8 +62,11 @@ def verify_token(key: str, token: str, *, role: Role, sub: str | None = None) ->
         raise TokenError("token has no valid role")
     if given != role and given != "operator":
         raise WrongRole(f"token role {given!r} cannot {role}")
-    claims = Claims(sub=str(data["sub"]), role=given, exp=int(data["exp"]), uid=data.get("uid"),
-                    end=data["end"] if isinstance(data.get("end"), int) else None)
+    uid, jti = data.get("uid"), data.get("jti")
+    claims = Claims(sub=str(data["sub"]), role=given, exp=int(data["exp"]),
+                    uid=str(uid) if uid is not None else None,
+                    end=data["end"] if isinstance(data.get("end"), int) else None,
+                    jti=str(jti) if jti is not None else None)
     if sub is not None and claims.sub not in (sub, "*"):
         raise WrongRole("token is for another input")
     return claims

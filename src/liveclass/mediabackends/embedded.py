@@ -110,4 +110,7 @@ class EmbeddedBackend:
                                     f"{response.status_code} {response.text[:200]}")
 
     def play_token(self, input_id: str, *, user_id: str) -> str:
-        return sign_token(self.signing_key, sub=input_id, role="play", ttl=self.play_ttl, uid=user_id)
+        # The media server lets a token's jti open one session and a uid hold
+        # MEDIA_SESSIONS_PER_VIEWER: one paid seat is one viewer.
+        return sign_token(self.signing_key, sub=input_id, role="play", ttl=self.play_ttl, uid=user_id,
+                          jti=secrets.token_urlsafe(16))
