@@ -53,8 +53,8 @@ def test_members_chat_live_and_the_instructor_moderates(
         f"{instructor.public_name} Welcome, everyone!")
 
     # Members see no moderation controls; the instructor hides Ann's line for everyone.
-    expect(fan.get_by_role("button", name="Hide this message from ann")).to_have_count(0)
-    coach.get_by_role("button", name="Hide this message from ann").click()
+    expect(fan.get_by_role("button", name=f"Hide this message from {room.viewer.public_name}")).to_have_count(0)
+    coach.get_by_role("button", name=f"Hide this message from {room.viewer.public_name}").click()
     for page in (fan, coach):
         expect(page.get_by_test_id("chat-log").locator("li").filter(has_text="from Ann")).to_have_count(0)
 
