@@ -1,5 +1,7 @@
 """`liveclass housekeeping`: finalize recordings a media-server crash left open, and delete
-the files of recordings kept out of the catalog once they are past RECORDING_RETENTION_DAYS.
+the files of recordings kept out of the catalog once they are past RECORDING_RETENTION_DAYS,
+of recordings of cancelled classes (everyone was refunded: nobody may watch them), and of
+orphans (a second recording of a class that already has one).
 Idempotent and safe to run twice at once: the media server serialises finalizing, its
 delete is idempotent, and the row is marked with a conditional UPDATE.
 Catalog videos are never touched; no replay or catalog state depends on this running."""
@@ -10,12 +12,15 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.db.models import Q
+
 from liveclass import clock
 from liveclass.config import web_config
 from liveclass.errors import MediaBackendError
 from liveclass.mediabackends.base import MediaBackend
 from liveclass.mediabackends.registry import get_backend
-from liveclass.replays.models import Recording
+from liveclass.replays.models import OrphanRecording, Recording
+from liveclass.streams.models import StreamStatus
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +30,8 @@ class HousekeepingReport:
     finalized: list[str] = field(default_factory=list)
     deleted: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+    orphans_deleted: list[str] = field(default_factory=list)  # engine recording ids
+    orphans_failed: list[str] = field(default_factory=list)
 
 
 def run(backend: MediaBackend | None = None) -> HousekeepingReport:
@@ -37,8 +44,8 @@ def run(backend: MediaBackend | None = None) -> HousekeepingReport:
     except MediaBackendError as exc:
         log.warning("could not finalize dangling recordings: %s", exc)
     due = Recording.objects.filter(
-        in_catalog=False, files_deleted_at__isnull=True, stream__ended_at__lte=cutoff,
-        media_backend=backend.name,
+        Q(in_catalog=False, stream__ended_at__lte=cutoff) | Q(stream__status=StreamStatus.CANCELLED),
+        files_deleted_at__isnull=True, media_backend=backend.name,
     ).order_by("pk")
     for recording in due:
         try:
@@ -52,4 +59,14 @@ def run(backend: MediaBackend | None = None) -> HousekeepingReport:
         )
         if marked:
             report.deleted.append(recording.pk)
+    orphans = OrphanRecording.objects.filter(files_deleted_at__isnull=True, media_backend=backend.name).order_by("pk")
+    for orphan in orphans:
+        try:
+            backend.delete_recording(orphan.recording_id)
+        except MediaBackendError as exc:
+            log.warning("could not delete orphan recording %s: %s", orphan.recording_id, exc)
+            report.orphans_failed.append(orphan.recording_id)
+            continue
+        if OrphanRecording.objects.filter(pk=orphan.pk, files_deleted_at__isnull=True).update(files_deleted_at=now):
+            report.orphans_deleted.append(orphan.recording_id)
     return report

@@ -44,6 +44,27 @@ class Recording(models.Model):
         return self.stream.price_tokens
 
 
+class OrphanRecording(models.Model):
+    """A further recording the engine reported for a stream that already has one (a second
+    broadcast after a crash or a late reconnect): web keeps the first, so nobody can watch
+    this one; housekeeping deletes its files."""
+
+    stream = models.ForeignKey(LiveStreamSession, on_delete=models.PROTECT, related_name="orphan_recordings")
+    media_backend = models.CharField(max_length=16)
+    recording_id = models.CharField(max_length=128)
+    reported_at = models.DateTimeField()
+    files_deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "orphan_recordings"
+        constraints = [
+            models.UniqueConstraint(fields=["media_backend", "recording_id"], name="orphan_recording_engine_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"orphan recording {self.recording_id} of {self.stream_id}"
+
+
 class CatalogUnlock(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="unlocks")
     recording = models.ForeignKey(Recording, on_delete=models.PROTECT, related_name="unlocks")

@@ -25,7 +25,7 @@ from liveclass.errors import (
 )
 from liveclass.mediabackends.base import MediaBackend
 from liveclass.mediabackends.registry import get_backend
-from liveclass.replays.models import CatalogUnlock, Recording
+from liveclass.replays.models import CatalogUnlock, OrphanRecording, Recording
 from liveclass.streams.models import LiveStreamSession, StreamStatus
 from liveclass.streams.selectors import active_enrollment, is_owner
 from liveclass.wallet import services as wallet
@@ -36,7 +36,7 @@ class ReplayState(StrEnum):
     REPLAY = "replay"  # inside REPLAY_DAYS: enrolled users and the instructor
     ARCHIVE = "archive"  # between the window and the catalog: instructor and staff only
     CATALOG = "catalog"  # a catalog video: anyone browses, unlock with tokens
-    EXPIRED = "expired"  # kept out of the catalog and past retention: files due for deletion
+    EXPIRED = "expired"  # kept out of the catalog and past retention, or of a cancelled class: files due for deletion
     DELETED = "deleted"  # files gone
 
 
@@ -53,6 +53,9 @@ def state(recording: Recording, now: datetime | None = None) -> ReplayState:
     ended = recording.stream.ended_at or recording.ready_at
     if recording.files_deleted_at is not None:
         return ReplayState.DELETED
+    if recording.stream.status == StreamStatus.CANCELLED:
+        # everyone was refunded: no replay, no catalog, the files go at the next housekeeping
+        return ReplayState.EXPIRED
     if now < ended + timedelta(days=config.REPLAY_DAYS):
         return ReplayState.REPLAY
     if recording.in_catalog and now >= ended + timedelta(days=config.CATALOG_AFTER_DAYS):
@@ -87,8 +90,12 @@ def record_ready(
             )
     except IntegrityError:
         # Another recording id for the same stream (e.g. a second broadcast after a crash):
-        # keep the stream's first recording and say so.
-        return Recording.objects.get(stream=stream)
+        # keep the stream's first recording; housekeeping deletes the other's files.
+        first = Recording.objects.get(stream=stream)
+        if first.media_backend != backend_name or first.recording_id != recording_id:
+            OrphanRecording.objects.get_or_create(media_backend=backend_name, recording_id=recording_id,
+                                                  defaults={"stream": stream, "reported_at": at})
+        return first
     return recording
 
 
