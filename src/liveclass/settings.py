@@ -139,6 +139,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # allauth: email + password is the embedded default; no outgoing mail needed.
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+# Sign-up also asks for the display name others see (User.public_name).
+ACCOUNT_SIGNUP_FORM_CLASS = "liveclass.accounts.forms.SignupForm"
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_LOGOUT_ON_GET = False

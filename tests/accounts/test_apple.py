@@ -209,3 +209,36 @@ def test_unknown_code_is_rejected(db: None, apple: FakeAppleID) -> None:
     assert resp.status_code == 401
     assert _signed_in_user_id(client) is None
     assert not User.objects.exists()
+
+
+def test_a_new_user_gets_the_name_apple_sends_on_first_sign_in(db: None, apple: FakeAppleID) -> None:
+    client = Client()
+    state, redirect_uri = _start_login(client, apple)
+    code = apple.issue_code(email="jo.bloggs@example.test", sub="jo.sub", redirect_uri=redirect_uri)
+    # Apple posts the user's name (as they chose to share it) with the first authorization only.
+    user_json = '{"name": {"firstName": " Jo", "lastName": "Bloggs "}, "email": "jo.bloggs@example.test"}'
+    resp = client.post(CALLBACK, {"code": code, "state": state, "user": user_json})
+    assert resp.status_code == 302
+    assert client.get(resp["Location"]).status_code == 302
+
+    user = User.objects.get(email="jo.bloggs@example.test")
+    assert user.display_name == "Jo Bloggs" and user.public_name == "Jo Bloggs"
+
+
+@pytest.mark.parametrize("user_json", [
+    None,  # a returning authorization, or the user hid their name
+    '{"name": {"firstName": "jo@example.test", "lastName": ""}}',  # not a valid display name
+])
+def test_without_a_usable_name_from_apple_the_user_stays_member_id(
+    db: None, apple: FakeAppleID, user_json: str | None,
+) -> None:
+    client = Client()
+    state, redirect_uri = _start_login(client, apple)
+    code = apple.issue_code(email="jo@example.test", sub="jo.sub", redirect_uri=redirect_uri)
+    form = {"code": code, "state": state, **({"user": user_json} if user_json else {})}
+    resp = client.post(CALLBACK, form)
+    assert resp.status_code == 302
+    assert client.get(resp["Location"]).status_code == 302
+
+    user = User.objects.get(email="jo@example.test")
+    assert user.display_name == "" and user.public_name == f"Member {user.pk}"

@@ -11,6 +11,7 @@ urlpatterns = [
     path("streams/<int:stream_id>/watch", views.watch, name="watch"),
     path("streams/<int:stream_id>/chat", views.chat_post, name="chat-post"),
     path("me", views.me, name="me"),
+    path("me/name", views.me_name, name="me-name"),
     path("catalog", views.catalog, name="catalog"),
     path("catalog/<int:video_id>/unlock", views.unlock, name="unlock"),
     path("catalog/<int:video_id>/watch", views.catalog_watch, name="catalog-watch"),

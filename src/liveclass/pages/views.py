@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from liveclass.accounts import services as accounts
+from liveclass.accounts.forms import DisplayNameField
 from liveclass.accounts.models import User
 from liveclass.chat import services as chat
 from liveclass.config import web_config
@@ -73,6 +74,10 @@ def enroll(request: HttpRequest, stream_id: int) -> HttpResponse:
     return see_other(back)
 
 
+class DisplayNameForm(forms.Form):
+    display_name = DisplayNameField()
+
+
 @login_required
 def me(request: HttpRequest) -> HttpResponse:
     user = _user(request)
@@ -80,7 +85,21 @@ def me(request: HttpRequest) -> HttpResponse:
         "enrollments": stream_selectors.enrollments_of(user),
         "balance": wallet.balance(user),
         "history": wallet.history(user, limit=50),
+        "name_form": DisplayNameForm(initial={"display_name": user.display_name}),
     })
+
+
+@require_POST
+@login_required
+def me_name(request: HttpRequest) -> HttpResponse:
+    """The /me page's display-name form; the service gives the reason for a refused name."""
+    back = reverse("me")
+    try:
+        accounts.set_display_name(_user(request), request.POST.get("display_name", ""))
+    except DomainError as exc:
+        return refused(request, exc, back=back)
+    messages.success(request, f"Saved: others now see you as “{_user(request).display_name}”.")
+    return see_other(back)
 
 
 class InstructorCodeForm(forms.Form):
