@@ -197,8 +197,9 @@ def cmd_housekeeping(ns: argparse.Namespace) -> int:
 
     report = housekeeping.run()
     print(f"recordings finalized: {len(report.finalized)}; deleted: {len(report.deleted)}; "
-          f"failed (retried next run): {len(report.failed)}")
-    return 1 if report.failed else 0
+          f"orphans deleted: {len(report.orphans_deleted)}; "
+          f"failed (retried next run): {len(report.failed) + len(report.orphans_failed)}")
+    return 1 if report.failed or report.orphans_failed else 0
 
 
 def cmd_check(ns: argparse.Namespace) -> int:
