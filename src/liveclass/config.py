@@ -321,6 +321,9 @@ class MediaConfig(_SharedMedia):
         "closes the oldest.",
     )
     MEDIA_MAX_VIEWERS_PER_INPUT: int = Field(1000, ge=1, description="Viewers of one input before 503.")
+    MEDIA_ICE_ALLOW_PRIVATE: bool | None = Field(
+        None, description="Check clients' loopback, private and link-local ICE candidates (unset: only with DEBUG).",
+    )
     MEDIA_CONNECT_TIMEOUT: float = Field(
         15.0, gt=0,
         description="Seconds a WHIP/WHEP session may take to connect (ICE + DTLS) before it is closed "
@@ -332,8 +335,10 @@ class MediaConfig(_SharedMedia):
 
     @property
     def signing_key(self) -> str:
-        """MEDIA_SIGNING_KEY; its development value only with DEBUG=1."""
+        """MEDIA_SIGNING_KEY; its development value, or one under 32 characters, only with DEBUG=1."""
         if self.MEDIA_SIGNING_KEY and self.MEDIA_SIGNING_KEY != DEV_MEDIA_SIGNING_KEY:
+            if len(self.MEDIA_SIGNING_KEY) < 32 and not self.DEBUG:
+                raise ConfigError("MEDIA_SIGNING_KEY must be at least 32 characters.")
             return self.MEDIA_SIGNING_KEY
         if self.DEBUG:
             return DEV_MEDIA_SIGNING_KEY
@@ -347,6 +352,10 @@ class MediaConfig(_SharedMedia):
         if self.DEBUG or not self.MEDIA_WEBHOOK_URL:
             return DEV_WEBHOOK_SECRET
         raise ConfigError("MEDIA_WEBHOOK_SECRET is required when MEDIA_WEBHOOK_URL is set.")
+
+    @property
+    def ice_allow_private(self) -> bool:
+        return self.DEBUG if self.MEDIA_ICE_ALLOW_PRIVATE is None else self.MEDIA_ICE_ALLOW_PRIVATE
 
     @property
     def ice_servers(self) -> tuple[IceServer, ...]:

@@ -126,6 +126,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             "MEDIA_INTERNAL_URL": f"http://127.0.0.1:{media_port}",
             "MEDIA_WEBHOOK_URL": f"http://127.0.0.1:{web_port}/api/media/events",
             "MEDIA_ICE_ADDRESSES": "127.0.0.1",
+            "MEDIA_ICE_ALLOW_PRIVATE": "1",  # Chromium's candidates are on loopback
             "MEDIA_UDP_PORTS": "43200-43249",
             "MEDIA_MAX_SESSIONS": "45",  # what 50 ports carry (liveclass check's rule)
             "MEDIA_TURN_URLS": "",  # no coturn in this test

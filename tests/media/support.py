@@ -38,6 +38,7 @@ LOOPBACK = {
     "MEDIA_HOST": "127.0.0.1", "MEDIA_SIGNING_KEY": KEY, "MEDIA_ICE_ADDRESSES": "127.0.0.1",
     "MEDIA_RATE_LIMIT": 1000.0, "MEDIA_RATE_BURST": 1000, "MEDIA_WEBHOOK_URL": "",
     "MEDIA_RECORDING_ENABLED": False,  # tests that record turn it on (and pick the directory)
+    "MEDIA_ICE_ALLOW_PRIVATE": True,  # the peers are on 127.0.0.1
     "MEDIA_STATE_DIR": tempfile.mkdtemp(prefix="media-state-"),  # ended inputs: not under ./var
 }
 

@@ -74,7 +74,9 @@ def media_process(address: str, log_dir: Path, **variables: str) -> Iterator[Med
         "MEDIA_HOST": address, "MEDIA_PORT": str(port), "MEDIA_ICE_ADDRESSES": address,
         "MEDIA_PUBLIC_URL": f"http://{address}:{port}", "MEDIA_SIGNING_KEY": KEY,
         "MEDIA_WEBHOOK_URL": "", "MEDIA_RECORDING_ENABLED": "false",
-        "MEDIA_RATE_LIMIT": "1000", "MEDIA_RATE_BURST": "1000", **variables,
+        "MEDIA_RATE_LIMIT": "1000", "MEDIA_RATE_BURST": "1000",
+        "MEDIA_ICE_ALLOW_PRIVATE": "1",  # the namespaces' addresses are 10.77.x.x
+        **variables,
     }
     cmd = [sys.executable, "-m", "liveclass.media", "--log-level", "info"]
     url = f"http://{address}:{port}"

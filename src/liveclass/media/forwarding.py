@@ -37,6 +37,10 @@ _pack_header = rtp.HEADER.pack  # bound once: the live path calls it per packet 
 HISTORY_SIZE = 1024  # packets per track kept for NACKs (~4 s of 2.5 Mbit/s video)
 GOP_CACHE_MAX_PACKETS = 512  # the current keyframe group, for fast start of new viewers
 GOP_CACHE_MAX_AGE = 0.5  # seconds: older groups are not burst to a new viewer (PLI instead)
+# Bounded work per viewer RTCP (as Janus and mediasoup bound it): one NACK packet can name
+# thousands of sequence numbers; at most this many distinct ones are resent per NACK...
+NACK_MAX_RESENDS = 64
+RESEND_BUDGET = 200  # ...and at most this many resends per viewer leg per second
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ class ViewerLeg:
         self.octets = 0
         self.dropped = 0
         self.retransmits = 0
+        self.resend_tokens = float(RESEND_BUDGET)  # refilled at RESEND_BUDGET per second
+        self.resend_refilled = time.monotonic()
         self.ext_key: tuple[object, ...] = ()  # viewers with equal keys share one extension block
 
     def ext_block(self, exts: list[tuple[str, bytes]], abs_send_time: bytes) -> bytes:
@@ -358,8 +364,17 @@ class InputForwarder:
         fanout.waiting_keyframe.discard(viewer)
 
     def on_viewer_nack(self, kind: str, viewer: ViewerLeg, out_seqs: list[int]) -> None:
+        """Resend what a viewer's NACK names, de-duplicated, at most NACK_MAX_RESENDS of them and
+        within the viewer's RESEND_BUDGET per second: a NACK costs bounded work."""
         self.metrics.nacks_received += 1
-        self.metrics.nack_retransmits += self.fanouts[kind].retransmit(viewer, out_seqs)
+        now = time.monotonic()
+        viewer.resend_tokens = min(float(RESEND_BUDGET),
+                                   viewer.resend_tokens + (now - viewer.resend_refilled) * RESEND_BUDGET)
+        viewer.resend_refilled = now
+        wanted = list(dict.fromkeys(out_seqs))[:min(NACK_MAX_RESENDS, int(viewer.resend_tokens))]
+        sent = self.fanouts[kind].retransmit(viewer, wanted)
+        viewer.resend_tokens -= sent
+        self.metrics.nack_retransmits += sent
 
     def on_viewer_keyframe_request(self) -> None:
         self.metrics.plis_from_viewers += 1

@@ -24,6 +24,7 @@ from liveclass.media.sdp import Offer, OfferError
 from liveclass.media.whip import SdpFragment
 
 SR_SYNC_INTERVAL = 0.2  # seconds between sender-report counter updates
+MAX_REMOTE_CANDIDATES = 16  # a client's candidates checked per session and ICE generation
 
 
 class SessionClosed(Exception):
@@ -53,6 +54,7 @@ class Peer:
         self.connected = asyncio.Event()
         self._on_closed = on_closed
         self._closed = False
+        self.remote_candidates = 0
 
         @self.pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -67,8 +69,9 @@ class Peer:
         return self.pc.getTransceivers()[0].receiver.transport
 
     async def _negotiate(self, offer: Offer) -> str:
+        description = RTCSessionDescription(sdp=self._vet_offer(offer.sdp), type="offer")
         try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+            await self.pc.setRemoteDescription(description)
         except OperationError as exc:
             raise OfferError(422, f"no common codec: {exc}") from exc
         except ValueError as exc:
@@ -79,13 +82,38 @@ class Peer:
 
     # ICE (PATCH) -------------------------------------------------------------------------
 
+    def _vet_offer(self, text: str) -> str:
+        """The offer without the candidates this server will not check: the ones
+        `IceHost.accepts_remote` refuses and any past MAX_REMOTE_CANDIDATES."""
+        lines = []
+        for line in text.splitlines():
+            if line.startswith("a=candidate:"):
+                try:
+                    address = candidate_from_sdp(line.split(":", 1)[1]).ip
+                except (IndexError, ValueError):
+                    address = None  # aiortc rejects it with the reason
+                if address is not None:
+                    if not self.host.accepts_remote(address) or self.remote_candidates >= MAX_REMOTE_CANDIDATES:
+                        continue
+                    self.remote_candidates += 1
+            lines.append(line)
+        return "\r\n".join(lines) + "\r\n"
+
     async def add_candidates(self, candidates: list[str], end: bool) -> None:
+        """Trickled candidates: refused ones dropped, 400 past MAX_REMOTE_CANDIDATES."""
         ice = self.dtls.transport
+        accepted = []
         for line in candidates:
             try:
                 candidate = candidate_from_sdp(line.split(":", 1)[1])
             except (IndexError, ValueError) as exc:
                 raise OfferError(400, f"malformed candidate: {line}") from exc
+            if self.host.accepts_remote(candidate.ip):
+                accepted.append(candidate)
+        if self.remote_candidates + len(accepted) > MAX_REMOTE_CANDIDATES:
+            raise OfferError(400, f"too many candidates: at most {MAX_REMOTE_CANDIDATES} per session")
+        self.remote_candidates += len(accepted)
+        for candidate in accepted:
             candidate.sdpMid = self.pc.getTransceivers()[0].mid
             await ice.addRemoteCandidate(candidate)
         if end:
@@ -104,6 +132,7 @@ class Peer:
         if self._retiring is not None:
             self._retiring.cancel()
         self._retiring = asyncio.ensure_future(hooks.retire_old_sockets(self.dtls, restart))
+        self.remote_candidates = 0  # the client gathers a new generation of candidates
         candidates = [f"candidate:{candidate_to_sdp(c)}" for c in restart.candidates]
         return SdpFragment(ufrag=restart.ufrag, pwd=restart.pwd, mid=self.pc.getTransceivers()[0].mid,
                            candidates=candidates, end=True)

@@ -74,10 +74,25 @@ class UdpPortPool:
 @dataclass
 class IceHost:
     """How this server makes its ICE host candidates: sockets from `ports`, announced with
-    the public address of their family when one is set (1:1 NAT), else their own."""
+    the public address of their family when one is set (1:1 NAT), else their own; and which
+    of a client's candidates it checks (MEDIA_ICE_ALLOW_PRIVATE)."""
 
     ports: UdpPortPool = field(default_factory=UdpPortPool)
     public: tuple[str, ...] = ()
+    allow_private: bool = True  # the server passes MEDIA_ICE_ALLOW_PRIVATE
+
+    def accepts_remote(self, address: str) -> bool:
+        """Whether to send ICE checks to a client's candidate at `address`. Without
+        MEDIA_ICE_ALLOW_PRIVATE only global addresses: a client must not make this server
+        probe its own loopback, private or link-local networks. An mDNS name (.local) stands
+        for a private address, so it is dropped too; the client still reaches us, as a
+        peer-reflexive candidate, from wherever it really is."""
+        if self.allow_private:
+            return True
+        try:
+            return ipaddress.ip_address(address).is_global
+        except ValueError:
+            return False
 
     def announced(self, local: str) -> str:
         version = ipaddress.ip_address(local).version

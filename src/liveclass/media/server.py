@@ -44,7 +44,7 @@ def create_app(config: MediaConfig, *, sink: EventSink | None = None) -> Starlet
                                       segment_seconds=config.MEDIA_RECORDING_SEGMENT_SECONDS,
                                       grace_seconds=config.MEDIA_RECORDING_GRACE_SECONDS,
                                       min_free_mb=config.MEDIA_RECORDINGS_MIN_FREE_MB)
-    host = IceHost(UdpPortPool(config.udp_ports), config.ice_public_addresses)
+    host = IceHost(UdpPortPool(config.udp_ports), config.ice_public_addresses, config.ice_allow_private)
     registry = Registry(events, max_sessions=config.MEDIA_MAX_SESSIONS, recordings=recordings, host=host,
                         sessions_per_viewer=config.MEDIA_SESSIONS_PER_VIEWER,
                         max_viewers_per_input=config.MEDIA_MAX_VIEWERS_PER_INPUT,

@@ -49,8 +49,9 @@ def sign_token(
 
 
 def verify_token(key: str, token: str, *, role: Role, sub: str | None = None) -> Claims:
-    """Check signature and expiry (PyJWT compares signatures in constant time).
-    An operator token may do anything; `sub` "*" stands for every input."""
+    """Check signature and expiry (PyJWT compares signatures in constant time). Each role
+    does only its own requests (a leaked operator token cannot publish or play), and `sub`
+    "*" (every input) is accepted from operator tokens only."""
     try:
         data = jwt.decode(token, key, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
     except jwt.ExpiredSignatureError as exc:
@@ -60,13 +61,15 @@ def verify_token(key: str, token: str, *, role: Role, sub: str | None = None) ->
     given = data.get("role")
     if given not in ("publish", "play", "replay", "operator"):
         raise TokenError("token has no valid role")
-    if given != role and given != "operator":
+    if given != role:
         raise WrongRole(f"token role {given!r} cannot {role}")
     uid, jti = data.get("uid"), data.get("jti")
     claims = Claims(sub=str(data["sub"]), role=given, exp=int(data["exp"]),
                     uid=str(uid) if uid is not None else None,
                     end=data["end"] if isinstance(data.get("end"), int) else None,
                     jti=str(jti) if jti is not None else None)
-    if sub is not None and claims.sub not in (sub, "*"):
+    if claims.sub == "*" and given != "operator":
+        raise WrongRole('only operator tokens may name every input ("*")')
+    if sub is not None and claims.sub != sub and claims.sub != "*":
         raise WrongRole("token is for another input")
     return claims

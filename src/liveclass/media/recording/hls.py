@@ -22,16 +22,16 @@ from liveclass.media.events import recording_ready_fields
 PLAYLIST = "index.m3u8"
 META = "meta.json"
 TMP_SUFFIX = ".tmp"
-RECORDING_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-SEGMENT_NAME = re.compile(r"^seg_[0-9]{6}\.ts$")
+RECORDING_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")  # fullmatch: "$" would let a trailing newline in
+SEGMENT_NAME = re.compile(r"seg_[0-9]{6}\.ts")
 
 
 def valid_recording_id(value: str) -> bool:
-    return bool(RECORDING_ID.match(value))
+    return bool(RECORDING_ID.fullmatch(value))
 
 
 def valid_file_name(value: str) -> bool:
-    return value == PLAYLIST or bool(SEGMENT_NAME.match(value))
+    return value == PLAYLIST or bool(SEGMENT_NAME.fullmatch(value))
 
 
 def segment_name(index: int) -> str:
