@@ -182,3 +182,25 @@ def test_the_signing_key_is_refused_when_short_or_the_development_value_outside_
     monkeypatch.setenv("MEDIA_SIGNING_KEY", "short-key-0123456789")
     assert media_server_module.main([]) == 2
     assert "MEDIA_SIGNING_KEY must be at least 32 characters" in capsys.readouterr().out
+
+
+def test_a_client_whose_candidates_are_all_dropped_still_connects_from_where_its_checks_come() -> None:
+    """Without MEDIA_ICE_ALLOW_PRIVATE the server checks none of a loopback client's candidates,
+    and ICE waits (no end-of-candidates) for the client's own checks: their source becomes a
+    peer-reflexive candidate, as a client behind NAT is reached."""
+    with running_server(loopback_config(MEDIA_ICE_ALLOW_PRIVATE=False)) as server:
+        input_id = secrets.token_urlsafe(8)
+
+        async def scenario() -> None:
+            publisher = Publisher(server.url, input_id)
+            viewer = Viewer(server.url, input_id)
+            try:
+                assert (await publisher.start()).status_code == 201
+                assert (await viewer.start()).status_code == 201
+                await viewer.wait_frames(10, timeout=15)
+                assert [s.peer.remote_candidates for s in server.registry.sessions.values()] == [0, 0]
+            finally:
+                await viewer.close()
+                await publisher.close()
+
+        asyncio.run(asyncio.wait_for(scenario(), 60))

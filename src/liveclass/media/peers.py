@@ -84,8 +84,10 @@ class Peer:
 
     def _vet_offer(self, text: str) -> str:
         """The offer without the candidates this server will not check: the ones
-        `IceHost.accepts_remote` refuses and any past MAX_REMOTE_CANDIDATES."""
-        lines = []
+        `IceHost.accepts_remote` refuses and any past MAX_REMOTE_CANDIDATES. If any was
+        dropped, so is end-of-candidates: ICE then waits for the client's checks (their
+        source becomes a peer-reflexive candidate) instead of failing with nothing to check."""
+        lines, dropped = [], False
         for line in text.splitlines():
             if line.startswith("a=candidate:"):
                 try:
@@ -94,9 +96,12 @@ class Peer:
                     address = None  # aiortc rejects it with the reason
                 if address is not None:
                     if not self.host.accepts_remote(address) or self.remote_candidates >= MAX_REMOTE_CANDIDATES:
+                        dropped = True
                         continue
                     self.remote_candidates += 1
             lines.append(line)
+        if dropped:
+            lines = [line for line in lines if line.strip() != "a=end-of-candidates"]
         return "\r\n".join(lines) + "\r\n"
 
     async def add_candidates(self, candidates: list[str], end: bool) -> None:
@@ -116,7 +121,7 @@ class Peer:
         for candidate in accepted:
             candidate.sdpMid = self.pc.getTransceivers()[0].mid
             await ice.addRemoteCandidate(candidate)
-        if end:
+        if end and len(accepted) == len(candidates):  # else wait for the client's checks (see _vet_offer)
             await ice.addRemoteCandidate(None)
 
     async def restart_ice(self, ufrag: str, pwd: str) -> SdpFragment:
