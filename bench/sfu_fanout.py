@@ -58,6 +58,7 @@ import contextlib
 import itertools
 import json
 import os
+import secrets
 import statistics
 import struct
 import sys
@@ -272,7 +273,8 @@ async def whep_connect(client: httpx.AsyncClient, base: str, input_id: str, pc: 
     """Subscribe `pc` (offer made) over WHEP; join time counts from here. (pc, session URL path)."""
     stats.posted = time.monotonic()
     r = await post(client, f"{base}/whep/{input_id}", pc.localDescription.sdp,
-                   replay.token(input_id, "play", uid="bench"))
+                   # each viewer its own uid: the server keeps at most MEDIA_SESSIONS_PER_VIEWER per uid
+                   replay.token(input_id, "play", uid=f"bench-{secrets.token_hex(6)}"))
     r.raise_for_status()
     await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
     await replay.wait_connected(pc, 20)

@@ -111,6 +111,9 @@ def media_server(env: Mapping[str, str], *, port: int | None = None, log_level: 
     cmd = [sys.executable, "-m", "liveclass.media", "--host", "127.0.0.1", "--port", str(port),
            "--log-level", log_level]
     base = f"http://127.0.0.1:{port}"
+    # Bench peers are on loopback: their candidates are private addresses, which the server
+    # drops outside DEBUG unless told otherwise.
+    env = {"MEDIA_ICE_ALLOW_PRIVATE": "1", **env}
     with serve(cmd, env, what="media server", ready_url=f"{base}/healthz", log_path=log_path) as pid:
         yield base, pid
 
