@@ -132,6 +132,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             "MEDIA_TURN_URLS": "",  # no coturn in this test
             "MEDIA_TURN_SECRET": "",
             "MEDIA_RECORDINGS_DIR": str(work / "recordings"),
+            "MEDIA_STATE_DIR": str(work / "media-state"),  # never the template's /var/lib path
             "MEDIA_RECORDING_ENABLED": "0",  # CPU: this test is about the edge, not recording
         }
         web_env = {**env, **unit_environment("liveclass-web.service")}
