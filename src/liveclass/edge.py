@@ -1,16 +1,12 @@
 """What a request is before any view sees it (its scheme behind the proxy, its size) and
 the Content-Security-Policy every response leaves with.
 
-Both middlewares are sync and async capable (MiddlewareMixin, or the explicit pair
-below): a sync-only middleware in an ASGI stack costs two thread hand-offs per request
-(measured with py-spy in bench/enroll_load.py).
+All are MiddlewareMixin hooks, like Django's own: web runs the middleware chain in sync mode,
+in one pooled thread per request (`liveclass.handler`), so no hook costs a thread hand-off.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from csp.middleware import CSPMiddleware, PolicyParts
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -21,8 +17,6 @@ from django.utils.deprecation import MiddlewareMixin
 from liveclass import forwarded
 from liveclass.api.problems import problem
 from liveclass.config import web_config
-
-GetResponse = Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
 
 
 class TrustedProxyMiddleware(MiddlewareMixin):
@@ -56,38 +50,12 @@ class ContentSecurityPolicyMiddleware(CSPMiddleware):
         return parts
 
 
-class BodySizeLimitMiddleware:
+class BodySizeLimitMiddleware(MiddlewareMixin):
     """413 for a body over the limit (MAX_BODY_BYTES; API_MAX_BODY_BYTES under /api/), from
     its Content-Length before anything reads it, or from its size when it came without one
     (chunked: liveclass.handler read at most MAX_BODY_BYTES + 1 bytes of it)."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: GetResponse) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
-        if self.is_async:
-            return self._acall(request)
-        refused = self._refuse(request)
-        if refused is not None:
-            return refused
-        response = self.get_response(request)
-        assert isinstance(response, HttpResponseBase)
-        return response
-
-    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        refused = self._refuse(request)
-        if refused is not None:
-            return refused
-        return await self.get_response(request)  # type: ignore[misc]
-
-    @staticmethod
-    def _refuse(request: HttpRequest) -> HttpResponse | None:
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
         api = request.path.startswith("/api/")
         limit = settings.API_MAX_BODY_BYTES if api else settings.MAX_BODY_BYTES
         declared = request.META.get("CONTENT_LENGTH")
