@@ -9,8 +9,10 @@ Catalog videos are never touched; no replay or catalog state depends on this run
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TypeVar
 
 from django.db.models import Q
 
@@ -47,26 +49,30 @@ def run(backend: MediaBackend | None = None) -> HousekeepingReport:
         Q(in_catalog=False, stream__ended_at__lte=cutoff) | Q(stream__status=StreamStatus.CANCELLED),
         files_deleted_at__isnull=True, media_backend=backend.name,
     ).order_by("pk")
-    for recording in due:
-        try:
-            backend.delete_recording(recording.recording_id)
-        except MediaBackendError as exc:
-            log.warning("could not delete recording %s: %s", recording.pk, exc)
-            report.failed.append(recording.pk)
-            continue
-        marked = Recording.objects.filter(pk=recording.pk, files_deleted_at__isnull=True).update(
-            files_deleted_at=now
-        )
-        if marked:
-            report.deleted.append(recording.pk)
+    deleted, failed = _delete_files(backend, due, now)
+    report.deleted, report.failed = [r.pk for r in deleted], [r.pk for r in failed]
     orphans = OrphanRecording.objects.filter(files_deleted_at__isnull=True, media_backend=backend.name).order_by("pk")
-    for orphan in orphans:
-        try:
-            backend.delete_recording(orphan.recording_id)
-        except MediaBackendError as exc:
-            log.warning("could not delete orphan recording %s: %s", orphan.recording_id, exc)
-            report.orphans_failed.append(orphan.recording_id)
-            continue
-        if OrphanRecording.objects.filter(pk=orphan.pk, files_deleted_at__isnull=True).update(files_deleted_at=now):
-            report.orphans_deleted.append(orphan.recording_id)
+    deleted_orphans, failed_orphans = _delete_files(backend, orphans, now)
+    report.orphans_deleted = [o.recording_id for o in deleted_orphans]
+    report.orphans_failed = [o.recording_id for o in failed_orphans]
     return report
+
+
+Row = TypeVar("Row", Recording, OrphanRecording)
+
+
+def _delete_files(backend: MediaBackend, rows: Iterable[Row], now: datetime) -> tuple[list[Row], list[Row]]:
+    """Delete each row's files on the engine, then mark the row once (a conditional UPDATE,
+    so two housekeepers at once report each deletion once): (deleted, failed)."""
+    deleted: list[Row] = []
+    failed: list[Row] = []
+    for row in rows:
+        try:
+            backend.delete_recording(row.recording_id)
+        except MediaBackendError as exc:
+            log.warning("could not delete the files of %s %s: %s", type(row).__name__, row.recording_id, exc)
+            failed.append(row)
+            continue
+        if type(row).objects.filter(pk=row.pk, files_deleted_at__isnull=True).update(files_deleted_at=now):
+            deleted.append(row)
+    return deleted, failed
