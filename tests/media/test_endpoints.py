@@ -336,6 +336,21 @@ def test_healthz_and_metrics(http: httpx.Client) -> None:
         assert name in r.text
 
 
+def test_metrics_report_event_loop_lag(http: httpx.Client) -> None:
+    """The server probes its own loop (a 0.1 s timer) and exposes how late it ran."""
+
+    def probes() -> int:
+        text = http.get("/metrics").text
+        return int(next(line.split()[1] for line in text.splitlines()
+                        if line.startswith("liveclass_media_loop_lag_seconds_count ")))
+
+    first = probes()
+    deadline = time.monotonic() + 5
+    while probes() < first + 2:
+        assert time.monotonic() < deadline, "the loop-lag probe is not running"
+        time.sleep(0.05)
+
+
 # --- configuration -----------------------------------------------------------------------
 
 

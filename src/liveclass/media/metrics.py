@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, field
 
+LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+LOOP_LAG_INTERVAL = 0.1  # seconds between probes
 LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 
@@ -40,6 +44,16 @@ class Metrics:
     plis_to_publishers: int = 0
     hook_errors: int = 0
     latency: Histogram = field(default_factory=Histogram)
+    loop_lag: Histogram = field(default_factory=lambda: Histogram(LOOP_LAG_BUCKETS))
+
+
+async def sample_loop_lag(m: Metrics, interval: float = LOOP_LAG_INTERVAL) -> None:
+    """Observe how late the event loop wakes a sleeper (until cancelled): every packet, ICE check
+    and HTTP request of this server waits that long behind whatever holds the loop."""
+    while True:
+        start = time.perf_counter()
+        await asyncio.sleep(interval)
+        m.loop_lag.observe(max(0.0, time.perf_counter() - start - interval))
 
 
 COUNTERS = {  # exposed name -> (Metrics attribute, help)
@@ -72,14 +86,18 @@ def render(m: Metrics, *, live_inputs: int, viewers: int, sessions: int) -> str:
         lines += [f"# HELP liveclass_media_{name}_total {help_text}",
                   f"# TYPE liveclass_media_{name}_total counter",
                   f"liveclass_media_{name}_total {getattr(m, attribute)}"]
-    h = m.latency
-    lines += ["# HELP liveclass_media_forward_seconds Time to forward one publisher packet to every viewer.",
-              "# TYPE liveclass_media_forward_seconds histogram"]
+    lines += _histogram("forward_seconds", "Time to forward one publisher packet to every viewer.", m.latency)
+    lines += _histogram("loop_lag_seconds", f"How late the event loop ran a {LOOP_LAG_INTERVAL} s timer.", m.loop_lag)
+    return "\n".join(lines) + "\n"
+
+
+def _histogram(name: str, help_text: str, h: Histogram) -> list[str]:
+    lines = [f"# HELP liveclass_media_{name} {help_text}", f"# TYPE liveclass_media_{name} histogram"]
     cumulative = 0
     for bound, count in zip(h.buckets, h.counts, strict=False):
         cumulative += count
-        lines.append(f'liveclass_media_forward_seconds_bucket{{le="{bound}"}} {cumulative}')
-    lines.append(f'liveclass_media_forward_seconds_bucket{{le="+Inf"}} {h.count}')
-    lines.append(f"liveclass_media_forward_seconds_sum {h.sum:.6f}")
-    lines.append(f"liveclass_media_forward_seconds_count {h.count}")
-    return "\n".join(lines) + "\n"
+        lines.append(f'liveclass_media_{name}_bucket{{le="{bound}"}} {cumulative}')
+    lines.append(f'liveclass_media_{name}_bucket{{le="+Inf"}} {h.count}')
+    lines.append(f"liveclass_media_{name}_sum {h.sum:.6f}")
+    lines.append(f"liveclass_media_{name}_count {h.count}")
+    return lines

@@ -20,6 +20,7 @@ from liveclass.media.access import Authorizer, TokenBucket
 from liveclass.media.broadcasts import Registry
 from liveclass.media.hooks import restrict_host_addresses
 from liveclass.media.http import AccessLog, MediaHttp, Turn
+from liveclass.media.metrics import sample_loop_lag
 from liveclass.media.ports import IceHost, UdpPortPool
 from liveclass.media.recording.manager import RecordingManager
 from liveclass.media.sinks import EventSink, NullSink, WebhookSink
@@ -65,9 +66,11 @@ def create_app(config: MediaConfig, *, sink: EventSink | None = None) -> Starlet
         await events.start()
         if recordings is not None:
             await recordings.start()  # finalize and announce what a crash left unfinished
+        lag = asyncio.create_task(sample_loop_lag(registry.metrics), name="loop-lag")
         try:
             yield
         finally:
+            lag.cancel()
             await registry.close()
             if recordings is not None:
                 await recordings.close()
