@@ -63,8 +63,9 @@ lint: $(STAMPS)/venv
 test: $(STAMPS)/venv $(STAMPS)/system $(STAMPS)/frontend
 	$(MAKE) lint
 	$(BIN)/python tests/run.py sqlite
-	# Once is enough for tests/media (no database), tests/deploy (its own SQLite) and tests/network (namespaces, not SQL).
-	$(BIN)/python tests/run.py postgres --ignore=tests/media --ignore=tests/network --ignore=tests/deploy
+	# Once is enough for tests/media (no database), tests/deploy (its own SQLite), tests/network (namespaces, not SQL)
+	# and tests/faults (servers of its own, its own PostgreSQL included).
+	$(BIN)/python tests/run.py postgres --ignore=tests/media --ignore=tests/network --ignore=tests/deploy --ignore=tests/faults
 
 bench: $(STAMPS)/venv $(STAMPS)/system $(STAMPS)/bench-tools
 	$(BIN)/python bench/enroll_load.py
