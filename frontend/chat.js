@@ -57,11 +57,12 @@ function start(root) {
       if (data.type === "history") { log.replaceChildren(); data.messages.forEach(render); }
       else if (data.type === "message") render(data);
       else if (data.type === "hidden") log.querySelector(`li[data-id="${data.id}"]`)?.remove();
-      else if (data.type === "error") say(data.detail);
+      else if (data.type === "error" || data.type === "closed") say(data.detail);
     });
     socket.addEventListener("close", (event) => {
       delete root.dataset.connected;
       if (event.code === 4403) { say("The chat is for members of this class."); return; }
+      if (event.code === 4410) { form.hidden = true; return; }  // class over: its "closed" frame said so
       say("Chat disconnected; reconnecting…");
       setTimeout(connect, backoff);
       backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);

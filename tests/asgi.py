@@ -63,6 +63,12 @@ class WebSocket:
         assert reply["type"] == "websocket.send", reply
         return json.loads(reply["text"])
 
+    async def receive_close(self, timeout: float = 10) -> int:
+        """The close code the application closed this socket with."""
+        reply = await self._io.receive_output(timeout)
+        assert reply["type"] == "websocket.close", reply
+        return int(reply.get("code", 1000))
+
     async def disconnect(self, code: int = 1000, timeout: float = 10) -> None:
         await self._io.send_input({"type": "websocket.disconnect", "code": code})
         await self._io.wait(timeout)

@@ -11,7 +11,7 @@ from asgiref.sync import async_to_sync
 from django.test import Client
 
 from liveclass.asgi import application
-from liveclass.chat.consumers import REFUSED
+from liveclass.chat.consumers import CLASS_OVER, REFUSED
 from liveclass.streams import services as streams
 from tests.asgi import WebSocket, asgi_request
 
@@ -179,24 +179,24 @@ def test_a_message_posted_over_http_reaches_the_sockets(room):
     assert event["type"] == "message" and event["body"] == "sent over HTTP"
 
 
-@pytest.mark.parametrize("change", ["refunded", "ended"])
+@pytest.mark.parametrize("change", ["refunded", "closed by hand"])
 def test_membership_is_checked_for_each_message_on_an_open_socket(room, change):
-    """A member whose seat was refunded, or whose class ended, while the socket stays open
-    cannot post any more: an error frame with the domain error's slug, nothing stored."""
+    """A member whose seat was refunded, or whose class was closed, while the socket stays
+    open (rows changed behind the services' back: no "closed" event) cannot post any more:
+    an error frame with the domain error's slug, nothing stored."""
     from channels.db import database_sync_to_async
 
     from liveclass.chat.models import ChatMessage
-    from liveclass.streams.models import Enrollment, EnrollmentStatus
+    from liveclass.streams.models import Enrollment, EnrollmentStatus, LiveStreamSession, StreamStatus
 
-    stream, (ann, _), coach = room
+    stream, (ann, _), _ = room
     cookie = _cookie(ann)
 
     def lose_access() -> None:
         if change == "refunded":
             Enrollment.objects.filter(user=ann, stream=stream).update(status=EnrollmentStatus.REFUNDED)
         else:
-            streams.start_stream(coach, stream.pk)
-            streams.end_stream(coach, stream.pk)
+            LiveStreamSession.objects.filter(pk=stream.pk).update(status=StreamStatus.ENDED)
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
         s = _socket(stream.pk, cookie)
@@ -212,6 +212,37 @@ def test_membership_is_checked_for_each_message_on_an_open_socket(room, change):
 
     before, after = async_to_sync(scenario)()
     assert before["type"] == "message" and before["body"] == "before"
-    expected = {"refunded": "not-enrolled", "ended": "chat-closed"}[change]
+    expected = {"refunded": "not-enrolled", "closed by hand": "chat-closed"}[change]
     assert after["type"] == "error" and after["code"] == expected and after["detail"]
     assert list(ChatMessage.objects.filter(stream=stream).values_list("body", flat=True)) == ["before"]
+
+
+@pytest.mark.parametrize("how", ["end", "cancel"])
+def test_ending_or_cancelling_the_class_closes_every_socket(room, how):
+    """Ending the class, or cancelling it (which refunds every seat), tells each open socket
+    why and closes it with CLASS_OVER: a refunded member stops receiving at once."""
+    from channels.db import database_sync_to_async
+
+    stream, (ann, bob), coach = room
+    cookies = [_cookie(u) for u in (ann, bob)]
+
+    def close_class() -> None:
+        streams.start_stream(coach, stream.pk)
+        (streams.end_stream if how == "end" else streams.cancel_stream)(coach, stream.pk)
+
+    async def scenario() -> list[tuple[dict[str, Any], int]]:
+        sockets = [_socket(stream.pk, c) for c in cookies]
+        for s in sockets:
+            assert (await s.connect(timeout=10))[0]
+            await s.receive_json_from(10)
+        await database_sync_to_async(close_class)()
+        out = []
+        for s in sockets:
+            frame = await s.receive_json_from(10)
+            out.append((frame, await s.receive_close(10)))
+        return out
+
+    for frame, close in async_to_sync(scenario)():
+        assert frame["type"] == "closed" and frame["detail"], frame
+        assert ("cancelled" in frame["detail"]) == (how == "cancel"), frame
+        assert close == CLASS_OVER

@@ -9,6 +9,9 @@ stays open); `code` is the error's slug, the same as the API's problem type
 Strangers and non-members are refused at the handshake (close 4403). Each action asks the
 services again (membership, the class still open), so a member refunded or a class ended
 while the socket is open gets an error frame (`not-enrolled`, `chat-closed`), not a post.
+When the class ends or is cancelled (the only way a seat is refunded), every socket gets
+{"type": "closed", "detail": "..."} and is closed with `CLASS_OVER` (4410): nothing more
+can be said there, and a refunded member must not keep listening.
 uvicorn closes a frame over `liveclass.cli.WS_MAX_BYTES` (1009) before it reaches this consumer.
 """
 
@@ -24,6 +27,7 @@ from liveclass.chat import services
 from liveclass.errors import DomainError
 
 REFUSED = 4403  # application close code: not allowed in this chat
+CLASS_OVER = 4410  # application close code: the class ended or was cancelled (do not reconnect)
 MAX_FRAME_BYTES = 4096  # a 500-character message in JSON is far below this
 
 
@@ -77,6 +81,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def chat_event(self, message: dict[str, Any]) -> None:
         await self.send_json(message["event"])
+        if message["event"].get("type") == "closed":
+            await self.close(code=CLASS_OVER)
 
     async def _error(self, detail: str, code: str) -> None:
         await self.send_json({"type": "error", "detail": detail, "code": code})

@@ -126,6 +126,14 @@ def message_event(message: ChatMessage) -> dict[str, Any]:
     }
 
 
+def close(stream: LiveStreamSession) -> None:
+    """The class ended or was cancelled (everyone refunded): tell the open sockets, which
+    close, instead of letting them wait for messages that can no longer come."""
+    detail = ("This class was cancelled; its chat is closed." if stream.status == "cancelled"
+              else "This class is over; its chat is closed.")
+    publish(stream.pk, {"type": "closed", "detail": detail})
+
+
 def publish(stream_id: int, event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is not None:

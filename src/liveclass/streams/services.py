@@ -20,6 +20,7 @@ from django.utils.dateparse import parse_datetime
 from liveclass import clock
 from liveclass.accounts.models import User
 from liveclass.accounts.services import require_instructor
+from liveclass.chat import services as chat
 from liveclass.config import web_config
 from liveclass.errors import (
     IllegalTransition,
@@ -167,6 +168,7 @@ def start_stream(user: User, stream_id: int) -> LiveStreamSession:
 
 def end_stream(user: User, stream_id: int, backend: MediaBackend | None = None) -> LiveStreamSession:
     stream = _move(user, stream_id, "end", StreamStatus.LIVE, StreamStatus.ENDED, "ended_at")
+    chat.close(stream)
     # Outside the transaction: a slow backend must not hold the row lock.
     (backend or get_backend()).end_input(stream.input_id)
     return stream
@@ -196,6 +198,7 @@ def cancel_stream(user: User, stream_id: int, backend: MediaBackend | None = Non
         stream.status = StreamStatus.CANCELLED
         stream.cancelled_at = now
         stream.save(update_fields=["status", "cancelled_at", "updated_at"])
+    chat.close(stream)
     (backend or get_backend()).end_input(stream.input_id)
     return stream
 
