@@ -104,12 +104,13 @@ def web_server(env: Mapping[str, str], log_path: Path, workers: int = 1) -> Iter
 
 @contextlib.contextmanager
 def media_server(env: Mapping[str, str], *, port: int | None = None, log_level: str = "warning",
-                 log_path: Path | None = None) -> Iterator[tuple[str, int]]:
-    """The embedded media server (`python -m liveclass.media`) on 127.0.0.1: (base URL, PID).
+                 log_path: Path | None = None, entry: tuple[str, ...] = ("-m", "liveclass.media"),
+                 ) -> Iterator[tuple[str, int]]:
+    """The embedded media server (`python -m liveclass.media`, or `python *entry` taking the
+    same arguments, e.g. harness/traced_media.py) on 127.0.0.1: (base URL, PID).
     Its other settings (MEDIA_*) come from `env` over this process's environment."""
     port = port or free_port()
-    cmd = [sys.executable, "-m", "liveclass.media", "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", log_level]
+    cmd = [sys.executable, *entry, "--host", "127.0.0.1", "--port", str(port), "--log-level", log_level]
     base = f"http://127.0.0.1:{port}"
     # Bench peers are on loopback: their candidates are private addresses, which the server
     # drops outside DEBUG unless told otherwise.

@@ -1,0 +1,75 @@
+"""What /proc says about a process and the machine (Linux): resident memory, open file
+descriptors, UDP receive drops of a process's sockets, and how busy the whole machine is."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size (VmRSS) of `pid`, in bytes; 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def fd_count(pid: int) -> int:
+    """Open file descriptors of `pid` (entries of /proc/<pid>/fd)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """Inodes of the sockets `pid` holds open."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:  # closed meanwhile
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        pass
+    return inodes
+
+
+def udp_drops(pids: dict[str, int]) -> dict[str, int]:
+    """Datagrams the kernel dropped on receive (socket buffer full: the owner did not read in
+    time) summed over the UDP sockets each named process holds now, from the `drops` column of
+    /proc/net/udp and udp6 (cumulative per socket, for the socket's life)."""
+    owner = {inode: name for name, pid in pids.items() for inode in socket_inodes(pid)}
+    drops = dict.fromkeys(pids, 0)
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            name = owner.get(fields[9])  # inode
+            if name is not None:
+                drops[name] += int(fields[-1])
+    return drops
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all cores (from /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # guest time is already in user
+    return (total - idle) / tick, total / tick
+
+
+def load_average() -> float:
+    """The 1-minute load average."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
