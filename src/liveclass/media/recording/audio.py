@@ -13,7 +13,8 @@ from liveclass.media.recording.segmenter import TB48
 
 OPUS_FRAME = 960  # 20 ms at 48 kHz: a gap longer than this is a lost packet
 LATE = 2880  # samples: a packet this far behind is a duplicate or too late
-RESYNC = 48000  # samples: a gap this long (1 s) is a jump, not loss to fill
+AAC_FRAME = 1024  # samples per AAC-LC frame
+RESYNC = 48000  # samples: a gap this long (1 s) is a jump, not loss to fill: the AAC clock jumps too
 
 
 def adts_header(length: int, sample_rate_index: int = 3, channels: int = 2) -> bytes:
@@ -38,7 +39,7 @@ class OpusToAac:
     def __init__(self, mux: Callable[[bytes, int], None]) -> None:
         self._mux = mux
         self._opus: Any = av.CodecContext.create("opus", "r")
-        self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=48000, frame_size=1024)
+        self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=48000, frame_size=AAC_FRAME)
         aac: Any = av.CodecContext.create("aac", "w")
         aac.sample_rate = 48000
         aac.layout = "stereo"
@@ -60,11 +61,21 @@ class OpusToAac:
             self._resample(silence(gap))  # lost packets: keep the audio clock on time
             self._next += gap
         elif gap >= RESYNC:
-            self._next = pts48
+            self._jump(pts48)
         for frame in self._opus.decode(av.Packet(payload)):
             self._next += frame.samples
             frame.pts = None
             self._resample(frame)
+
+    def _jump(self, pts48: int) -> None:
+        """Continue at `pts48`: complete the AAC frame in progress with silence (the encoder
+        takes whole frames only), then start the AAC input clock there; else the audio after
+        the jump would be stamped early by the whole gap."""
+        assert self._next is not None
+        pending = self._next - self._aac_next  # samples the resampler holds, short of a frame
+        if pending % AAC_FRAME:
+            self._resample(silence(AAC_FRAME - pending % AAC_FRAME))
+        self._next = self._aac_next = pts48
 
     def flush(self) -> None:
         """Encode what the resampler and the encoder still hold."""

@@ -6,7 +6,14 @@ frames (a frame with a lost packet is dropped and the recording waits for the ne
 keyframe, asking the publisher for one), maps RTP time to the recording's timeline
 (one mapping per stream and publisher, so audio and video are aligned to within the
 network jitter of their first packets), converts (video.py, audio.py) and writes
-segments (segmenter.py). Audio starts with the first video keyframe."""
+segments (segmenter.py). Audio starts with the first video keyframe.
+
+A publisher that goes silent for more than `GAP_SECONDS` (its link cut, a stall) and comes
+back on the same session starts a new epoch, as a new source does: the open segment is
+closed, the next follows an `#EXT-X-DISCONTINUITY`, the dead air is left out of the
+timeline, the audio encoder starts afresh aligned with the first video keyframe after the
+gap (one is asked for). Without that, video would jump by the gap (its time is the
+arrival time) while audio ran on continuously, and the two would drift apart."""
 
 from __future__ import annotations
 
@@ -34,12 +41,13 @@ log = logging.getLogger(__name__)
 
 KEYFRAME_RETRY = 1.0  # seconds between keyframe requests while waiting for one
 KEYFRAME_LEAD = 0.5  # seconds before a segment's target length that a keyframe is asked for
+GAP_SECONDS = 1.0  # no packet at all from the publisher for this long: a new epoch
 
 
 class Recorder:
     def __init__(self, root: Path, input_id: str, recording_id: str, *, segment_seconds: float,
                  max_queue: int, on_done: Callable[[Recorder, hls.RecordingInfo | None], None],
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, clock: Callable[[], float] = time.monotonic) -> None:
         self.input_id = input_id
         self.id = recording_id
         self.dir = root / recording_id
@@ -54,6 +62,10 @@ class Recorder:
         self.queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self.dropped = 0
         self.errors = 0
+        self.gaps = 0  # new epochs started by a silent publisher
+        self.keyframe_requests = 0
+        self.clock = clock
+        self._last_arrival: float | None = None  # last packet of the current epoch
         self.finishing = False
         self.segmenter = Segmenter(self.dir, segment_seconds)
         self._epoch_reset({}, ORIGIN)
@@ -73,7 +85,7 @@ class Recorder:
                 log.warning("recording %s cannot keep up: %d packets dropped (recording only)",
                             self.id, self.dropped)
             return
-        q.put((kind, seq, ts, marker, payload, time.monotonic()))
+        q.put((kind, seq, ts, marker, payload, self.clock()))
 
     def finish(self) -> None:
         if not self.finishing:
@@ -97,7 +109,9 @@ class Recorder:
                 try:
                     if item[0] == "source":
                         self._new_epoch(item[1])
-                    elif item[0] == "video":
+                        continue
+                    self._check_gap(item[5])
+                    if item[0] == "video":
                         self._video_packet(item[1], item[2], bool(item[3]), item[4], item[5])
                     else:
                         self._audio_packet(item[2], item[4], item[5])
@@ -133,12 +147,25 @@ class Recorder:
         self._flush_audio()
         offset = self.segmenter.new_epoch("video" in codecs, "audio" in codecs)
         self._epoch_reset(codecs, offset)
+        self._last_arrival = None
+
+    def _check_gap(self, arrival: float) -> None:
+        """A publisher silent for more than GAP_SECONDS: the same source, a new epoch."""
+        last = self._last_arrival
+        self._last_arrival = arrival
+        if last is None or not self._codecs or arrival - last <= GAP_SECONDS:
+            return
+        self.gaps += 1
+        log.info("recording %s: no packets for %.1f s; continuing after a discontinuity", self.id, arrival - last)
+        self._new_epoch(self._codecs)
+        self._last_arrival = arrival
 
     def _request_keyframe(self) -> None:
         now = time.monotonic()
         if now - self._last_request < KEYFRAME_RETRY:
             return
         self._last_request = now
+        self.keyframe_requests += 1
         with contextlib.suppress(RuntimeError):  # loop closed
             self.loop.call_soon_threadsafe(self._keyframe_on_loop)
 
