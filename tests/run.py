@@ -20,6 +20,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,9 +130,34 @@ def redis_server(work_dir: Path) -> Iterator[tuple[str, int]]:
         yield f"redis://127.0.0.1:{port}/0", pid
 
 
+@dataclass
+class Postgres:
+    """A throwaway PostgreSQL cluster (`postgres_cluster`): its DATABASE_URL, and a restart."""
+
+    url: str
+    data: Path
+    log: Path
+    prefix: list[str]
+    options: str
+
+    def ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([*self.prefix, _pg_bin("pg_ctl"), "-D", str(self.data), *args], check=check,
+                              stdout=subprocess.DEVNULL, timeout=90)
+
+    def restart(self, mode: str = "fast") -> None:
+        """`pg_ctl restart -m <mode>`: `fast` ends every session (a FATAL to each client) and
+        rolls back open transactions; `immediate` kills the server (crash recovery at start).
+        Returns once the server accepts connections again."""
+        self.ctl("-o", self.options, "-l", str(self.log), "-m", mode, "-w", "-t", "60", "restart")
+
+
 @contextlib.contextmanager
-def postgres() -> Iterator[str]:
-    """Start a throwaway PostgreSQL cluster; yield its DATABASE_URL; stop and delete it."""
+def postgres_cluster(*, durable: bool = False) -> Iterator[Postgres]:
+    """Start a throwaway PostgreSQL cluster (one database, `liveclass`); stop and delete it.
+    Not `durable` (the test runs): commits are acknowledged before their WAL is written, so a
+    server crash (`restart("immediate")`) loses the last ones; `durable` keeps PostgreSQL's
+    default (synchronous_commit on) for tests that crash it. fsync stays off either way: the
+    machine does not crash, only the server process."""
     as_root = os.geteuid() == 0
     # initdb refuses to run as root: run the server as Debian's `postgres` user then.
     prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
@@ -146,17 +172,23 @@ def postgres() -> Iterator[str]:
     subprocess.run([*prefix, _pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "liveclass",
                     "-E", "UTF8", "--no-sync"], check=True, **quiet)
     options = (f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off "
-               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300")
-    subprocess.run([*prefix, _pg_bin("pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "log"),
-                    "-w", "-t", "60", "start"], check=True, **quiet)
+               f"-c synchronous_commit={'on' if durable else 'off'} -c full_page_writes=off -c max_connections=300")
+    cluster = Postgres(f"postgres://liveclass@127.0.0.1:{port}/liveclass", data, base / "log", prefix, options)
+    cluster.ctl("-o", options, "-l", str(cluster.log), "-w", "-t", "60", "start")
     try:
         subprocess.run([*prefix, _pg_bin("createdb"), "-h", str(sock), "-p", str(port), "-U", "liveclass",
                         "liveclass"], check=True)
-        yield f"postgres://liveclass@127.0.0.1:{port}/liveclass"
+        yield cluster
     finally:
-        subprocess.run([*prefix, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                       check=False, **quiet)
+        cluster.ctl("-m", "immediate", "-w", "stop", check=False)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[str]:
+    """Start a throwaway PostgreSQL cluster; yield its DATABASE_URL; stop and delete it."""
+    with postgres_cluster() as cluster:
+        yield cluster.url
 
 
 def main(argv: list[str]) -> int:

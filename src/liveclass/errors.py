@@ -117,3 +117,28 @@ class MediaBackendError(DomainError):
     """The media backend (embedded server or Cloudflare) failed or is unreachable."""
 
     slug, status, title = "media-backend-error", 502, "Media backend failed"
+
+
+class DatabaseUnavailable(DomainError):
+    """The database could not be reached, or the connection broke mid-request (a restart, a
+    failover, the pool exhausted). The request did nothing, or its commit's outcome is not
+    known: every write that answers this is idempotent, so retrying is safe."""
+
+    slug, status, title = "database-unavailable", 503, "Database unavailable"
+    retry_after: ClassVar[int] = 2
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+def database_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
+    """The refusal for a database failure `exc` that a retry can get past, else None. The one
+    place that decides which driver errors mean "unavailable" (connection refused, closed or
+    terminated, pool timeout: Django's OperationalError and InterfaceError); the adapters
+    answer it like any domain error."""
+    from django.db import InterfaceError, OperationalError  # this module stays importable without Django
+
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return None
+    return DatabaseUnavailable("The database is unavailable for a moment; retry shortly.")

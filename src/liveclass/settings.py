@@ -103,6 +103,12 @@ def _database() -> dict[str, Any]:
         # re-parsed nor re-planned. Pooled connections keep their prepared statements.
         db["OPTIONS"] = {**db.get("OPTIONS", {}), "server_side_binding": True, "prepare_threshold": 5,
                          "pool": {"min_size": 2, "max_size": CONFIG.WEB_THREADS + 8, "timeout": 10}}
+        # The pool checks each connection as a request takes it (an empty query, psycopg_pool's
+        # check_connection): one the server closed meanwhile (a restart, a failover) is
+        # discarded and another taken, instead of failing the request that got it. While the
+        # server is away a request waits for a connection up to the pool's timeout, then
+        # answers 503 (liveclass.errors.DatabaseUnavailable).
+        db["CONN_HEALTH_CHECKS"] = True
     return db
 
 

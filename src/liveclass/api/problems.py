@@ -8,11 +8,14 @@ same body, so every 4xx a client sees has a machine-readable `type` and a human 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
 from liveclass import errors
+
+log = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -37,6 +40,7 @@ def from_domain_error(exc: errors.DomainError) -> HttpResponse:
 def install(api: Any) -> None:
     """Register the handlers on a NinjaAPI instance."""
     from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+    from django.db import InterfaceError, OperationalError
     from django.http import Http404
     from django.http.multipartparser import MultiPartParserError
     from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -74,7 +78,16 @@ def install(api: Any) -> None:
             return problem(413, "body-too-large", "Body too large", "The request body is too large.")
         return problem(400, "bad-request", "Bad request", f"The request body could not be parsed: {exc}")
 
+    def database(request: HttpRequest, exc: Exception) -> HttpResponse:
+        refusal = errors.database_unavailable(exc)
+        if refusal is None:
+            raise exc
+        log.warning("%s %s: database unavailable: %s", request.method, request.path, exc)
+        return from_domain_error(refusal)
+
     api.add_exception_handler(SuspiciousOperation, bad_request)
+    api.add_exception_handler(OperationalError, database)
+    api.add_exception_handler(InterfaceError, database)
     api.add_exception_handler(MultiPartParserError, bad_request)
     api.add_exception_handler(errors.DomainError, domain)
     api.add_exception_handler(ValidationError, validation)
