@@ -1,28 +1,40 @@
-"""A fake Cloudflare Stream API served over real HTTP on loopback.
+"""A fake Cloudflare Stream served over real HTTP on loopback, written from Cloudflare's docs.
 
-It implements the part of the API the `cloudflare` media backend uses, with the shapes
-documented in docs/cloudflare.md (and Cloudflare's API reference):
+Each behaviour names the page of the cloudflare-docs repository (``src/content/docs/stream/…``)
+it follows; where the docs are silent the fake says so and picks the WHIP/WHEP RFCs' answer.
 
-    GET|POST        /client/v4/accounts/{account}/stream/live_inputs
-    GET|PUT|DELETE  /client/v4/accounts/{account}/stream/live_inputs/{uid}
-    GET             /client/v4/accounts/{account}/stream/live_inputs/{uid}/videos
-    POST            /client/v4/accounts/{account}/stream/{video_uid}/token
+The API (``{url}`` = ``http://127.0.0.1:PORT/client/v4``; Bearer token; Cloudflare envelope):
 
-Every answer is a Cloudflare envelope (`result`, `success`, `errors`, `messages`), except
-DELETE, which answers 200 with an empty body. A missing or wrong Bearer token gets a 401,
-the right token on another account a 403, an unknown id a 404, a body of the wrong shape
-a 400 — each with `success: false` and `{code, message}` errors.
+    GET|POST        /accounts/{account}/stream/live_inputs
+    GET|PUT|DELETE  /accounts/{account}/stream/live_inputs/{uid}
+    POST            /accounts/{account}/stream/live_inputs/{uid}/rotate_keys
+    GET             /accounts/{account}/stream/live_inputs/{uid}/videos      (always [] here)
+    GET|POST        /accounts/{account}/stream/keys
+    DELETE          /accounts/{account}/stream/keys/{id}
+    GET|DELETE      /accounts/{account}/stream/{video_uid}
+    POST            /accounts/{account}/stream/{video_uid}/token
 
-    with FakeCloudflareStream() as fake:
-        backend = CloudflareBackend(api_base=fake.url, account_id=fake.account_id,
-                                    api_token=fake.api_token, customer_code=fake.customer_code)
+The customer domain (``https://customer-<CODE>.cloudflarestream.com``), served on the same
+port; `loopback(url)` turns a Cloudflare URL into this server's:
 
-State lives in memory; `add_recording`, `set_input_status`, `fail_next` and `stall_next`
-let tests arrange what Cloudflare would otherwise do on its own.
+    POST  /{SECRET}/webRTC/publish     WHIP: the secret of a live input (webrtc-beta.mdx, step 2)
+    POST  /{TOKEN}/webRTC/play         WHEP: an RS256 token signed by one of the account's keys in
+                                       place of the input uid (securing-your-stream.mdx; changelog
+                                       2025-04-14), or the bare uid of an input without signed URLs
+    PATCH|DELETE /sessions/{id}        the WHIP/WHEP session resources (Location)
+
+With `media=` (an embedded media server's URL and signing key) WHIP and WHEP are forwarded to
+it, so a real stream is published and played through the fake; without one, an authorised
+WHIP/WHEP request gets 503 (nothing could answer the SDP), refused ones their 4xx as usual.
+
+What the fake does not invent: WebRTC inputs are never recorded (webrtc-beta.mdx,
+"Limitations": "Recording and live HLS playback are not yet supported"), so `…/videos` lists
+nothing. Videos exist only through `add_video`, standing in for an upload.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -31,17 +43,24 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+import httpx
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+
+from liveclass.media.tokens import sign_token
 
 API_PREFIX = "/client/v4"
 RTMPS_URL = "rtmps://live.cloudflare.com:443/live/"
 SRT_URL = "srt://live.cloudflare.com:778"
-MAX_TOKEN_SECONDS = 24 * 3600
+MAX_TOKEN_SECONDS = 24 * 3600  # securing-your-stream.mdx, "Supported Restrictions": exp ≤ 24 h
+MAX_SIGNING_KEYS = 1000  # securing-your-stream.mdx, "Revoking keys": "up to 1,000 keys"
 
 # Error codes. 10000 is Cloudflare's "Authentication error"; 7003 its "could not route";
 # the others are this fake's own choice (the backend keys on the HTTP status).
@@ -63,9 +82,6 @@ _CONNECTION_STATES = {
     "connected", "reconnected", "reconnecting", "client_disconnect", "ttl_exceeded",
     "failed_to_connect", "failed_to_reconnect", "new_configuration_accepted",
 }
-_RECORDING_STATES = {
-    "pendingupload", "downloading", "queued", "inprogress", "ready", "error", "live-inprogress",
-}
 
 
 class BadRequest(Exception):
@@ -79,6 +95,14 @@ class SeenRequest:
     body: Any
 
 
+@dataclass(frozen=True)
+class MediaServer:
+    """An embedded media server the fake forwards WHIP/WHEP to (tests/media/support.py)."""
+
+    url: str
+    signing_key: str
+
+
 @dataclass
 class _Injected:
     status: int
@@ -88,10 +112,19 @@ class _Injected:
 
 
 @dataclass
+class _Session:
+    media_url: str  # absolute URL of the media server's session resource
+    bearer: str
+
+
+@dataclass
 class _State:
     inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # video uid -> video object
+    secrets: dict[str, str] = field(default_factory=dict)  # WHIP secret -> input uid
+    generations: dict[str, int] = field(default_factory=dict)  # input uid -> key rotations
+    keys: dict[str, dict[str, Any]] = field(default_factory=dict)  # key id -> {created, public}
     videos: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sessions: dict[str, _Session] = field(default_factory=dict)
     injected: list[_Injected] = field(default_factory=list)
     stalls: list[threading.Event] = field(default_factory=list)
     seen: list[SeenRequest] = field(default_factory=list)
@@ -113,8 +146,12 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _new_rsa_key() -> RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
 class FakeCloudflareStream:
-    """The fake API. `url` is what `CLOUDFLARE_API_BASE` would be (``…/client/v4``)."""
+    """The fake. `url` is what `CLOUDFLARE_API_BASE` would be (``…/client/v4``)."""
 
     def __init__(
         self,
@@ -122,25 +159,32 @@ class FakeCloudflareStream:
         account_id: str | None = None,
         api_token: str | None = None,
         customer_code: str | None = None,
+        media: MediaServer | None = None,
     ) -> None:
         self.account_id = account_id or secrets.token_hex(16)
         self.api_token = api_token or secrets.token_urlsafe(30)
         self.customer_code = customer_code or secrets.token_hex(8)
-        # Signs playback tokens (Cloudflare uses RS256 with its own key; HS256 here).
-        self.signing_key_id = secrets.token_hex(16)
-        self.signing_secret = secrets.token_hex(32)
+        self.media = media
+        # Cloudflare's own key, which signs what `/token` returns (never shown to the account).
+        self._token_key = _new_rsa_key()
+        self._token_kid = secrets.token_hex(16)
         self._state = _State()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._media_client = httpx.Client(timeout=15)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     @property
-    def url(self) -> str:
+    def origin(self) -> str:
         if self._server is None:
             raise RuntimeError("FakeCloudflareStream is not started")
-        return f"http://127.0.0.1:{self._server.server_port}{API_PREFIX}"
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.origin}{API_PREFIX}"
 
     def start(self) -> FakeCloudflareStream:
         if self._server is not None:
@@ -164,6 +208,7 @@ class FakeCloudflareStream:
         server.server_close()
         if thread is not None:
             thread.join(timeout=5)
+        self._media_client.close()
         self._server = None
         self._thread = None
 
@@ -184,15 +229,25 @@ class FakeCloudflareStream:
     def customer_base(self) -> str:
         return f"https://customer-{self.customer_code}.cloudflarestream.com"
 
+    def loopback(self, url: str) -> str:
+        """A customer-domain URL (WHIP/WHEP) as this fake serves it on loopback."""
+        if not url.startswith(self.customer_base + "/"):
+            raise ValueError(f"not a URL of this fake's customer domain: {url}")
+        return self.origin + url[len(self.customer_base):]
+
     def live_input(self, uid: str) -> dict[str, Any] | None:
         """A copy of the stored live input object, or None."""
         with self._lock:
             found = self._state.inputs.get(uid)
             return json.loads(json.dumps(found)) if found is not None else None
 
+    def signing_key_ids(self) -> set[str]:
+        with self._lock:
+            return set(self._state.keys)
+
     @property
     def requests(self) -> list[SeenRequest]:
-        """Every request that reached a route (after authentication), in order."""
+        """Every API request that reached a route (after authentication), in order."""
         with self._lock:
             return list(self._state.seen)
 
@@ -203,26 +258,31 @@ class FakeCloudflareStream:
         with self._lock:
             self._state.inputs[uid]["status"] = status
 
-    def add_recording(
-        self,
-        input_uid: str,
-        *,
-        state: str = "ready",
-        duration: float = 60.0,
-        require_signed_urls: bool | None = None,
-        created: datetime | None = None,
-    ) -> dict[str, Any]:
-        """Add a video recorded from `input_uid`, as Cloudflare does when a broadcast
-        starts (``live-inprogress``) and ends (``ready``). Returns the video object."""
-        if state not in _RECORDING_STATES:
-            raise ValueError(f"unknown recording state {state!r}")
+    def add_video(self, *, name: str = "upload", require_signed_urls: bool = True) -> dict[str, Any]:
+        """A ready video, as an upload leaves one (uploading-videos/*; the uploads themselves are
+        the next increment). Not tied to a live input: Cloudflare records no WebRTC input."""
+        uid = secrets.token_hex(16)
+        stamp = _now_iso()
+        base = f"{self.customer_base}/{uid}"
+        video = {
+            "uid": uid, "creator": None, "thumbnail": f"{base}/thumbnails/thumbnail.jpg",
+            "readyToStream": True, "readyToStreamAt": stamp,
+            "status": {"state": "ready", "pctComplete": "100.000000", "errorReasonCode": "",
+                       "errorReasonText": ""},
+            "meta": {"name": name}, "created": stamp, "modified": stamp, "scheduledDeletion": None,
+            "size": 4_194_304, "preview": f"{base}/watch", "allowedOrigins": [],
+            "requireSignedURLs": require_signed_urls, "uploaded": stamp, "duration": 60.0,
+            "input": {"width": 1280, "height": 720},
+            "playback": {"hls": f"{base}/manifest/video.m3u8", "dash": f"{base}/manifest/video.mpd"},
+            "watermark": None, "liveInput": None,
+        }
         with self._lock:
-            live_input = self._state.inputs.get(input_uid)
-            if live_input is None:
-                raise KeyError(f"no live input {input_uid}")
-            video = self._new_video(live_input, state, duration, require_signed_urls, created)
-            self._state.videos[video["uid"]] = video
+            self._state.videos[uid] = video
             return json.loads(json.dumps(video))
+
+    def has_video(self, uid: str) -> bool:
+        with self._lock:
+            return uid in self._state.videos
 
     def fail_next(
         self,
@@ -232,31 +292,42 @@ class FakeCloudflareStream:
         success: bool = False,
         raw: bytes | None = None,
     ) -> None:
-        """Answer the next authenticated request with this envelope (or `raw` bytes)."""
+        """Answer the next authenticated API request with this envelope (or `raw` bytes)."""
         with self._lock:
             self._state.injected.append(
                 _Injected(status=status, errors=errors or [], success=success, raw=raw)
             )
 
     def stall_next(self) -> threading.Event:
-        """Hold the next authenticated request until the returned event is set (or the
+        """Hold the next authenticated API request until the returned event is set (or the
         fake stops, or 30 s pass), to make the client time out."""
         event = threading.Event()
         with self._lock:
             self._state.stalls.append(event)
         return event
 
-    def decode_playback_token(self, token: str) -> dict[str, Any]:
-        """Check a token this fake signed and return its claims."""
-        claims: dict[str, Any] = jwt.decode(token, self.signing_secret, algorithms=["HS256"])
+    def verify_video_token(self, token: str) -> dict[str, Any]:
+        """Check a token this fake's `/token` signed and return its claims."""
+        claims: dict[str, Any] = jwt.decode(
+            token, self._token_key.public_key(), algorithms=["RS256"],
+            options={"verify_exp": False, "verify_nbf": False},
+        )
         return claims
 
     # -- request handling (called from server threads) ---------------------------------
 
     def _handle(
         self, method: str, path: str, headers: dict[str, str], raw_body: bytes
-    ) -> tuple[int, bytes]:
+    ) -> tuple[int, dict[str, str], bytes]:
         route_path = path.split("?", 1)[0]
+        if not route_path.startswith(API_PREFIX + "/"):
+            return self._customer(method, route_path, headers, raw_body)
+        status, body = self._api(method, route_path, headers, raw_body)
+        return status, ({"Content-Type": "application/json"} if body else {}), body
+
+    def _api(
+        self, method: str, route_path: str, headers: dict[str, str], raw_body: bytes
+    ) -> tuple[int, bytes]:
         match = re.fullmatch(rf"{API_PREFIX}/accounts/([^/]+)/stream(/.*)?", route_path)
         auth = headers.get("authorization", "")
         if auth != f"Bearer {self.api_token}":
@@ -287,33 +358,41 @@ class FakeCloudflareStream:
             return 400, _dump(_error_envelope(
                 {"code": BAD_REQUEST_CODE, "message": "Invalid JSON in request body"}
             ))
+        ended: list[str] = []
         with self._lock:
             self._state.seen.append(SeenRequest(method, route_path, body))
             try:
-                status, payload = self._route(method, sub, body)
+                status, payload = self._route(method, sub, body, ended)
             except BadRequest as exc:
                 return 400, _dump(_error_envelope({"code": BAD_REQUEST_CODE, "message": str(exc)}))
+        for media_input in ended:  # outside the lock: the media server answers over HTTP
+            self._end_media_input(media_input)
         return status, (b"" if payload is None else _dump(payload))
 
-    def _route(self, method: str, sub: str, body: Any) -> tuple[int, Any]:
+    def _route(self, method: str, sub: str, body: Any, ended: list[str]) -> tuple[int, Any]:
         routes: list[tuple[str, Callable[..., tuple[int, Any]]]] = [
             (r"/live_inputs", self._live_inputs),
-            (r"/live_inputs/([0-9a-zA-Z]+)", self._live_input),
-            (r"/live_inputs/([0-9a-zA-Z]+)/videos", self._live_input_videos),
-            (r"/([0-9a-zA-Z]+)/token", self._video_token),
-            (r"/([0-9a-zA-Z]+)", self._video),
+            (r"/live_inputs/([0-9a-f]+)", self._live_input),
+            (r"/live_inputs/([0-9a-f]+)/rotate_keys", self._rotate_keys),
+            (r"/live_inputs/([0-9a-f]+)/videos", self._live_input_videos),
+            (r"/keys", self._keys),
+            (r"/keys/([0-9a-f]+)", self._key),
+            (r"/([0-9a-f]+)/token", self._video_token),
+            (r"/([0-9a-f]+)", self._video),
         ]
         for pattern, handler in routes:
             found = re.fullmatch(pattern, sub)
             if found is not None:
-                return handler(method, body, *found.groups())
+                return handler(method, body, *found.groups(), ended=ended)
         return 404, _error_envelope({
             "code": ROUTE_ERROR_CODE,
             "message": f"Could not route to {API_PREFIX}/accounts/…/stream{sub}, "
             "perhaps your object identifier is invalid?",
         })
 
-    def _live_inputs(self, method: str, body: Any) -> tuple[int, Any]:
+    # live inputs (stream-live/start-stream-live.mdx) ------------------------------------
+
+    def _live_inputs(self, method: str, body: Any, *, ended: list[str]) -> tuple[int, Any]:
         if method == "GET":
             items = [
                 {k: v for k, v in item.items()
@@ -325,10 +404,11 @@ class FakeCloudflareStream:
             fields = _validate_live_input(body if body is not None else {})
             live_input = self._new_live_input(fields)
             self._state.inputs[live_input["uid"]] = live_input
+            self._state.generations[live_input["uid"]] = 0
             return 200, _envelope(live_input)
         return _method_not_allowed()
 
-    def _live_input(self, method: str, body: Any, uid: str) -> tuple[int, Any]:
+    def _live_input(self, method: str, body: Any, uid: str, *, ended: list[str]) -> tuple[int, Any]:
         live_input = self._state.inputs.get(uid)
         if method not in ("GET", "PUT", "DELETE"):
             return _method_not_allowed()
@@ -343,23 +423,79 @@ class FakeCloudflareStream:
                 live_input["recording"].update(recording)
             live_input.update(fields)
             live_input["modified"] = _now_iso()
-            if live_input.get("enabled") is False and live_input.get("status") in (
-                "connected", "reconnected", "reconnecting"
-            ):
-                live_input["status"] = "client_disconnect"
+            # Disabling "rejects incoming RTMPS and SRT connections" ("Enable or disable a live
+            # input"); the docs promise nothing for WHIP, so a WHIP publisher stays connected.
             return 200, _envelope(live_input)
+        # "Delete a live input": gone, its WHIP secret and WHEP playback with it.
         del self._state.inputs[uid]
+        self._forget_secrets(uid)
+        ended.append(self._media_input(uid))
         return 200, None
 
-    def _live_input_videos(self, method: str, body: Any, uid: str) -> tuple[int, Any]:
+    def _rotate_keys(self, method: str, body: Any, uid: str, *, ended: list[str]) -> tuple[int, Any]:
+        # "Rotating keys revokes the old credentials, disconnects broadcasts using stale
+        # credentials, and returns refreshed credentials" ("Rotate broadcast keys").
+        if method != "POST":
+            return _method_not_allowed()
+        live_input = self._state.inputs.get(uid)
+        if live_input is None:
+            return _not_found("Live input not found")
+        ended.append(self._media_input(uid))
+        self._forget_secrets(uid)
+        self._state.generations[uid] += 1
+        secret, stream_key = _secret(), _secret()
+        self._state.secrets[secret] = uid
+        live_input["webRTC"] = {"url": f"{self.customer_base}/{secret}/webRTC/publish"}
+        live_input["rtmps"] = {"url": RTMPS_URL, "streamKey": stream_key}
+        live_input["srt"] = {"url": SRT_URL, "streamId": uid, "passphrase": stream_key}
+        live_input["keysRotatedAt"] = live_input["modified"] = _now_iso()
+        if live_input.get("status") in ("connected", "reconnected", "reconnecting"):
+            live_input["status"] = "client_disconnect"
+        return 200, _envelope(live_input)
+
+    def _live_input_videos(self, method: str, body: Any, uid: str, *, ended: list[str]) -> tuple[int, Any]:
         if method != "GET":
             return _method_not_allowed()
         if uid not in self._state.inputs:
             return _not_found("Live input not found")
-        videos = [v for v in self._state.videos.values() if v["liveInput"] == uid]
-        return 200, _envelope(videos)
+        return 200, _envelope([])  # WebRTC inputs are not recorded (webrtc-beta.mdx)
 
-    def _video(self, method: str, body: Any, video_uid: str) -> tuple[int, Any]:
+    # signing keys (viewing-videos/securing-your-stream.mdx, "Option 2") ----------------
+
+    def _keys(self, method: str, body: Any, *, ended: list[str]) -> tuple[int, Any]:
+        if method == "GET":
+            return 200, _envelope([{"id": kid, "created": key["created"]}
+                                   for kid, key in self._state.keys.items()])
+        if method != "POST":
+            return _method_not_allowed()
+        if len(self._state.keys) >= MAX_SIGNING_KEYS:
+            raise BadRequest(f"at most {MAX_SIGNING_KEYS} signing keys")
+        private = _new_rsa_key()
+        kid = secrets.token_hex(16)
+        created = _now_iso()
+        pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                    serialization.NoEncryption())
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private))
+        jwk.update({"use": "sig", "kid": kid, "alg": "RS256"})
+        self._state.keys[kid] = {"created": created, "public": private.public_key()}
+        # "The pem and jwk fields are base64-encoded".
+        return 200, _envelope({
+            "id": kid,
+            "pem": base64.b64encode(pem).decode(),
+            "jwk": base64.b64encode(json.dumps(jwk).encode()).decode(),
+            "created": created,
+        })
+
+    def _key(self, method: str, body: Any, kid: str, *, ended: list[str]) -> tuple[int, Any]:
+        if method != "DELETE":
+            return _method_not_allowed()
+        if self._state.keys.pop(kid, None) is None:
+            return _not_found("Signing key not found")
+        return 200, _envelope("Revoked")  # "Once revoked all tokens created with that key will be invalidated."
+
+    # videos ----------------------------------------------------------------------------
+
+    def _video(self, method: str, body: Any, video_uid: str, *, ended: list[str]) -> tuple[int, Any]:
         video = self._state.videos.get(video_uid)
         if video is None:
             return _not_found("Video not found")
@@ -370,33 +506,154 @@ class FakeCloudflareStream:
             return 200, None  # Cloudflare answers an empty body
         return _method_not_allowed()
 
-    def _video_token(self, method: str, body: Any, video_uid: str) -> tuple[int, Any]:
+    def _video_token(self, method: str, body: Any, video_uid: str, *, ended: list[str]) -> tuple[int, Any]:
+        # "Option 1: Using the /token endpoint" — for a video; a live input uid is not one.
         if method != "POST":
             return _method_not_allowed()
-        video = self._state.videos.get(video_uid)
-        if video is None:
+        if video_uid not in self._state.videos:
             return _not_found("Video not found")
         now = int(time.time())
         fields = _validate_token_request(body if body is not None else {}, now)
+        # The documented sample token: header {alg RS256, kid}, claims {kid, exp, nbf} with
+        # exp and nbf as strings; without a body it "expires in one hour".
         claims: dict[str, Any] = {
-            "sub": video_uid,
-            "kid": self.signing_key_id,
-            "exp": fields.get("exp", now + 3600),
+            "kid": self._token_kid,
+            "exp": str(fields.get("exp", now + 3600)),
+            "nbf": str(fields.get("nbf", now)),
         }
-        for key in ("nbf", "downloadable", "accessRules"):
+        for key in ("downloadable", "accessRules"):
             if key in fields:
                 claims[key] = fields[key]
-        token = jwt.encode(
-            claims, self.signing_secret, algorithm="HS256", headers={"kid": self.signing_key_id}
-        )
+        token = jwt.encode(claims, self._token_key, algorithm="RS256", headers={"kid": self._token_kid})
         return 200, _envelope({"token": token})
+
+    # the customer domain: WHIP and WHEP ----------------------------------------------
+
+    def _customer(
+        self, method: str, path: str, headers: dict[str, str], raw_body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        found = re.fullmatch(r"/([^/]+)/webRTC/(publish|play)", path)
+        if found is not None and method == "POST":
+            if not headers.get("content-type", "").lower().startswith("application/sdp"):
+                return _text(415, "Content-Type must be application/sdp")
+            credential, kind = found.groups()
+            with self._lock:
+                uid, refusal = (self._whip_input(credential) if kind == "publish"
+                                else self._whep_input(credential))
+            if uid is None:
+                return refusal
+            return self._forward(kind, uid, raw_body)
+        session = re.fullmatch(r"/sessions/([0-9a-f]+)", path)
+        if session is not None and method in ("PATCH", "DELETE"):
+            with self._lock:
+                known = self._state.sessions.get(session.group(1))
+            if known is None:
+                return _text(404, "no such session")
+            return self._forward_session(method, known, headers, raw_body)
+        return _text(404, "Not Found")
+
+    def _whip_input(self, secret: str) -> tuple[str | None, tuple[int, dict[str, str], bytes]]:
+        """The input a WHIP secret publishes to. The docs name no status for a wrong secret;
+        404, as for any unknown WHIP endpoint (RFC 9725 §4.2)."""
+        uid = self._state.secrets.get(secret)
+        if uid is None or uid not in self._state.inputs:
+            return None, _text(404, "no live input with this WHIP URL")
+        return uid, (0, {}, b"")
+
+    def _whep_input(self, credential: str) -> tuple[str | None, tuple[int, dict[str, str], bytes]]:
+        """The input a WHEP URL plays. An input that requires signed URLs plays only for a
+        token signed by one of the account's keys; the docs name no status for a refused one:
+        401, WHEP's answer to a request it does not authorise (draft-ietf-wish-whep §4.4)."""
+        plain = self._state.inputs.get(credential)
+        if plain is not None:
+            if plain["recording"].get("requireSignedURLs"):
+                return None, _text(401, "this live input requires a signed URL")
+            return credential, (0, {}, b"")
+        try:
+            header = jwt.get_unverified_header(credential)
+        except jwt.InvalidTokenError:
+            return None, _text(404, "no such live input")
+        key = self._state.keys.get(str(header.get("kid", "")))
+        if key is None or header.get("alg") != "RS256":
+            return None, _text(401, "token not signed by a key of this account")
+        public: RSAPublicKey = key["public"]
+        try:
+            claims = jwt.decode(credential, public, algorithms=["RS256"],
+                                options={"require": ["exp", "sub"]})
+        except jwt.InvalidTokenError as exc:
+            return None, _text(401, f"invalid token: {exc}")
+        if claims.get("kid") != header.get("kid"):
+            return None, _text(401, "token kid claim does not match its header")
+        if int(claims["exp"]) > int(time.time()) + MAX_TOKEN_SECONDS + 60:
+            return None, _text(401, "token exp is more than 24 hours ahead")
+        uid = str(claims["sub"])
+        if uid not in self._state.inputs:
+            return None, _text(404, "no such live input")
+        return uid, (0, {}, b"")
+
+    def _media_input(self, uid: str) -> str:
+        """The media server's input for the live input's current credentials: a rotation (or a
+        delete) ends it, cutting its publisher, and the next broadcast gets a fresh one."""
+        return f"{uid}g{self._state.generations.get(uid, 0)}"
+
+    def _forget_secrets(self, uid: str) -> None:
+        for secret in [s for s, owner in self._state.secrets.items() if owner == uid]:
+            del self._state.secrets[secret]
+
+    def _forward(self, kind: str, uid: str, sdp: bytes) -> tuple[int, dict[str, str], bytes]:
+        if self.media is None:
+            return _text(503, "this fake has no media server to answer the offer")
+        with self._lock:
+            media_input = self._media_input(uid)
+        direction = "whip" if kind == "publish" else "whep"
+        role = "publish" if kind == "publish" else "play"
+        bearer = sign_token(self.media.signing_key, sub=media_input, role=role, ttl=3600,
+                            uid=None if kind == "publish" else secrets.token_hex(8))
+        try:
+            response = self._media_client.post(
+                f"{self.media.url}/{direction}/{media_input}", content=sdp,
+                headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {bearer}"},
+            )
+        except httpx.HTTPError as exc:
+            return _text(502, f"media server unreachable: {exc}")
+        out = {k: v for k, v in response.headers.items()
+               if k.lower() in ("content-type", "etag", "link")}
+        location = response.headers.get("location")
+        if response.status_code == 201 and location:
+            session_id = secrets.token_hex(16)
+            with self._lock:
+                self._state.sessions[session_id] = _Session(
+                    media_url=str(httpx.URL(f"{self.media.url}/").join(location)), bearer=bearer)
+            out["Location"] = f"/sessions/{session_id}"
+        return response.status_code, out, response.content
+
+    def _forward_session(
+        self, method: str, session: _Session, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        forwarded = {"Authorization": f"Bearer {session.bearer}"}
+        for name in ("content-type", "if-match"):
+            if name in headers:
+                forwarded[name] = headers[name]
+        try:
+            response = self._media_client.request(method, session.media_url, content=body, headers=forwarded)
+        except httpx.HTTPError as exc:
+            return _text(502, f"media server unreachable: {exc}")
+        out = {k: v for k, v in response.headers.items() if k.lower() in ("content-type", "etag")}
+        return response.status_code, out, response.content
+
+    def _end_media_input(self, media_input: str) -> None:
+        if self.media is None:
+            return
+        token = sign_token(self.media.signing_key, sub=media_input, role="operator", ttl=60)
+        self._media_client.delete(f"{self.media.url}/inputs/{media_input}",
+                                  headers={"Authorization": f"Bearer {token}"})
 
     # -- object factories --------------------------------------------------------------
 
     def _new_live_input(self, fields: dict[str, Any]) -> dict[str, Any]:
         uid = secrets.token_hex(16)
-        secret = f"{secrets.token_hex(16)}k{secrets.token_hex(16)}"
-        stream_key = f"{secrets.token_hex(16)}k{secrets.token_hex(16)}"
+        secret, stream_key = _secret(), _secret()
+        self._state.secrets[secret] = uid
         stamp = _now_iso()
         recording = {
             "mode": "off", "timeoutSeconds": 0, "requireSignedURLs": False,
@@ -412,6 +669,7 @@ class FakeCloudflareStream:
             "enabled": fields.get("enabled", True),
             "preferLowLatency": fields.get("preferLowLatency", False),
             "recording": recording,
+            "deleteRecordingAfterDays": fields.get("deleteRecordingAfterDays"),
             "rtmps": {"url": RTMPS_URL, "streamKey": stream_key},
             "rtmpsPlayback": {"url": RTMPS_URL, "streamKey": stream_key},
             "srt": {"url": SRT_URL, "streamId": uid, "passphrase": stream_key},
@@ -419,65 +677,14 @@ class FakeCloudflareStream:
             "webRTC": {"url": f"{self.customer_base}/{secret}/webRTC/publish"},
             "webRTCPlayback": {"url": f"{self.customer_base}/{uid}/webRTC/play"},
         }
-        if fields.get("deleteRecordingAfterDays") is not None:
-            live_input["deleteRecordingAfterDays"] = fields["deleteRecordingAfterDays"]
         if "defaultCreator" in fields:
             live_input["defaultCreator"] = fields["defaultCreator"]
         return live_input
 
-    def _new_video(
-        self,
-        live_input: dict[str, Any],
-        state: str,
-        duration: float,
-        require_signed_urls: bool | None,
-        created: datetime | None,
-    ) -> dict[str, Any]:
-        uid = secrets.token_hex(16)
-        when = created or datetime.now(UTC)
-        ready = state == "ready"
-        signed = (
-            live_input["recording"].get("requireSignedURLs", False)
-            if require_signed_urls is None else require_signed_urls
-        )
-        keep_days = live_input.get("deleteRecordingAfterDays")
-        base = f"{self.customer_base}/{uid}"
-        return {
-            "uid": uid,
-            "creator": None,
-            "thumbnail": f"{base}/thumbnails/thumbnail.jpg",
-            "thumbnailTimestampPct": 0,
-            "readyToStream": ready,
-            "readyToStreamAt": _now_iso(when) if ready else None,
-            "status": {
-                "state": state,
-                "pctComplete": "100.000000" if ready else "0",
-                "errorReasonCode": "",
-                "errorReasonText": "",
-            },
-            "meta": dict(live_input.get("meta") or {}),
-            "created": _now_iso(when),
-            "modified": _now_iso(when),
-            "scheduledDeletion": (
-                _now_iso(when + timedelta(days=keep_days)) if ready and keep_days else None
-            ),
-            "size": 4_194_304 if ready else 0,
-            "preview": f"{base}/watch",
-            "allowedOrigins": list(live_input["recording"].get("allowedOrigins") or []),
-            "requireSignedURLs": signed,
-            "uploaded": _now_iso(when),
-            "uploadExpiry": None,
-            "maxSizeBytes": None,
-            "maxDurationSeconds": None,
-            "duration": float(duration) if ready else -1,
-            "input": {"width": 1280, "height": 720} if ready else {"width": -1, "height": -1},
-            "playback": {
-                "hls": f"{base}/manifest/video.m3u8",
-                "dash": f"{base}/manifest/video.mpd",
-            },
-            "watermark": None,
-            "liveInput": live_input["uid"],
-        }
+
+def _secret() -> str:
+    # The shape of the documented WHIP secret: 32 hex, "k", 32 hex (webrtc-beta.mdx, FFmpeg sample).
+    return f"{secrets.token_hex(16)}k{secrets.token_hex(16)}"
 
 
 # -- validation ---------------------------------------------------------------------------
@@ -552,9 +759,9 @@ def _validate_token_request(body: Any, now: int) -> dict[str, Any]:
         raise BadRequest("downloadable must be a boolean")
     rules = body.get("accessRules")
     if rules is not None and (
-        not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules)
+        not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules) or len(rules) > 5
     ):
-        raise BadRequest("accessRules must be a list of objects")
+        raise BadRequest("accessRules must be a list of at most 5 objects")
     return dict(body)
 
 
@@ -570,6 +777,10 @@ def _method_not_allowed() -> tuple[int, Any]:
 
 def _dump(doc: Any) -> bytes:
     return json.dumps(doc).encode()
+
+
+def _text(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
+    return status, {"Content-Type": "text/plain"}, message.encode()
 
 
 # -- HTTP plumbing ------------------------------------------------------------------------
@@ -594,10 +805,10 @@ def _make_handler(fake: FakeCloudflareStream) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length > 0 else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status, payload = fake._handle(self.command, self.path, headers, raw)
+            status, out_headers, payload = fake._handle(self.command, self.path, headers, raw)
             self.send_response(status)
-            if payload:
-                self.send_header("Content-Type", "application/json")
+            for name, value in out_headers.items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             if payload:
@@ -609,3 +820,4 @@ def _make_handler(fake: FakeCloudflareStream) -> type[BaseHTTPRequestHandler]:
             pass  # keep test output quiet
 
     return Handler
+

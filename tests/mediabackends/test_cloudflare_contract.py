@@ -1,16 +1,25 @@
-"""Contract of `CloudflareBackend` against the Cloudflare Stream API.
+"""Contract of `CloudflareBackend` with Cloudflare Stream, one suite for the fake and the real service.
 
-The same tests run against the loopback fake (always) and the real API when
-CLOUDFLARE_CONTRACT_ACCOUNT_ID, CLOUDFLARE_CONTRACT_API_TOKEN and
-CLOUDFLARE_CONTRACT_CUSTOMER_CODE are set (CLOUDFLARE_CONTRACT_API_BASE optionally
-overrides the API base; CLOUDFLARE_CONTRACT_VIDEO_UID names an existing recording for
-the signed-token test). Inputs created on the real account are deleted afterwards.
+Every test runs against the loopback fake (tests/fakes/cloudflare.py, fronting an embedded
+media server so WHIP/WHEP carry a real stream) and, when CLOUDFLARE_CONTRACT_ACCOUNT_ID,
+CLOUDFLARE_CONTRACT_API_TOKEN and CLOUDFLARE_CONTRACT_CUSTOMER_CODE are set, against the real
+API (CLOUDFLARE_CONTRACT_API_BASE optionally overrides its base; CLOUDFLARE_CONTRACT_VIDEO_UID
+names an existing signed video for the `/token` test). Without them the real run is skipped,
+naming the missing variables. What a run creates on the account (live inputs, one signing
+key) is deleted afterwards.
+
+Each test's docstring names the page of the cloudflare-docs repository
+(``src/content/docs/stream/…``, or the changelog) and the section it encodes. Where the docs
+name no HTTP status (WHIP/WHEP refusals), the contract asserts a 4xx and the fake's own
+choice is pinned in the guard-rail tests below.
 
 No database: nothing here is marked django_db.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import os
 import re
@@ -22,13 +31,19 @@ from dataclasses import dataclass, field
 import httpx
 import jwt
 import pytest
+from aiortc import AudioStreamTrack, MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from liveclass.errors import InvalidInput, MediaBackendError
 from liveclass.media.events import SignatureError, sign_webhook, verify_webhook
 from liveclass.mediabackends.base import LiveInput, MediaBackend
-from liveclass.mediabackends.cloudflare import CloudflareBackend, LiveInputStatus
+from liveclass.mediabackends.cloudflare import CloudflareBackend, LiveInputStatus, SigningKey, load_signing_key
 from liveclass.mediabackends.cloudflare_notifications import parse_live_input_event
-from tests.fakes.cloudflare import FakeCloudflareStream
+from tests.fakes.cloudflare import FakeCloudflareStream, MediaServer
+from tests.media.support import KEY as MEDIA_KEY
+from tests.media.support import PatternVideo, running_server, wait_state
 
 REAL_ENV = (
     "CLOUDFLARE_CONTRACT_ACCOUNT_ID",
@@ -37,6 +52,7 @@ REAL_ENV = (
 )
 UNKNOWN_UID = "0123456789abcdef0123456789abcdef"  # well-formed, never issued
 WRONG_TOKEN = "x" * 40  # the shape of an API token, valid nowhere
+PLAY_TTL = 120
 
 
 @dataclass
@@ -48,54 +64,63 @@ class Target:
     customer_code: str
     fake: FakeCloudflareStream | None = None
     existing_video_uid: str | None = None
+    key: SigningKey | None = None
     backends: list[CloudflareBackend] = field(default_factory=list)
 
-    def backend(self, *, api_token: str | None = None, timeout: float = 10.0) -> CloudflareBackend:
+    def backend(self, *, api_token: str | None = None, timeout: float = 10.0, signed: bool = True
+                ) -> CloudflareBackend:
         backend = CloudflareBackend(
             api_base=self.api_base,
             account_id=self.account_id,
             api_token=self.api_token if api_token is None else api_token,
             customer_code=self.customer_code,
             timeout=timeout,
+            signing_key_id=self.key.id if signed and self.key else "",
+            signing_key_pem=self.key.pem if signed and self.key else "",
+            play_ttl=PLAY_TTL,
         )
         self.backends.append(backend)
         return backend
+
+    def reach(self, url: str) -> str:
+        """A customer-domain URL as this target serves it (the fake: on loopback)."""
+        return self.fake.loopback(url) if self.fake is not None else url
 
     def close(self) -> None:
         for backend in self.backends:
             backend.close()
 
 
+def _with_signing_key(t: Target) -> Iterator[Target]:
+    admin = t.backend(signed=False)
+    t.key = admin.create_signing_key()
+    try:
+        yield t
+    finally:
+        admin.delete_signing_key(t.key.id)
+        t.close()
+
+
 @pytest.fixture(scope="module", params=["fake", "cloudflare"])
 def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     if request.param == "fake":
-        with FakeCloudflareStream() as fake:
-            t = Target(
-                name="fake",
-                api_base=fake.url,
-                account_id=fake.account_id,
-                api_token=fake.api_token,
-                customer_code=fake.customer_code,
-                fake=fake,
-            )
-            yield t
-            t.close()
+        with running_server() as media, FakeCloudflareStream(media=MediaServer(media.url, MEDIA_KEY)) as fake:
+            yield from _with_signing_key(Target(
+                name="fake", api_base=fake.url, account_id=fake.account_id, api_token=fake.api_token,
+                customer_code=fake.customer_code, fake=fake,
+            ))
         return
     missing = [name for name in REAL_ENV if not os.environ.get(name)]
     if missing:
         pytest.skip(f"real Cloudflare contract run needs {', '.join(missing)}")
-    t = Target(
+    yield from _with_signing_key(Target(
         name="cloudflare",
-        api_base=os.environ.get(
-            "CLOUDFLARE_CONTRACT_API_BASE", "https://api.cloudflare.com/client/v4"
-        ),
+        api_base=os.environ.get("CLOUDFLARE_CONTRACT_API_BASE", "https://api.cloudflare.com/client/v4"),
         account_id=os.environ["CLOUDFLARE_CONTRACT_ACCOUNT_ID"],
         api_token=os.environ["CLOUDFLARE_CONTRACT_API_TOKEN"],
         customer_code=os.environ["CLOUDFLARE_CONTRACT_CUSTOMER_CODE"],
         existing_video_uid=os.environ.get("CLOUDFLARE_CONTRACT_VIDEO_UID") or None,
-    )
-    yield t
-    t.close()
+    ))
 
 
 @pytest.fixture
@@ -125,10 +150,68 @@ def _customer_host(target: Target) -> str:
     return re.escape(f"https://customer-{target.customer_code}.cloudflarestream.com")
 
 
+# -- WebRTC peers over real HTTP (aiortc) ------------------------------------------------
+
+
+async def _offer(pc: RTCPeerConnection) -> str:
+    await pc.setLocalDescription(await pc.createOffer())
+    return str(pc.localDescription.sdp)
+
+
+async def _post_sdp(url: str, sdp: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=15) as client:
+        return await client.post(url, content=sdp, headers={"Content-Type": "application/sdp"})
+
+
+async def _answered(pc: RTCPeerConnection, response: httpx.Response) -> None:
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=response.text, type="answer"))
+    await wait_state(pc, "connected", 15)
+
+
+def _viewer_pc() -> tuple[RTCPeerConnection, asyncio.Event]:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")
+    frames = asyncio.Event()
+    readers: list[asyncio.Task[None]] = []  # held so they are not collected mid-read
+
+    async def consume(track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                await track.recv()
+                frames.set()
+        except MediaStreamError:
+            pass
+
+    @pc.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        if track.kind == "video":
+            readers.append(asyncio.ensure_future(consume(track)))
+
+    return pc, frames
+
+
+def whep_status(url: str) -> int:
+    """The status a WHEP POST of a real recvonly offer gets at `url`."""
+    async def attempt() -> int:
+        pc, _ = _viewer_pc()
+        try:
+            return (await _post_sdp(url, await _offer(pc))).status_code
+        finally:
+            await pc.close()
+
+    return asyncio.run(attempt())
+
+
+def _token(claims: dict[str, object], key: object, kid: str) -> str:
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})  # type: ignore[arg-type]
+
+
 # -- the contract ---------------------------------------------------------------------------
 
 
 def test_backend_satisfies_the_media_backend_protocol(backend: CloudflareBackend) -> None:
+    """The adapter is a `MediaBackend` (docs/design.md); no Cloudflare page."""
     as_protocol: MediaBackend = backend
     assert as_protocol.name == "cloudflare"
 
@@ -136,6 +219,10 @@ def test_backend_satisfies_the_media_backend_protocol(backend: CloudflareBackend
 def test_create_returns_distinct_inputs_with_documented_urls(
     target: Target, backend: CloudflareBackend, make_input: Callable[[str], LiveInput]
 ) -> None:
+    """webrtc-beta.mdx, "Step 1: Create a live input": `webRTC.url` is
+    ``https://customer-<CODE>.cloudflarestream.com/<SECRET>/webRTC/publish`` and
+    `webRTCPlayback.url` is ``…/<INPUT_UID>/webRTC/play``; "Step 2": the broadcast secret is part
+    of the WHIP URL (so no bearer token)."""
     first = make_input("contract: create 1")
     second = make_input("contract: create 2")
 
@@ -154,12 +241,14 @@ def test_create_returns_distinct_inputs_with_documented_urls(
             f"https://customer-{target.customer_code}.cloudflarestream.com/{uid}/webRTC/play"
         )
         assert backend.publish_token(uid) is None
-        assert backend.play_token(uid, user_id="42") is None
+        assert backend.play_token(uid, user_id="42") is None  # the token goes in the URL
 
 
 def test_get_reflects_the_created_input(
     backend: CloudflareBackend, make_input: Callable[[str], LiveInput]
 ) -> None:
+    """stream-live/start-stream-live.mdx, "Use the API" and "Optional API parameters": the input
+    carries `meta.name`, `enabled` (default true) and `recording.requireSignedURLs`."""
     live_input = make_input("contract: get")
 
     status = backend.get_input(live_input.input_id)
@@ -171,26 +260,168 @@ def test_get_reflects_the_created_input(
     assert status.connected is False
     assert status.whip_url == live_input.whip_url
     assert status.whep_url == live_input.whep_url
-    assert status.recording_mode == "automatic"
     assert status.recording_requires_signed_urls is True
 
 
-def test_end_input_disables_and_is_idempotent(
+def test_a_signing_key_is_created_listed_usable_and_revoked(target: Target) -> None:
+    """viewing-videos/securing-your-stream.mdx, "Option 2", "Step 1": ``POST /stream/keys``
+    returns `id`, `pem` and `jwk`, both "base64-encoded"; "Revoking keys": ``DELETE
+    /stream/keys/{key_id}`` answers "Revoked" (a second delete: already gone, done)."""
+    admin = target.backend(signed=False)
+    key = admin.create_signing_key()
+    try:
+        assert re.fullmatch(r"[0-9a-f]{32}", key.id)
+        assert base64.b64decode(key.pem).startswith(b"-----BEGIN")
+        load_signing_key(key.pem)  # an RSA private key
+        jwk = json.loads(base64.b64decode(key.jwk))
+        assert jwk["kty"] == "RSA" and jwk.get("kid", key.id) == key.id
+        assert key.id in admin.list_signing_key_ids()
+    finally:
+        admin.delete_signing_key(key.id)
+    assert key.id not in admin.list_signing_key_ids()
+    admin.delete_signing_key(key.id)
+
+
+def test_play_target_is_a_signed_whep_url_built_locally(
+    target: Target, backend: CloudflareBackend, make_input: Callable[[str], LiveInput]
+) -> None:
+    """securing-your-stream.mdx, "Option 2", "Step 2" (header `alg` RS256 and `kid`; claims `sub`,
+    `kid`, `exp`) and "Step 3" (the token "in place of the video id"), which the 2025-04-14
+    changelog ("WebRTC beta supports Signed URLs") extends to WebRTC playback; "Supported
+    Restrictions": `exp` at most 24 h ahead. No API call per viewer ("without needing to call
+    the Stream API each time")."""
+    assert target.key is not None
+    live_input = make_input("contract: signed WHEP")
+    calls = len(target.fake.requests) if target.fake else 0
+    before = int(time.time())
+
+    play = backend.play_target(live_input.input_id, whep_url=live_input.whep_url, user_id="42")
+
+    assert play.token is None
+    found = re.fullmatch(_customer_host(target) + r"/([^/]+)/webRTC/play", play.whep_url)
+    assert found is not None, play.whep_url
+    token = found.group(1)
+    assert jwt.get_unverified_header(token) == {"alg": "RS256", "kid": target.key.id, "typ": "JWT"}
+    public = load_signing_key(target.key.pem).public_key()
+    claims = jwt.decode(token, public, algorithms=["RS256"])
+    assert claims["sub"] == live_input.input_id and claims["kid"] == target.key.id
+    assert before + PLAY_TTL <= claims["exp"] <= int(time.time()) + PLAY_TTL
+    if target.fake is not None:
+        assert len(target.fake.requests) == calls, "signing must not call the API"
+
+
+def test_without_a_signing_key_playback_is_refused_not_unsigned(
+    target: Target, make_input: Callable[[str], LiveInput]
+) -> None:
+    """stream-live/start-stream-live.mdx, `requireSignedURLs` ("signed URLs are required to view
+    the video"; for the input id "this field takes effect"): an unsigned WHEP URL is useless, so
+    the adapter refuses instead of handing it out."""
+    live_input = make_input("contract: no key")
+    unsigned = target.backend(signed=False)
+    with pytest.raises(MediaBackendError, match="liveclass cloudflare setup"):
+        unsigned.play_target(live_input.input_id, whep_url=live_input.whep_url, user_id="42")
+    with pytest.raises(MediaBackendError, match="liveclass cloudflare setup"):
+        unsigned.play_token(live_input.input_id, user_id="42")
+
+
+def test_whep_refuses_unsigned_forged_expired_and_wrong_input_tokens(
+    target: Target, backend: CloudflareBackend, make_input: Callable[[str], LiveInput]
+) -> None:
+    """securing-your-stream.mdx, "Signed URLs / Tokens" (with `requireSignedURLs` the id alone
+    "can no longer be accessed publicly"), "Supported Restrictions" (`exp`: "after which the
+    token will stop working"); "Step 2": tokens are signed with the account's own key, so one
+    signed by any other key is forged. The docs name no status: any 4xx."""
+    assert target.key is not None
+    live_input = make_input("contract: WHEP refusals")
+    uid, base = live_input.input_id, target.reach(live_input.whep_url).rsplit(f"/{live_input.input_id}/", 1)[0]
+    now = int(time.time())
+    mine = load_signing_key(target.key.pem)
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cases = {
+        "unsigned": uid,
+        "forged": _token({"sub": uid, "kid": target.key.id, "exp": now + 60}, stranger, target.key.id),
+        "expired": _token({"sub": uid, "kid": target.key.id, "exp": now - 60}, mine, target.key.id),
+        "wrong input": _token({"sub": UNKNOWN_UID, "kid": target.key.id, "exp": now + 60}, mine, target.key.id),
+    }
+    statuses = {name: whep_status(f"{base}/{credential}/webRTC/play") for name, credential in cases.items()}
+    assert all(400 <= status < 500 for status in statuses.values()), statuses
+
+
+def test_a_broadcast_plays_through_signed_whep_and_end_input_stops_it(
+    target: Target, backend: CloudflareBackend
+) -> None:
+    """webrtc-beta.mdx, "Step 2: Go live using WHIP" (POST the offer to `webRTC.url`) and "Step 3:
+    Play live video using WHEP", with the signed URL (changelog 2025-04-14); ending follows
+    stream-live/start-stream-live.mdx, "Rotate broadcast keys" ("old credentials are revoked,
+    broadcasts using stale credentials are disconnected") then "Delete a live input"."""
+    live_input = backend.create_input(name="contract: broadcast")
+    signed = backend.play_target(live_input.input_id, whep_url=live_input.whep_url, user_id="42").whep_url
+
+    async def scenario() -> None:
+        publisher = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        publisher.addTrack(PatternVideo())
+        publisher.addTrack(AudioStreamTrack())
+        viewer, frames = _viewer_pc()
+        try:
+            published = await _post_sdp(target.reach(live_input.whip_url), await _offer(publisher))
+            assert published.status_code == 201, published.text
+            await _answered(publisher, published)
+            offer = await _offer(viewer)
+            deadline = time.monotonic() + 20
+            while True:  # the input goes live a moment after the publisher connects
+                played = await _post_sdp(target.reach(signed), offer)
+                if played.status_code == 201 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
+            assert played.status_code == 201, played.text
+            await _answered(viewer, played)
+            await asyncio.wait_for(frames.wait(), 15)
+
+            await asyncio.to_thread(backend.end_input, live_input.input_id)
+
+            cut = time.monotonic() + 30
+            while publisher.connectionState not in ("failed", "closed") and time.monotonic() < cut:
+                await asyncio.sleep(0.1)
+            assert publisher.connectionState in ("failed", "closed"), publisher.connectionState
+            again = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            again.addTrack(PatternVideo())
+            try:
+                refused = await _post_sdp(target.reach(live_input.whip_url), await _offer(again))
+            finally:
+                await again.close()
+            assert 400 <= refused.status_code < 500, refused.status_code
+        finally:
+            await publisher.close()
+            await viewer.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        backend.delete_input(live_input.input_id)
+    assert 400 <= whep_status(target.reach(signed)) < 500
+    with pytest.raises(MediaBackendError) as raised:
+        backend.get_input(live_input.input_id)
+    assert raised.value.extra["status"] == 404
+
+
+def test_end_input_is_idempotent_and_fine_for_unknown_ids(
     backend: CloudflareBackend, make_input: Callable[[str], LiveInput]
 ) -> None:
+    """stream-live/start-stream-live.mdx, "Rotate broadcast keys" and "Delete a live input"; an
+    input Cloudflare no longer knows answers 404 ("not found"), which for ending is done."""
     live_input = make_input("contract: end")
 
     backend.end_input(live_input.input_id)
     backend.end_input(live_input.input_id)
-
-    assert backend.get_input(live_input.input_id).enabled is False
-
-
-def test_end_input_on_unknown_uid_is_ok(backend: CloudflareBackend) -> None:
     backend.end_input(UNKNOWN_UID)
+
+    with pytest.raises(MediaBackendError) as raised:
+        backend.get_input(live_input.input_id)
+    assert raised.value.extra["status"] == 404
 
 
 def test_get_input_on_unknown_uid_raises(backend: CloudflareBackend) -> None:
+    """stream-live/start-stream-live.mdx, "Manage live inputs": an unknown id is a 404."""
     with pytest.raises(MediaBackendError) as raised:
         backend.get_input(UNKNOWN_UID)
     assert raised.value.extra["status"] == 404
@@ -198,6 +429,7 @@ def test_get_input_on_unknown_uid_raises(backend: CloudflareBackend) -> None:
 
 
 def test_delete_input_removes_it_and_is_idempotent(backend: CloudflareBackend) -> None:
+    """stream-live/start-stream-live.mdx, "Delete a live input"."""
     live_input = backend.create_input(name="contract: delete")
 
     backend.delete_input(live_input.input_id)
@@ -207,84 +439,67 @@ def test_delete_input_removes_it_and_is_idempotent(backend: CloudflareBackend) -
         backend.get_input(live_input.input_id)
 
 
-@pytest.mark.parametrize("call", ["create_input", "get_input", "end_input"])
+@pytest.mark.parametrize("call", ["create_input", "get_input", "end_input", "create_signing_key"])
 def test_a_bad_token_raises_an_auth_error(target: Target, call: str) -> None:
+    """stream-live/start-stream-live.mdx, "Use the API": every call carries
+    ``Authorization: Bearer <API_TOKEN>``; a wrong one is refused (the message never quotes it)."""
     bad = target.backend(api_token=WRONG_TOKEN)
     with pytest.raises(MediaBackendError) as raised:
         if call == "create_input":
             bad.create_input(name="contract: bad token")
         elif call == "get_input":
             bad.get_input(UNKNOWN_UID)
-        else:
+        elif call == "end_input":
             bad.end_input(UNKNOWN_UID)
+        else:
+            bad.create_signing_key()
     message = str(raised.value)
     assert "authentication" in message.lower()
     assert raised.value.extra["auth"] is True
     assert WRONG_TOKEN not in message
 
 
-def test_list_recordings_of_a_new_input_is_empty(
+def test_a_webrtc_input_has_no_recordings(
     backend: CloudflareBackend, make_input: Callable[[str], LiveInput]
 ) -> None:
+    """webrtc-beta.mdx, "Limitations": "Recording and live HLS playback are not yet supported"."""
     live_input = make_input("contract: no recordings")
     assert backend.list_recordings(live_input.input_id) == []
 
 
-def test_list_recordings_returns_what_exists(
-    target: Target, backend: CloudflareBackend, make_input: Callable[[str], LiveInput]
-) -> None:
-    if target.fake is None:
-        pytest.skip("recordings on the real API need a real broadcast")
-    live_input = make_input("contract: recordings")
-    done = target.fake.add_recording(live_input.input_id, state="ready", duration=1800.5)
-    running = target.fake.add_recording(live_input.input_id, state="live-inprogress")
-    other = make_input("contract: other input")
-    target.fake.add_recording(other.input_id)
-
-    recordings = {r.uid: r for r in backend.list_recordings(live_input.input_id)}
-
-    assert set(recordings) == {done["uid"], running["uid"]}
-    ready = recordings[done["uid"]]
-    assert ready.ready and ready.state == "ready" and ready.ready_to_stream
-    assert ready.duration == 1800.5
-    assert ready.live_input == live_input.input_id
-    assert ready.require_signed_urls is True
-    assert ready.hls_url == backend.hls_url(done["uid"])
-    assert ready.dash_url is not None and ready.dash_url.endswith("/manifest/video.mpd")
-    live = recordings[running["uid"]]
-    assert not live.ready and live.state == "live-inprogress"
-    assert live.duration is None
-    with pytest.raises(Exception, match=r"frozen|cannot assign"):
-        ready.state = "error"  # type: ignore[misc]
-
-
 def test_list_recordings_of_an_unknown_input_raises(backend: CloudflareBackend) -> None:
+    """stream-live/start-stream-live.mdx, "Manage live inputs": an unknown id is a 404."""
     with pytest.raises(MediaBackendError):
         backend.list_recordings(UNKNOWN_UID)
 
 
-def test_signed_playback_token_for_a_recording(
-    target: Target, backend: CloudflareBackend, make_input: Callable[[str], LiveInput]
-) -> None:
+def test_token_endpoint_signs_a_video(target: Target, backend: CloudflareBackend) -> None:
+    """securing-your-stream.mdx, "Option 1: Using the /token endpoint" — for "any video that is
+    marked private": the sample token's header is RS256 with a `kid`, its claims `kid` and `exp`
+    (a Unix time, sent as a string in the sample); the token replaces the video id in
+    ``…/manifest/video.m3u8``."""
     if target.fake is not None:
-        video_uid = target.fake.add_recording(make_input("contract: token").input_id)["uid"]
+        video_uid = target.fake.add_video(name="contract: token")["uid"]
     elif target.existing_video_uid:
         video_uid = target.existing_video_uid
     else:
-        pytest.skip("set CLOUDFLARE_CONTRACT_VIDEO_UID to a recording to test signed tokens")
+        pytest.skip("set CLOUDFLARE_CONTRACT_VIDEO_UID to a signed video to test /token")
     before = int(time.time())
 
     token = backend.signed_playback_token(video_uid, exp_seconds=600)
 
+    header = jwt.get_unverified_header(token)
+    assert header["alg"] == "RS256" and header.get("kid")
     claims = jwt.decode(token, options={"verify_signature": False})
-    assert claims["sub"] == video_uid
-    assert before + 600 <= claims["exp"] <= int(time.time()) + 600
+    assert before + 600 <= int(claims["exp"]) <= int(time.time()) + 600
     if target.fake is not None:
-        assert target.fake.decode_playback_token(token)["sub"] == video_uid
+        assert target.fake.verify_video_token(token)["kid"] == header["kid"]
     assert backend.hls_url(token).endswith(f"/{token}/manifest/video.m3u8")
 
 
 def test_signed_playback_token_for_an_unknown_video_raises(backend: CloudflareBackend) -> None:
+    """securing-your-stream.mdx, "Option 1": `/token` is a call on a video; an unknown id fails
+    and Cloudflare's messages are kept."""
     with pytest.raises(MediaBackendError) as raised:
         backend.signed_playback_token(UNKNOWN_UID, exp_seconds=60)
     assert raised.value.extra["cloudflare_errors"], "Cloudflare's error messages are kept"
@@ -292,6 +507,8 @@ def test_signed_playback_token_for_an_unknown_video_raises(backend: CloudflareBa
 
 
 def test_signed_playback_token_lifetime_is_bounded(backend: CloudflareBackend) -> None:
+    """securing-your-stream.mdx, "Supported Restrictions": `exp` "cannot be greater than 24 hours
+    in the future"."""
     with pytest.raises(ValueError, match="exp_seconds"):
         backend.signed_playback_token(UNKNOWN_UID, exp_seconds=24 * 3600 + 1)
 
@@ -334,6 +551,32 @@ def test_create_sends_the_documented_body(
     assert stored is not None and stored["preferLowLatency"] is True
 
 
+def test_end_input_rotates_then_deletes(fake: FakeCloudflareStream, fake_backend: CloudflareBackend) -> None:
+    live_input = fake_backend.create_input(name="end")
+    fake_backend.end_input(live_input.input_id)
+    fake_backend.end_input(live_input.input_id)  # already gone: one 404, nothing else
+
+    calls = [(r.method, r.path.rsplit("/stream", 1)[1]) for r in fake.requests[1:]]
+    uid = live_input.input_id
+    assert calls == [("POST", f"/live_inputs/{uid}/rotate_keys"), ("DELETE", f"/live_inputs/{uid}"),
+                     ("POST", f"/live_inputs/{uid}/rotate_keys")]
+    assert fake.live_input(uid) is None
+
+
+def test_a_create_whose_answer_is_unusable_deletes_the_input(
+    fake: FakeCloudflareStream, fake_backend: CloudflareBackend
+) -> None:
+    """Cloudflare made the input but the answer lacks its WebRTC URLs: the adapter deletes it."""
+    made = fake_backend.create_input(name="half made").input_id
+    fake.fail_next(200, raw=json.dumps({"result": {"uid": made}, "success": True, "errors": [],
+                                        "messages": []}).encode())
+    with pytest.raises(MediaBackendError, match=r"webRTC\.url"):
+        fake_backend.create_input(name="x")
+    assert fake.live_input(made) is None
+    assert (fake.requests[-1].method, fake.requests[-1].path.rsplit("/stream", 1)[1]) == (
+        "DELETE", f"/live_inputs/{made}")
+
+
 def test_success_false_in_a_200_raises_with_cloudflare_messages(
     fake: FakeCloudflareStream, fake_backend: CloudflareBackend
 ) -> None:
@@ -359,7 +602,7 @@ def test_a_non_json_answer_raises(
         fake_backend.get_input(UNKNOWN_UID)
 
 
-def test_an_answer_without_webrtc_urls_raises(
+def test_an_answer_without_a_result_raises(
     fake: FakeCloudflareStream, fake_backend: CloudflareBackend
 ) -> None:
     fake.fail_next(200, success=True)  # result: null
@@ -408,6 +651,14 @@ def test_an_unreachable_api_raises_quickly() -> None:
     assert "secret-token-value" not in str(raised.value)
 
 
+def test_an_unusable_signing_key_is_refused_clearly(fake: FakeCloudflareStream) -> None:
+    with CloudflareBackend(api_base=fake.url, account_id=fake.account_id, api_token=fake.api_token,
+                           customer_code=fake.customer_code, signing_key_id="abc",
+                           signing_key_pem="bm90IGEga2V5") as backend:
+        with pytest.raises(MediaBackendError, match="CLOUDFLARE_SIGNING_KEY_PEM is unusable"):
+            backend.sign_play_token(UNKNOWN_UID)
+
+
 # -- the fake's own guard rails (so a wrong request shape fails loudly) --------------------
 
 
@@ -439,19 +690,42 @@ def test_fake_rejects_wrong_live_input_bodies(
     assert set(envelope) == {"result", "success", "errors", "messages"}
 
 
-def test_fake_rejects_a_token_lasting_over_a_day(fake: FakeCloudflareStream) -> None:
+def test_fake_token_endpoint_is_for_videos_only(fake: FakeCloudflareStream) -> None:
     headers = {"Authorization": f"Bearer {fake.api_token}"}
     base = f"{fake.url}/accounts/{fake.account_id}/stream"
-    created = httpx.post(f"{base}/live_inputs", headers=headers, json={}, timeout=5).json()
-    video = fake.add_recording(created["result"]["uid"])
-    response = httpx.post(
-        f"{base}/{video['uid']}/token",
-        headers=headers,
-        json={"exp": int(time.time()) + 2 * 24 * 3600},
-        timeout=5,
-    )
+    uid = httpx.post(f"{base}/live_inputs", headers=headers, json={}, timeout=5).json()["result"]["uid"]
+    assert httpx.post(f"{base}/{uid}/token", headers=headers, timeout=5).status_code == 404
+    video = fake.add_video()
+    response = httpx.post(f"{base}/{video['uid']}/token", headers=headers,
+                          json={"exp": int(time.time()) + 2 * 24 * 3600}, timeout=5)
     assert response.status_code == 400
     assert "24 hours" in response.json()["errors"][0]["message"]
+    claims = jwt.decode(httpx.post(f"{base}/{video['uid']}/token", headers=headers, timeout=5)
+                        .json()["result"]["token"], options={"verify_signature": False})
+    assert set(claims) == {"kid", "exp", "nbf"} and isinstance(claims["exp"], str)
+
+
+def test_fake_whep_and_whip_statuses(fake: FakeCloudflareStream, fake_backend: CloudflareBackend) -> None:
+    """The fake's choices where the docs name no status: 401 for a refused token, 404 for an
+    unknown or deleted input or WHIP secret, 503 for an authorised request it cannot answer
+    (no media server behind it)."""
+    key = fake_backend.create_signing_key()
+    live_input = fake_backend.create_input(name="statuses")
+    private = serialization.load_pem_private_key(base64.b64decode(key.pem), password=None)
+    uid, now = live_input.input_id, int(time.time())
+    play = fake.loopback(live_input.whep_url).rsplit(f"/{uid}/", 1)[0] + "/{}/webRTC/play"
+    sdp = {"content": "v=0\r\n", "headers": {"Content-Type": "application/sdp"}, "timeout": 5}
+    good = _token({"sub": uid, "kid": key.id, "exp": now + 60}, private, key.id)
+    assert httpx.post(play.format(uid), **sdp).status_code == 401  # type: ignore[arg-type]
+    assert httpx.post(play.format(_token({"sub": uid, "kid": key.id, "exp": now - 1}, private, key.id)),
+                      **sdp).status_code == 401  # type: ignore[arg-type]
+    assert httpx.post(play.format(good), **sdp).status_code == 503  # type: ignore[arg-type]
+    assert httpx.post(fake.loopback(live_input.whip_url), **sdp).status_code == 503  # type: ignore[arg-type]
+    assert httpx.post(fake.loopback(live_input.whip_url), content="v=0", timeout=5).status_code == 415
+    fake_backend.delete_signing_key(key.id)  # "all tokens created with that key will be invalidated"
+    assert httpx.post(play.format(good), **sdp).status_code == 401  # type: ignore[arg-type]
+    fake_backend.end_input(uid)
+    assert httpx.post(fake.loopback(live_input.whip_url), **sdp).status_code == 404  # type: ignore[arg-type]
 
 
 def test_fake_requires_the_bearer_token(fake: FakeCloudflareStream) -> None:
@@ -481,6 +755,8 @@ def test_fake_lists_live_inputs(
 
 
 def test_webhook_signature_round_trip() -> None:
+    """manage-video-library/using-webhooks.mdx, "Verify webhook authenticity":
+    ``Webhook-Signature: time=…,sig1=…``, HMAC-SHA256 of "time.body", stale times refused."""
     secret = "whsec-contract"
     body = json.dumps({"uid": "abc", "readyToStream": True}).encode()
     now = 1_700_000_000.0
@@ -531,6 +807,7 @@ ERRORED_SAMPLE = json.dumps({
 
 
 def test_parse_live_input_event_on_the_documented_sample() -> None:
+    """stream-live/webhooks.mdx: the documented "Stream Live Input" notification body."""
     event = parse_live_input_event(DISCONNECTED_SAMPLE)
 
     assert event.input_id == "eb222fcca08eeb1ae84c981ebe8aeeb6"
@@ -543,6 +820,8 @@ def test_parse_live_input_event_on_the_documented_sample() -> None:
 
 
 def test_parse_live_input_event_connected_and_errored() -> None:
+    """stream-live/webhooks.mdx: `live_input.connected`, and `live_input.errored` with its
+    `live_input_errored.error` code and message."""
     connected = DISCONNECTED_SAMPLE.replace(b"live_input.disconnected", b"live_input.connected")
     assert parse_live_input_event(connected).event_type == "live_input.connected"
 
@@ -565,5 +844,6 @@ def test_parse_live_input_event_connected_and_errored() -> None:
     ],
 )
 def test_parse_live_input_event_rejects_other_bodies(body: bytes) -> None:
+    """stream-live/webhooks.mdx: only the documented bodies are live input events."""
     with pytest.raises(InvalidInput):
         parse_live_input_event(body)

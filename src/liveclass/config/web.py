@@ -79,6 +79,12 @@ class WebConfig(_SharedMedia):
         "https://api.cloudflare.com/client/v4",
         description="Cloudflare API base; tests point it at a loopback fake.",
     )
+    CLOUDFLARE_SIGNING_KEY_ID: str = Field(
+        "", description="Id of the Stream signing key that signs viewers' WHEP URLs (liveclass cloudflare setup)."
+    )
+    CLOUDFLARE_SIGNING_KEY_PEM: str = Field(
+        "", description="That signing key's private key, base64 PEM as Cloudflare returns it (a secret)."
+    )
 
     REPLAY_DAYS: int = Field(7, ge=1, le=60, description="Days after a class ends that enrolled users can replay it.")
     CATALOG_AFTER_DAYS: int = Field(

@@ -25,6 +25,14 @@ class LiveInput:
     playback_id: str
 
 
+@dataclass(frozen=True)
+class PlayTarget:
+    """Where one viewer plays a live input over WHEP, and with what."""
+
+    whep_url: str
+    token: str | None  # bearer for the WHEP POST; None when the URL itself is signed (Cloudflare)
+
+
 class MediaBackend(Protocol):
     name: str
 
@@ -39,7 +47,12 @@ class MediaBackend(Protocol):
         end, when given), or None when the WHIP URL itself carries the secret."""
 
     def play_token(self, input_id: str, *, user_id: str) -> str | None:
-        """Short-lived bearer token for WHEP, or None when the backend does not sign playback."""
+        """Short-lived bearer token for WHEP, or None when the backend signs the URL instead."""
+
+    def play_target(self, input_id: str, *, whep_url: str, user_id: str) -> PlayTarget:
+        """What viewer `user_id` plays `input_id` with: the WHEP URL (`whep_url`, the stored one,
+        or a signed variant of it) and its bearer token. Raise `MediaBackendError` rather than
+        hand out a URL the engine would refuse or that would play for anyone."""
 
     def replay_url(self, recording_id: str, *, user_id: str, ttl: int) -> str:
         """A signed HLS playlist URL for a recording that stops working after `ttl` seconds."""

@@ -6,16 +6,22 @@ unwraps Cloudflare's ``{"result", "success", "errors", "messages"}`` envelope. A
 host) raises `MediaBackendError` whose message names the call and quotes Cloudflare's own
 error messages; the API token never appears in a message.
 
-Cloudflare puts the publishing secret inside the WHIP URL and, for WebRTC, does not sign
-WHEP playback, so `publish_token` and `play_token` return None. Recordings (when Cloudflare
-makes them) are played over HLS with tokens from `signed_playback_token`.
+Cloudflare puts the publishing secret inside the WHIP URL, so `publish_token` is None.
+Live inputs are created with ``requireSignedURLs``, so WHEP playback is signed: each viewer
+gets ``…/<TOKEN>/webRTC/play``, TOKEN an RS256 JWT built here with the account's signing key
+(``POST /stream/keys``, made once by ``liveclass cloudflare setup``) — no API call per viewer
+(docs/cloudflare.md, "Signed WHEP playback"). Without a key the backend refuses to hand out
+playback rather than give an unsigned URL.
 
 No Django here: this module is also used by scripts and contract tests.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,14 +30,22 @@ from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from liveclass.errors import MediaBackendError
-from liveclass.mediabackends.base import InputState, LiveInput
+from liveclass.mediabackends.base import InputState, LiveInput, PlayTarget
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_SECONDS: Final = 10.0
 MAX_PLAYBACK_TOKEN_SECONDS: Final = 24 * 3600
+DEFAULT_PLAY_TTL_SECONDS: Final = 300
+NO_SIGNING_KEY: Final = (
+    "Cloudflare WHEP playback needs a signing key (the live inputs require signed URLs): run "
+    "`liveclass cloudflare setup` and set CLOUDFLARE_SIGNING_KEY_ID and CLOUDFLARE_SIGNING_KEY_PEM"
+)
 
 # Cloudflare error codes that mean "these credentials are not accepted here", seen with a
 # 400 status as well as 401/403 (e.g. 6003/6111 for a malformed Authorization header).
@@ -87,6 +101,38 @@ class RecordedVideo:
         return self.ready_to_stream and self.state == "ready"
 
 
+@dataclass(frozen=True)
+class SigningKey:
+    """A Stream signing key as ``POST /stream/keys`` returns it (`pem` and `jwk` are base64)."""
+
+    id: str
+    pem: str
+    jwk: str
+    created: str | None
+
+
+def load_signing_key(pem: str) -> RSAPrivateKey:
+    """The RSA private key from CLOUDFLARE_SIGNING_KEY_PEM: base64 of a PEM, as Cloudflare
+    returns it, or the PEM text itself. `ValueError` names what is wrong (never the key)."""
+    text = pem.strip()
+    if not text:
+        raise ValueError("empty")
+    if text.startswith("-----BEGIN"):
+        raw = text.encode()
+    else:
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError("neither a PEM nor base64 of one") from exc
+    try:
+        key = serialization.load_pem_private_key(raw, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("not a PEM private key") from exc
+    if not isinstance(key, RSAPrivateKey):
+        raise ValueError("not an RSA key (Cloudflare signs with RS256)")
+    return key
+
+
 class CloudflareBackend:
     """`MediaBackend` on Cloudflare Stream live inputs.
 
@@ -105,10 +151,20 @@ class CloudflareBackend:
         api_token: str,
         customer_code: str,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        signing_key_id: str = "",
+        signing_key_pem: str = "",
+        play_ttl: int = DEFAULT_PLAY_TTL_SECONDS,
     ) -> None:
+        if not 0 < play_ttl <= MAX_PLAYBACK_TOKEN_SECONDS:
+            raise ValueError(f"play_ttl must be within 1..{MAX_PLAYBACK_TOKEN_SECONDS}")
         self.api_base = api_base.rstrip("/")
         self.account_id = account_id
         self.customer_code = customer_code
+        self.signing_key_id = signing_key_id
+        self.play_ttl = play_ttl
+        self._signing_key_pem = signing_key_pem
+        self._signing_key: RSAPrivateKey | None = None
+        self._key_lock = threading.Lock()
         self._stream_base = f"{self.api_base}/accounts/{quote(account_id, safe='')}/stream"
         self._client = httpx.Client(
             headers={
@@ -139,7 +195,11 @@ class CloudflareBackend:
     # -- MediaBackend protocol ---------------------------------------------------------
 
     def create_input(self, *, name: str) -> LiveInput:
-        """Create a recorded, signed-playback, low-latency live input named `name`."""
+        """Create a signed-playback live input named `name`.
+
+        If Cloudflare made the input but its answer is unusable (no WHIP/WHEP URL), the input
+        is deleted again before the error is raised, so no orphan stays on the account.
+        """
         result = self._call(
             "POST",
             "/live_inputs",
@@ -152,33 +212,120 @@ class CloudflareBackend:
         )
         data = _expect_object(result, "create live input")
         uid = _expect_str(data.get("uid"), "create live input: uid")
-        return LiveInput(
-            input_id=uid,
-            whip_url=_url_of(data, "webRTC", "create live input"),
-            whep_url=_url_of(data, "webRTCPlayback", "create live input"),
-            playback_id=uid,
-        )
+        try:
+            return LiveInput(
+                input_id=uid,
+                whip_url=_url_of(data, "webRTC", "create live input"),
+                whep_url=_url_of(data, "webRTCPlayback", "create live input"),
+                playback_id=uid,
+            )
+        except MediaBackendError:
+            self._undo_create(uid)
+            raise
+
+    def _undo_create(self, uid: str) -> None:
+        try:
+            self.delete_input(uid)
+        except MediaBackendError:
+            log.warning("could not delete half-created live input %s; delete it in the dashboard", uid)
 
     def end_input(self, input_id: str) -> None:
-        """Disable the input: Cloudflare cuts the publisher off and refuses new ones.
+        """Cut off the WHIP publisher and make the input unusable: rotate its keys, then delete it.
 
-        Idempotent: an input Cloudflare does not know (deleted, never existed) is ended.
+        Cloudflare documents that rotating keys "revokes the old credentials, disconnects
+        broadcasts using stale credentials" (stream-live/start-stream-live.mdx, "Rotate broadcast
+        keys"), while disabling only "rejects incoming RTMPS and SRT connections" ("Enable or
+        disable a live input"), so disabling would not stop a WHIP broadcaster. The delete
+        then leaves no input (and no new credentials) behind; WebRTC inputs have no
+        recordings to lose (webrtc-beta.mdx, "Limitations").
+
+        Idempotent: a 404 at either step means the input is already gone, which is the goal.
         """
-        self._call(
-            "PUT",
-            f"/live_inputs/{_seg(input_id)}",
-            body={"enabled": False},
-            what=f"end live input {input_id}",
+        gone = self._call(
+            "POST",
+            f"/live_inputs/{_seg(input_id)}/rotate_keys",
+            what=f"rotate keys of live input {input_id}",
             missing_ok=True,
+            missing=_MISSING,
         )
+        if gone is _MISSING:
+            return
+        self.delete_input(input_id)
 
     def publish_token(self, input_id: str, *, ends_at: datetime | None = None) -> str | None:
         """None: the secret is part of Cloudflare's WHIP URL."""
         return None
 
     def play_token(self, input_id: str, *, user_id: str) -> str | None:
-        """None: Cloudflare does not sign WHEP playback."""
+        """None: Cloudflare takes no bearer token on WHEP; the signed token is in the URL
+        `play_target` returns. Without a signing key, `MediaBackendError` (as `play_target`)."""
+        if not self.signs_playback:
+            raise MediaBackendError(NO_SIGNING_KEY)
         return None
+
+    def play_target(self, input_id: str, *, whep_url: str, user_id: str) -> PlayTarget:
+        """The viewer's signed WHEP URL: the input uid in `whep_url` replaced by a fresh RS256
+        token (header `kid`; claims `sub` = input uid, `kid`, `exp` = now + `play_ttl`).
+
+        Raises `MediaBackendError` without a usable signing key: the inputs require signed
+        URLs, so an unsigned URL would only be refused (or, on an input someone made public,
+        let anyone watch)."""
+        return PlayTarget(whep_url=signed_whep_url(whep_url, input_id, self.sign_play_token(input_id)),
+                          token=None)
+
+    def sign_play_token(self, input_id: str, *, now: float | None = None, ttl: int | None = None) -> str:
+        """An RS256 token for `input_id`, signed locally (securing-your-stream.mdx, "Option 2")."""
+        lifetime = self.play_ttl if ttl is None else ttl
+        if not 0 < lifetime <= MAX_PLAYBACK_TOKEN_SECONDS:
+            raise ValueError(f"ttl must be within 1..{MAX_PLAYBACK_TOKEN_SECONDS}")
+        key = self._private_key()
+        issued = int(now if now is not None else time.time())
+        claims = {"sub": input_id, "kid": self.signing_key_id, "exp": issued + lifetime}
+        return jwt.encode(claims, key, algorithm="RS256", headers={"kid": self.signing_key_id})
+
+    @property
+    def signs_playback(self) -> bool:
+        """True when a signing key is configured (whether it parses is checked on first use)."""
+        return bool(self.signing_key_id and self._signing_key_pem)
+
+    def _private_key(self) -> RSAPrivateKey:
+        if not self.signs_playback:
+            raise MediaBackendError(NO_SIGNING_KEY)
+        with self._key_lock:
+            if self._signing_key is None:
+                try:
+                    self._signing_key = load_signing_key(self._signing_key_pem)
+                except ValueError as exc:
+                    raise MediaBackendError(
+                        f"CLOUDFLARE_SIGNING_KEY_PEM is unusable ({exc}); run `liveclass cloudflare setup "
+                        "--rotate-key` for a new key"
+                    ) from exc
+            return self._signing_key
+
+    # -- signing keys (liveclass cloudflare setup) ---------------------------------------
+
+    def create_signing_key(self) -> SigningKey:
+        """``POST /stream/keys``: a new RS256 key; Cloudflare shows `pem`/`jwk` only this once."""
+        what = "create signing key"
+        data = _expect_object(self._call("POST", "/keys", what=what), what)
+        return SigningKey(
+            id=_expect_str(data.get("id"), f"{what}: id"),
+            pem=_expect_str(data.get("pem"), f"{what}: pem"),
+            jwk=_expect_str(data.get("jwk"), f"{what}: jwk"),
+            created=_opt_str(data.get("created")),
+        )
+
+    def list_signing_key_ids(self) -> list[str]:
+        """``GET /stream/keys``: the ids of the account's signing keys."""
+        what = "list signing keys"
+        result = self._call("GET", "/keys", what=what)
+        if not isinstance(result, list):
+            raise MediaBackendError(f"Cloudflare Stream API ({what}) returned an unexpected result")
+        return [_expect_str(_expect_object(item, what).get("id"), f"{what}: id") for item in result]
+
+    def delete_signing_key(self, key_id: str) -> None:
+        """``DELETE /stream/keys/{id}``: every token signed with it stops working. Idempotent."""
+        self._call("DELETE", f"/keys/{_seg(key_id)}", what=f"delete signing key {key_id}", missing_ok=True)
 
     # -- extras ------------------------------------------------------------------------
 
@@ -268,10 +415,11 @@ class CloudflareBackend:
         what: str,
         body: dict[str, Any] | None = None,
         missing_ok: bool = False,
+        missing: Any = None,
     ) -> Any:
         """Send one request and return the envelope's ``result``.
 
-        With `missing_ok`, a 404 answer returns None instead of raising.
+        With `missing_ok`, a 404 answer returns `missing` instead of raising.
         """
         url = self._stream_base + path
         try:
@@ -288,7 +436,7 @@ class CloudflareBackend:
         status = response.status_code
         if status == 404 and missing_ok:
             log.info("Cloudflare has no such object (%s); treated as done", what)
-            return None
+            return missing
         envelope = _decode_envelope(response)
         errors = _error_list(envelope)
         if status >= 400 or envelope is None or envelope.get("success") is not True:
@@ -299,6 +447,18 @@ class CloudflareBackend:
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+_MISSING: Final = object()  # `_call`'s answer for a 404 when the caller must tell it from null
+
+
+def signed_whep_url(whep_url: str, input_id: str, token: str) -> str:
+    """`whep_url` (``…/<INPUT_UID>/webRTC/play``) with the uid segment replaced by `token`, as
+    Cloudflare's signed URLs put the token "in place of the video id"."""
+    head, sep, tail = whep_url.rpartition(f"/{input_id}/webRTC/play")
+    if not sep or tail:
+        raise MediaBackendError(f"stored WHEP URL does not end in /{input_id}/webRTC/play")
+    return f"{head}/{token}/webRTC/play"
+
 
 
 def _seg(value: str) -> str:

@@ -12,7 +12,7 @@ import httpx
 from liveclass.errors import MediaBackendError
 from liveclass.media.recording.hls import PLAYLIST
 from liveclass.media.tokens import sign_token
-from liveclass.mediabackends.base import InputState, LiveInput
+from liveclass.mediabackends.base import InputState, LiveInput, PlayTarget
 
 log = logging.getLogger(__name__)
 
@@ -114,3 +114,7 @@ class EmbeddedBackend:
         # MEDIA_SESSIONS_PER_VIEWER: one paid seat is one viewer.
         return sign_token(self.signing_key, sub=input_id, role="play", ttl=self.play_ttl, uid=user_id,
                           jti=secrets.token_urlsafe(16))
+
+    def play_target(self, input_id: str, *, whep_url: str, user_id: str) -> PlayTarget:
+        """The stored WHEP URL and a fresh bearer play token."""
+        return PlayTarget(whep_url=whep_url, token=self.play_token(input_id, user_id=user_id))
