@@ -6,12 +6,15 @@ so tests/run.py's settings do not leak in); one test runs the installed entry po
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from liveclass.cli import main
 from liveclass.config import DEV_INSTRUCTOR_CODE, DEV_MEDIA_SIGNING_KEY, DEV_SECRET_KEY, MediaConfig, WebConfig
@@ -35,8 +38,12 @@ PRODUCTION = {
     "MEDIA_TURN_URLS": "turn:class.example.org:3478?transport=udp,turn:class.example.org:3478?transport=tcp",
     "MEDIA_TURN_SECRET": "t" * 64,
 }
+# A signing key's `pem` as `POST /stream/keys` returns it: base64 of an RSA private key's PEM.
+SIGNING_PEM = base64.b64encode(rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())).decode()
 CLOUDFLARE = {"MEDIA_BACKEND": "cloudflare", "CLOUDFLARE_ACCOUNT_ID": "acc", "CLOUDFLARE_API_TOKEN": "tok",
-              "CLOUDFLARE_STREAM_CUSTOMER_CODE": "code"}
+              "CLOUDFLARE_STREAM_CUSTOMER_CODE": "code", "CLOUDFLARE_SIGNING_KEY_ID": "0" * 32,
+              "CLOUDFLARE_SIGNING_KEY_PEM": SIGNING_PEM}
 
 
 def _variables() -> set[str]:
@@ -227,6 +234,14 @@ def test_cloudflare_checks_its_variables_instead_of_the_media_servers(monkeypatc
         assert_names(*check(monkeypatch, capsys, **{**CLOUDFLARE, name: None}), name, "MEDIA_BACKEND=cloudflare")
     assert_names(*check(monkeypatch, capsys, **CLOUDFLARE, CLOUDFLARE_API_BASE="http://127.0.0.1:9999"),
                  "CLOUDFLARE_API_BASE", "not https")
+
+
+def test_cloudflare_without_a_usable_signing_key_is_refused(monkeypatch, capsys):
+    # Live inputs require signed URLs: without the key no viewer could be given a WHEP URL.
+    for name in ("CLOUDFLARE_SIGNING_KEY_ID", "CLOUDFLARE_SIGNING_KEY_PEM"):
+        assert_names(*check(monkeypatch, capsys, **{**CLOUDFLARE, name: None}), name, "liveclass cloudflare setup")
+    assert_names(*check(monkeypatch, capsys, **{**CLOUDFLARE, "CLOUDFLARE_SIGNING_KEY_PEM": "bm90IGEga2V5"}),
+                 "CLOUDFLARE_SIGNING_KEY_PEM", "unusable")
 
 
 def test_the_installed_command_exits_non_zero_naming_each_problem(tmp_path: Path):

@@ -49,3 +49,87 @@ def test_demo_loads_once_with_classes_to_browse_and_a_chat_to_join(db, capsys):
     assert wallet.balance(authenticate(email=DEMO_USER[0], password=DEMO_USER[1])) > 0
     assert main(["demo"]) == 0  # a second run changes nothing
     assert LiveStreamSession.objects.count() == classes
+
+
+# -- liveclass cloudflare setup (against the loopback fake Cloudflare API) ---------------
+
+
+@pytest.fixture
+def cloudflare_env(cloudflare_fake, monkeypatch):
+    """The Cloudflare credentials in the environment, as an operator sets them before setup."""
+    from liveclass.config import web_config
+
+    for name, value in (("CLOUDFLARE_API_BASE", cloudflare_fake.url),
+                        ("CLOUDFLARE_ACCOUNT_ID", cloudflare_fake.account_id),
+                        ("CLOUDFLARE_API_TOKEN", cloudflare_fake.api_token),
+                        ("CLOUDFLARE_STREAM_CUSTOMER_CODE", cloudflare_fake.customer_code)):
+        monkeypatch.setenv(name, value)
+    for name in ("CLOUDFLARE_SIGNING_KEY_ID", "CLOUDFLARE_SIGNING_KEY_PEM"):
+        monkeypatch.delenv(name, raising=False)
+    web_config.cache_clear()
+    yield cloudflare_fake
+    web_config.cache_clear()
+
+
+def _env_lines(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def test_cloudflare_setup_prints_a_new_key_once(cloudflare_env, monkeypatch, capsys):
+    from liveclass.config import web_config
+    from liveclass.mediabackends.cloudflare import load_signing_key
+
+    assert main(["cloudflare", "setup"]) == 0
+    printed = _env_lines(capsys.readouterr().out)
+    assert set(printed) == {"CLOUDFLARE_SIGNING_KEY_ID", "CLOUDFLARE_SIGNING_KEY_PEM"}
+    assert cloudflare_env.signing_key_ids() == {printed["CLOUDFLARE_SIGNING_KEY_ID"]}
+    load_signing_key(printed["CLOUDFLARE_SIGNING_KEY_PEM"])
+
+    for name, value in printed.items():  # the operator keeps them in the environment
+        monkeypatch.setenv(name, value)
+    web_config.cache_clear()
+    assert main(["cloudflare", "setup"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert cloudflare_env.signing_key_ids() == {printed["CLOUDFLARE_SIGNING_KEY_ID"]}, "no second key"
+
+
+def test_cloudflare_setup_writes_the_env_file_and_rotates_in_two_steps(cloudflare_env, tmp_path, capsys):
+    env_file = tmp_path / "liveclass.env"
+    env_file.write_text("DEBUG=0\nCLOUDFLARE_SIGNING_KEY_ID=\n#CLOUDFLARE_SIGNING_KEY_PEM=\nPORT=8000\n")
+    env_file.chmod(0o644)
+
+    assert main(["cloudflare", "setup", "--env-file", str(env_file)]) == 0
+    first = _env_lines(env_file.read_text())
+    lines = env_file.read_text().splitlines()
+    assert lines[0] == "DEBUG=0" and lines[2:4] == ["#CLOUDFLARE_SIGNING_KEY_PEM=", "PORT=8000"]
+    assert lines[1] == f"CLOUDFLARE_SIGNING_KEY_ID={first['CLOUDFLARE_SIGNING_KEY_ID']}"
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    old = first["CLOUDFLARE_SIGNING_KEY_ID"]
+    assert first["CLOUDFLARE_SIGNING_KEY_PEM"] not in capsys.readouterr().out, "the secret goes to the file only"
+
+    assert main(["cloudflare", "setup", "--env-file", str(env_file)]) == 0  # configured: nothing to do
+    assert cloudflare_env.signing_key_ids() == {old}
+
+    assert main(["cloudflare", "setup", "--env-file", str(env_file), "--rotate-key"]) == 0
+    new = _env_lines(env_file.read_text())["CLOUDFLARE_SIGNING_KEY_ID"]
+    assert new != old and cloudflare_env.signing_key_ids() == {old, new}  # old URLs still play
+    assert f"--delete-key {old}" in capsys.readouterr().err
+
+    assert main(["cloudflare", "setup", "--env-file", str(env_file), "--delete-key", new]) == 2  # in use
+    assert main(["cloudflare", "setup", "--env-file", str(env_file), "--delete-key", old]) == 0
+    assert cloudflare_env.signing_key_ids() == {new}
+    assert main(["cloudflare", "setup", "--env-file", str(env_file), "--delete-key", old]) == 0  # idempotent
+
+
+def test_cloudflare_setup_names_what_is_missing(cloudflare_env, monkeypatch, tmp_path, capsys):
+    from liveclass.config import web_config
+
+    env_file = tmp_path / "liveclass.env"
+    env_file.write_text("CLOUDFLARE_SIGNING_KEY_ID=0123456789abcdef0123456789abcdef\n")
+    assert main(["cloudflare", "setup", "--env-file", str(env_file)]) == 1
+    assert "does not exist on Cloudflare" in capsys.readouterr().err
+
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "")
+    web_config.cache_clear()
+    assert main(["cloudflare", "setup"]) == 2
+    assert "CLOUDFLARE_API_TOKEN" in capsys.readouterr().err

@@ -215,6 +215,113 @@ def cmd_check(ns: argparse.Namespace) -> int:
     return 0
 
 
+SIGNING_KEY_VARIABLES = ("CLOUDFLARE_SIGNING_KEY_ID", "CLOUDFLARE_SIGNING_KEY_PEM")
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """NAME=value lines of an environment file (comments and blanks skipped); {} if absent."""
+    values: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        return values
+    for line in lines:
+        name, sep, value = line.strip().removeprefix("export ").partition("=")
+        if sep and name and not name.startswith("#"):
+            values[name.strip()] = value.strip()
+    return values
+
+
+def write_env_file(path: str, values: dict[str, str]) -> None:
+    """Set `values` in the environment file at `path`: each NAME= line replaced in place (or
+    appended), other lines kept, written whole to a temporary file and renamed, mode 0600
+    (the file holds secrets)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        lines = []
+    pending = dict(values)
+    out: list[str] = []
+    for line in lines:
+        name = line.strip().removeprefix("export ").partition("=")[0].strip()
+        if name in values:
+            if name in pending:
+                out.append(f"{name}={pending.pop(name)}")
+            continue  # a repeated line would override the new value: drop it
+        out.append(line)
+    out.extend(f"{name}={value}" for name, value in pending.items())
+    directory = os.path.dirname(os.path.abspath(path))
+    temp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(out) + "\n")
+        os.chmod(temp, 0o600)
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def cmd_cloudflare(ns: argparse.Namespace) -> int:
+    """`liveclass cloudflare setup`: the Stream signing key viewers' WHEP URLs are signed with.
+
+    Once: creates a key (``POST /stream/keys``) unless one is configured and exists. Rotation
+    is two steps so no viewer holds a URL signed by a deleted key: `--rotate-key` creates and
+    stores a new key; after web runs with it and PLAY_TOKEN_TTL has passed, `--delete-key OLD`
+    revokes the old one (``DELETE /stream/keys/{id}``). Secrets are printed, or written with
+    `--env-file`, never stored elsewhere.
+    """
+    from liveclass.config import web_config
+    from liveclass.errors import MediaBackendError
+    from liveclass.mediabackends.cloudflare import CloudflareBackend
+
+    config = web_config()
+    missing = [name for name in ("CLOUDFLARE_ACCOUNT_ID", "CLOUDFLARE_API_TOKEN") if not getattr(config, name)]
+    if missing:
+        print(f"liveclass cloudflare: set {' and '.join(missing)} first", file=sys.stderr)
+        return 2
+    stored = read_env_file(ns.env_file) if ns.env_file else {}
+    current = stored.get("CLOUDFLARE_SIGNING_KEY_ID") or config.CLOUDFLARE_SIGNING_KEY_ID
+    with CloudflareBackend(api_base=config.CLOUDFLARE_API_BASE, account_id=config.CLOUDFLARE_ACCOUNT_ID,
+                           api_token=config.CLOUDFLARE_API_TOKEN,
+                           customer_code=config.CLOUDFLARE_STREAM_CUSTOMER_CODE) as backend:
+        try:
+            if ns.delete_key:
+                if ns.delete_key == current:
+                    print(f"liveclass cloudflare: {ns.delete_key} is the configured signing key; rotate first "
+                          "(--rotate-key), restart web, then delete the old one", file=sys.stderr)
+                    return 2
+                backend.delete_signing_key(ns.delete_key)
+                print(f"signing key {ns.delete_key} deleted: URLs signed with it no longer play")
+                return 0
+            if current and not ns.rotate_key:
+                if current in backend.list_signing_key_ids():
+                    print(f"signing key {current} is configured and exists on Cloudflare; nothing to do "
+                          "(--rotate-key makes a new one)")
+                    return 0
+                print(f"liveclass cloudflare: the configured signing key {current} does not exist on Cloudflare; "
+                      "run with --rotate-key", file=sys.stderr)
+                return 1
+            key = backend.create_signing_key()
+        except MediaBackendError as exc:
+            print(f"liveclass cloudflare: {exc}", file=sys.stderr)
+            return 1
+    values = {"CLOUDFLARE_SIGNING_KEY_ID": key.id, "CLOUDFLARE_SIGNING_KEY_PEM": key.pem}
+    if ns.env_file:
+        write_env_file(ns.env_file, values)
+        print(f"signing key {key.id} created; {', '.join(values)} written to {ns.env_file} (mode 0600)")
+    else:
+        print("\n".join(f"{name}={value}" for name, value in values.items()))
+    if current and current != key.id:
+        print(f"next: restart web with the new key, wait PLAY_TOKEN_TTL ({config.PLAY_TOKEN_TTL} s), then run "
+              f"`liveclass cloudflare setup --delete-key {current}`", file=sys.stderr)
+    return 0
+
+
 def cmd_manage(ns: argparse.Namespace) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveclass.settings")
     from django.core.management import execute_from_command_line
@@ -269,6 +376,19 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="preflight: name every setting unfit for production (exit 1), "
                            "or print ok")
     check.set_defaults(func=cmd_check)
+
+    cloudflare = sub.add_parser("cloudflare", help="Cloudflare Stream administration (MEDIA_BACKEND=cloudflare)")
+    csub = cloudflare.add_subparsers(dest="action", required=True)
+    setup = csub.add_parser("setup", help="create the Stream signing key for viewers' WHEP URLs (once), "
+                            "print its variables or write them to --env-file")
+    setup.add_argument("--env-file", metavar="PATH",
+                       help="write CLOUDFLARE_SIGNING_KEY_ID/_PEM into this environment file (mode 0600)")
+    rotation = setup.add_mutually_exclusive_group()
+    rotation.add_argument("--rotate-key", action="store_true",
+                          help="create a new key even though one is configured (then --delete-key the old one)")
+    rotation.add_argument("--delete-key", metavar="ID",
+                          help="revoke a retired key (refused for the configured one)")
+    cloudflare.set_defaults(func=cmd_cloudflare)
 
     manage = sub.add_parser("manage", help="Django management commands (migrate, createsuperuser, ...)")
     manage.add_argument("args", nargs=argparse.REMAINDER)

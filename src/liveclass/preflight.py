@@ -25,6 +25,7 @@ from liveclass.config import (
     MediaConfig,
     WebConfig,
 )
+from liveclass.mediabackends.cloudflare import load_signing_key
 
 # Long enough that guessing is hopeless: `openssl rand -hex 32` gives 64 characters
 # (256 bits). The instructor code is typed by people and its guesses are rate
@@ -166,6 +167,17 @@ def _cloudflare(web: WebConfig) -> Iterator[Problem]:
     if urlsplit(web.CLOUDFLARE_API_BASE).scheme != "https":
         yield Problem("CLOUDFLARE_API_BASE", f"{web.CLOUDFLARE_API_BASE} is not https (a test fake?); "
                       "unset it to use Cloudflare's API")
+    # Live inputs require signed URLs: without a key no viewer can be given a WHEP URL.
+    for name in ("CLOUDFLARE_SIGNING_KEY_ID", "CLOUDFLARE_SIGNING_KEY_PEM"):
+        if not getattr(web, name):
+            yield Problem(name, "required with MEDIA_BACKEND=cloudflare: viewers' WHEP URLs are signed with "
+                          "it; run `liveclass cloudflare setup --env-file PATH` once (docs/cloudflare.md)")
+    if web.CLOUDFLARE_SIGNING_KEY_PEM:
+        try:
+            load_signing_key(web.CLOUDFLARE_SIGNING_KEY_PEM)
+        except ValueError as exc:
+            yield Problem("CLOUDFLARE_SIGNING_KEY_PEM", f"unusable ({exc}); set the `pem` Cloudflare returned "
+                          "for the key, or run `liveclass cloudflare setup --rotate-key`")
 
 
 def _host_matches(host: str, pattern: str) -> bool:
