@@ -241,7 +241,7 @@ def test_create_returns_distinct_inputs_with_documented_urls(
             f"https://customer-{target.customer_code}.cloudflarestream.com/{uid}/webRTC/play"
         )
         assert backend.publish_token(uid) is None
-        assert backend.play_token(uid, user_id="42") is None  # the token goes in the URL
+        assert backend.play_target(uid, whep_url=live_input.whep_url, user_id="42").token is None  # in the URL
 
 
 def test_get_reflects_the_created_input(
@@ -320,8 +320,6 @@ def test_without_a_signing_key_playback_is_refused_not_unsigned(
     unsigned = target.backend(signed=False)
     with pytest.raises(MediaBackendError, match="liveclass cloudflare setup"):
         unsigned.play_target(live_input.input_id, whep_url=live_input.whep_url, user_id="42")
-    with pytest.raises(MediaBackendError, match="liveclass cloudflare setup"):
-        unsigned.play_token(live_input.input_id, user_id="42")
 
 
 def test_whep_refuses_unsigned_forged_expired_and_wrong_input_tokens(

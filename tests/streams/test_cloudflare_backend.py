@@ -90,8 +90,6 @@ def test_cancel_deletes_the_input(cloudflare, fake, instructor, api):
     assert fake.live_input(created["input_id"]) is None
 
 
-@pytest.mark.xfail(strict=True, reason="needs streams.services.live_playback to use backend.play_target "
-                   "(the diff is in the Cloudflare helper's report); remove this marker with it")
 def test_an_enrolled_viewer_gets_a_signed_whep_url(cloudflare, fake, signing_key, instructor, api, make_user):
     body, viewer = _live_with_viewer(api, instructor, make_user)
     playback = api(viewer).get(f"/api/streams/{body['id']}/playback").json()

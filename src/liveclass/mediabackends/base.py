@@ -46,9 +46,6 @@ class MediaBackend(Protocol):
         """Bearer token for WHIP (valid until shortly after `ends_at`, the class's scheduled
         end, when given), or None when the WHIP URL itself carries the secret."""
 
-    def play_token(self, input_id: str, *, user_id: str) -> str | None:
-        """Short-lived bearer token for WHEP, or None when the backend signs the URL instead."""
-
     def play_target(self, input_id: str, *, whep_url: str, user_id: str) -> PlayTarget:
         """What viewer `user_id` plays `input_id` with: the WHEP URL (`whep_url`, the stored one,
         or a signed variant of it) and its bearer token. Raise `MediaBackendError` rather than

@@ -256,13 +256,6 @@ class CloudflareBackend:
         """None: the secret is part of Cloudflare's WHIP URL."""
         return None
 
-    def play_token(self, input_id: str, *, user_id: str) -> str | None:
-        """None: Cloudflare takes no bearer token on WHEP; the signed token is in the URL
-        `play_target` returns. Without a signing key, `MediaBackendError` (as `play_target`)."""
-        if not self.signs_playback:
-            raise MediaBackendError(NO_SIGNING_KEY)
-        return None
-
     def play_target(self, input_id: str, *, whep_url: str, user_id: str) -> PlayTarget:
         """The viewer's signed WHEP URL: the input uid in `whep_url` replaced by a fresh RS256
         token (header `kid`; claims `sub` = input uid, `kid`, `exp` = now + `play_ttl`).

@@ -109,12 +109,9 @@ class EmbeddedBackend:
             raise MediaBackendError(f"media server refused to delete recording {recording_id}: "
                                     f"{response.status_code} {response.text[:200]}")
 
-    def play_token(self, input_id: str, *, user_id: str) -> str:
-        # The media server lets a token's jti open one session and a uid hold
-        # MEDIA_SESSIONS_PER_VIEWER: one paid seat is one viewer.
-        return sign_token(self.signing_key, sub=input_id, role="play", ttl=self.play_ttl, uid=user_id,
-                          jti=secrets.token_urlsafe(16))
-
     def play_target(self, input_id: str, *, whep_url: str, user_id: str) -> PlayTarget:
-        """The stored WHEP URL and a fresh bearer play token."""
-        return PlayTarget(whep_url=whep_url, token=self.play_token(input_id, user_id=user_id))
+        """The stored WHEP URL and a fresh bearer play token. The media server lets a token's
+        jti open one session and a uid hold MEDIA_SESSIONS_PER_VIEWER: one paid seat is one viewer."""
+        token = sign_token(self.signing_key, sub=input_id, role="play", ttl=self.play_ttl, uid=user_id,
+                           jti=secrets.token_urlsafe(16))
+        return PlayTarget(whep_url=whep_url, token=token)

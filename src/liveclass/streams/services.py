@@ -325,12 +325,9 @@ def live_playback(user: User, stream: LiveStreamSession, backend: MediaBackend |
         raise StreamNotLive(
             "This class has ended and its recording is not available for replay.", stream_status=stream.status
         )
-    backend = backend or get_backend()
-    return LivePlayback(
-        whep_url=stream.whep_url,
-        token=backend.play_token(stream.input_id, user_id=str(user.pk)),
-        expires_in=web_config().PLAY_TOKEN_TTL,
-    )
+    target = (backend or get_backend()).play_target(stream.input_id, whep_url=stream.whep_url,
+                                                    user_id=str(user.pk))
+    return LivePlayback(whep_url=target.whep_url, token=target.token, expires_in=web_config().PLAY_TOKEN_TTL)
 
 
 def publish_target(user: User, stream_id: int, backend: MediaBackend | None = None) -> PublishTarget:
