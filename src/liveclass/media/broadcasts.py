@@ -19,7 +19,7 @@ from liveclass.media.peers import Peer, PublisherPeer, ViewerPeer
 from liveclass.media.ports import IceHost
 from liveclass.media.sdp import Offer
 from liveclass.media.sinks import EventSink
-from liveclass.media.state import EndedInputs
+from liveclass.media.state import EndedInputs, LiveInputs
 from liveclass.media.whip import new_etag
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ class Registry:
     def __init__(self, sink: EventSink, *, max_sessions: int, recordings: RecordingManager | None = None,
                  host: IceHost | None = None, connect_timeout: float = 15.0,
                  sessions_per_viewer: int = 2, max_viewers_per_input: int = 1000,
-                 ended: EndedInputs | None = None) -> None:
+                 ended: EndedInputs | None = None, live: LiveInputs | None = None) -> None:
         self.sink = sink
         self.host = host if host is not None else IceHost()  # every session's ICE sockets
         self.recordings = recordings
@@ -83,6 +83,7 @@ class Registry:
         self.broadcasts: dict[str, Broadcast] = {}
         self.sessions: dict[str, Session] = {}
         self.ended = ended if ended is not None else EndedInputs(None)  # survives a restart with a directory
+        self.announced_live = live if live is not None else LiveInputs(None)  # likewise: see announce_crashed
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # queries ---------------------------------------------------------------------------
@@ -266,6 +267,7 @@ class Registry:
             broadcast.announced = True
             status = self.recordings.status(broadcast.id) if self.recordings is not None else None
             refused = status is not None and status["state"] == "refused"
+            self.announced_live.add(broadcast.id)
             self.sink.publish(CONNECTED, broadcast.id, {"recording": status} if refused else None)
 
     def _closed(self, session_id: str) -> None:
@@ -282,11 +284,24 @@ class Registry:
             if broadcast.announced:
                 broadcast.announced = False
                 self.sink.publish(DISCONNECTED, broadcast.id)
+                self.announced_live.discard(broadcast.id)
         broadcast.viewers.pop(session_id, None)
         broadcast.pending.pop(session_id, None)
         if broadcast.publisher is None and not broadcast.viewers and not broadcast.pending:
             broadcast.forwarder.close()
             self.broadcasts.pop(broadcast.id, None)
+
+    def announce_crashed(self) -> list[str]:
+        """At start: the inputs web was told are live when the previous run ended without
+        saying otherwise (killed, crashed) have no publisher now: `live_input.disconnected`
+        for each (their recordings are finalized and announced by the RecordingManager)."""
+        gone = [input_id for input_id in self.announced_live if input_id not in self.broadcasts]
+        for input_id in gone:
+            log.warning("input %s was live when the media server last stopped without closing it: "
+                        "announcing it disconnected", input_id)
+            self.sink.publish(DISCONNECTED, input_id)
+            self.announced_live.discard(input_id)
+        return gone
 
     async def end_input(self, input_id: str) -> int:
         """Disconnect the publisher and every viewer; refuse publishers from now on."""

@@ -24,7 +24,7 @@ from liveclass.media.metrics import sample_loop_lag
 from liveclass.media.ports import IceHost, UdpPortPool
 from liveclass.media.recording.manager import RecordingManager
 from liveclass.media.sinks import EventSink, NullSink, WebhookSink
-from liveclass.media.state import EndedInputs
+from liveclass.media.state import EndedInputs, LiveInputs
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,8 @@ def create_app(config: MediaConfig, *, sink: EventSink | None = None) -> Starlet
     registry = Registry(events, max_sessions=config.MEDIA_MAX_SESSIONS, recordings=recordings, host=host,
                         sessions_per_viewer=config.MEDIA_SESSIONS_PER_VIEWER,
                         max_viewers_per_input=config.MEDIA_MAX_VIEWERS_PER_INPUT,
-                        connect_timeout=config.MEDIA_CONNECT_TIMEOUT, ended=EndedInputs(config.MEDIA_STATE_DIR))
+                        connect_timeout=config.MEDIA_CONNECT_TIMEOUT, ended=EndedInputs(config.MEDIA_STATE_DIR),
+                        live=LiveInputs(config.MEDIA_STATE_DIR))
     http = MediaHttp(
         registry,
         Authorizer(config.signing_key),
@@ -64,6 +65,7 @@ def create_app(config: MediaConfig, *, sink: EventSink | None = None) -> Starlet
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await events.start()
+        registry.announce_crashed()  # inputs still live when a crash ended the previous run
         if recordings is not None:
             await recordings.start()  # finalize and announce what a crash left unfinished
         lag = asyncio.create_task(sample_loop_lag(registry.metrics), name="loop-lag")
@@ -74,9 +76,9 @@ def create_app(config: MediaConfig, *, sink: EventSink | None = None) -> Starlet
             await registry.close()
             if recordings is not None:
                 await recordings.close()
-                if isinstance(events, WebhookSink):  # give recording.ready webhooks a moment
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(events.drain(), timeout=5)
+            if isinstance(events, WebhookSink):  # give live_input.disconnected and recording.ready a moment
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(events.drain(), timeout=5)
             await events.close()
 
     app = Starlette(routes=http.routes(), lifespan=lifespan,
