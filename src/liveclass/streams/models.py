@@ -33,6 +33,12 @@ class LiveStreamSession(models.Model):
     playback_id = models.CharField(max_length=64, blank=True)
     publisher_connected = models.BooleanField(default=False)
     publisher_changed_at = models.DateTimeField(null=True, blank=True)
+    # What the media engine last reported wrong with the broadcast (Cloudflare's
+    # `live_input.errored`): shown to the instructor until the publisher connects again.
+    # `publisher_error_changed_at` orders errors and reconnects delivered out of order.
+    publisher_error_code = models.CharField(max_length=64, blank=True)
+    publisher_error = models.CharField(max_length=500, blank=True)
+    publisher_error_changed_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)

@@ -343,12 +343,35 @@ def publish_target(user: User, stream_id: int, backend: MediaBackend | None = No
 
 def record_publisher_event(input_id: str, *, connected: bool, at: datetime) -> bool:
     """Store the broadcaster's real connection state; older events never overwrite newer ones.
+    A connection also clears an error reported before it (`record_publisher_error`).
 
     Returns False when no stream has this input (the event is acknowledged and dropped).
     """
+    streams = LiveStreamSession.objects.filter(input_id=input_id)
+    with transaction.atomic():
+        updated = (
+            streams.filter(Q(publisher_changed_at__isnull=True) | Q(publisher_changed_at__lte=at))
+            .update(publisher_connected=connected, publisher_changed_at=at)
+        )
+        if connected:
+            streams.filter(Q(publisher_error_changed_at__isnull=True) | Q(publisher_error_changed_at__lte=at)).update(
+                publisher_error_code="", publisher_error="", publisher_error_changed_at=at)
+    return bool(updated) or streams.exists()
+
+
+def record_publisher_error(input_id: str, *, code: str, message: str, at: datetime) -> bool:
+    """Store what the media engine reports wrong with the broadcast (Cloudflare's
+    `live_input.errored`: quota, keyframe interval, codec), for its instructor to see. It is
+    not a disconnect: the connection state is left as it is. It stays until the publisher
+    connects again; an error older than the last (re)connection is ignored.
+
+    Returns False when no stream has this input (acknowledged and dropped)."""
+    streams = LiveStreamSession.objects.filter(input_id=input_id)
+    field = LiveStreamSession._meta.get_field
     updated = (
-        LiveStreamSession.objects.filter(input_id=input_id)
-        .filter(Q(publisher_changed_at__isnull=True) | Q(publisher_changed_at__lte=at))
-        .update(publisher_connected=connected, publisher_changed_at=at)
+        streams.filter(Q(publisher_error_changed_at__isnull=True) | Q(publisher_error_changed_at__lte=at))
+        .update(publisher_error_code=code[: field("publisher_error_code").max_length],  # type: ignore[union-attr]
+                publisher_error=(message or code)[: field("publisher_error").max_length],  # type: ignore[union-attr]
+                publisher_error_changed_at=at)
     )
-    return bool(updated) or LiveStreamSession.objects.filter(input_id=input_id).exists()
+    return bool(updated) or streams.exists()
