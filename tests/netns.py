@@ -16,6 +16,13 @@ creating process's PID and start time), and `reap_stale()`, run at session start
 the namespaces whose owner is gone, with their links. Needs root and iproute2;
 `unavailable()` names the reason to skip otherwise.
 
+A link may run through a "wire" (`add_link(through=wire)`): a bare namespace of ours with no
+addresses and IPv6 off, holding the far ends of two veth pairs (`<namespace>i<n>` toward the
+namespace, `<namespace>o<n>` toward the root side); nothing passes between them unless a
+userspace emulator copies the frames (tests/linkem.py). Offloads are off on all four ends so
+every frame is a real, checksummed frame of at most the MTU. A wire is a namespace like any
+other here: deleted on exit, reaped when stale (deleting it takes its veth pairs along).
+
 Chromium inside a namespace: `chromium_wrapper()` writes a script that runs Debian's
 Chromium through `ip netns exec`; Playwright launches it as `executable_path` and drives it
 over the pipe it inherits, so the driver stays in the root namespace.
@@ -24,15 +31,21 @@ over the pipe it inherits, so the driver stays in the root namespace.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
 import ipaddress
 import os
 import secrets
 import shutil
+import socket
+import struct
 import subprocess
+import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 PREFIX = "lc"
 SPACE = ipaddress.IPv4Network("10.77.0.0/16")
@@ -41,6 +54,17 @@ IP = shutil.which("ip") or "/usr/sbin/ip"
 NFT = shutil.which("nft") or "/usr/sbin/nft"
 TC = shutil.which("tc") or "/usr/sbin/tc"
 OWNERS = Path("/run/netns-owner")  # <namespace name>: "<owner pid> <its start time>"
+
+
+T = TypeVar("T")
+
+# Offloads a userspace copier must not see (linux/ethtool.h legacy ioctls, still served by
+# every kernel): with them a veth hands over 64 KB TCP super-frames and partial checksums.
+SIOCETHTOOL = 0x8946
+ETHTOOL_OFFLOADS = {  # name: (get, set)
+    "tx-checksum": (0x16, 0x17), "scatter-gather": (0x18, 0x19), "tso": (0x1E, 0x1F),
+    "gso": (0x23, 0x24), "gro": (0x2B, 0x2C),
+}
 
 
 class NetnsError(RuntimeError):
@@ -127,6 +151,67 @@ def unavailable() -> str | None:
     return None
 
 
+CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int) -> None:
+    """setns(2) into a network namespace, for the calling thread only (os.setns is 3.12+)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"setns: {os.strerror(errno)}")
+
+
+def in_namespace(name: str | None, work: Callable[[], T]) -> T:
+    """Run `work` in a short-lived thread that joined namespace `name` (None: this one). A
+    socket keeps the namespace it was made in, so sockets made by `work` serve from any
+    thread afterwards; the joining dies with the thread."""
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            if name is not None:
+                with open(f"/run/netns/{name}") as handle:
+                    _setns(handle.fileno())
+            result.append(work())
+        except BaseException as exc:  # handed to the caller
+            error.append(exc)
+
+    thread = threading.Thread(target=body, name=f"in-{name or 'root'}", daemon=True)
+    thread.start()
+    thread.join(30)
+    if error:
+        raise error[0]
+    if not result:
+        raise NetnsError(f"work in namespace {name} did not finish within 30 s")
+    return result[0]
+
+
+def _ethtool(sock: socket.socket, interface: str, cmd: int, data: int = 0) -> int:
+    """One legacy ethtool ioctl: `struct ifreq` pointing at a `struct ethtool_value {cmd, data}`."""
+    value = (ctypes.c_uint32 * 2)(cmd, data)
+    ifreq = struct.pack("16sP", interface.encode(), ctypes.addressof(value)) + bytes(16)
+    fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
+    return int(value[1])
+
+
+def disable_offloads(namespace: str | None, interfaces: Iterable[str]) -> None:
+    """TX checksum, scatter-gather, TSO, GSO and GRO off on `interfaces` of `namespace`
+    (ethtool -K without ethtool), checked by reading each back."""
+    names = list(interfaces)
+
+    def work() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for interface in names:
+                for feature, (get, put) in ETHTOOL_OFFLOADS.items():
+                    _ethtool(sock, interface, put, 0)
+                    if _ethtool(sock, interface, get):
+                        raise NetnsError(f"{interface}: {feature} offload still on after turning it off")
+
+    in_namespace(namespace, work)
+
+
 def _addresses_in_use() -> set[ipaddress.IPv4Network]:
     out = run([IP, "-o", "-4", "addr", "show"]).stdout
     nets = set()
@@ -150,13 +235,18 @@ def _free_block() -> ipaddress.IPv4Network:
 
 @dataclass
 class Link:
-    """A veth pair: `outer` in the root namespace, `inner` in the namespace."""
+    """A veth pair: `outer` in the root namespace, `inner` in the namespace. Through a wire,
+    two pairs: `inner`-`wire_inner` and `wire_outer`-`outer`, the `wire_*` ends in namespace
+    `wire`."""
 
     outer: str
     inner: str
     network: ipaddress.IPv4Network
     outer_address: ipaddress.IPv4Address
     inner_address: ipaddress.IPv4Address
+    wire: str | None = None
+    wire_inner: str | None = None
+    wire_outer: str | None = None
 
     def host(self, n: int) -> ipaddress.IPv4Address:
         """The nth address of the link's /29 (1 is the root side)."""
@@ -173,11 +263,18 @@ class Namespace:
 
     @classmethod
     @contextlib.contextmanager
-    def create(cls) -> Iterator[Namespace]:
-        """A new namespace (loopback up, no links yet); deleted with everything in it on exit."""
+    def create(cls, *, wire: bool = False) -> Iterator[Namespace]:
+        """A new namespace (loopback up, no links yet); deleted with everything in it on exit.
+        `wire=True`: a bare one for `add_link(through=...)`, IPv6 off (no router solicitations
+        or MLD reports of its own on the wire), never given an address."""
         ns = cls(f"{PREFIX}{secrets.token_hex(3)}", _free_block())
         _add_namespace(ns.name)
         try:
+            if wire:
+                for scope in ("all", "default"):
+                    ns.run("sysctl", "-q", "-w", f"net.ipv6.conf.{scope}.disable_ipv6=1")
+                yield ns
+                return
             ns.run("ip", "link", "set", "lo", "up")
             # Readdressing removes an interface's first address: keep the newer one then
             # (Linux would drop every address of the subnet with it).
@@ -217,14 +314,29 @@ class Namespace:
 
     # ---------------------------------------------------------------- links and addresses
 
-    def add_link(self) -> Link:
-        """A new veth pair on its own /29 of our block: root side `.1`, namespace `.2`."""
+    def add_link(self, through: Namespace | None = None) -> Link:
+        """A new veth pair on its own /29 of our block: root side `.1`, namespace `.2`. With
+        `through` (a `create(wire=True)` namespace), two pairs meeting in that wire, so the
+        namespace reaches the root side only through what copies frames there (tests/linkem.py)."""
         index = len(self.links)
         network = list(self.block.subnets(new_prefix=LINK_PREFIX))[index]
         link = Link(f"{self.name}h{index}", f"{self.name}n{index}", network,
                     network.network_address + 1, network.network_address + 2)
-        run([IP, "link", "add", link.outer, "type", "veth", "peer", "name", link.inner, "netns", self.name])
-        self.links.append(link)
+        if through is None:
+            run([IP, "link", "add", link.outer, "type", "veth", "peer", "name", link.inner, "netns", self.name])
+            self.links.append(link)
+        else:
+            link.wire, link.wire_inner, link.wire_outer = through.name, f"{self.name}i{index}", f"{self.name}o{index}"
+            run([IP, "link", "add", link.outer, "type", "veth", "peer", "name", link.wire_outer, "netns", through.name])
+            self.links.append(link)  # from here on, destroy() deletes the root side (and with it its peer)
+            through.run("ip", "link", "add", link.wire_inner, "type", "veth", "peer", "name", link.inner,
+                        "netns", self.name)
+            for end in (link.wire_inner, link.wire_outer):
+                # Promiscuous: the frames on the wire are addressed to the far ends, not to these.
+                through.run("ip", "link", "set", end, "promisc", "on", "up")
+            disable_offloads(through.name, [link.wire_inner, link.wire_outer])
+            disable_offloads(self.name, [link.inner])
+            disable_offloads(None, [link.outer])
         run([IP, "addr", "add", f"{link.outer_address}/{LINK_PREFIX}", "dev", link.outer])
         run([IP, "link", "set", link.outer, "up"])
         self.run("ip", "addr", "add", f"{link.inner_address}/{LINK_PREFIX}", "dev", link.inner)

@@ -1,6 +1,7 @@
-"""What the network tests run around a namespaced viewer: the media server and coturn as
-processes in the root namespace bound to a link's root-side address, an FFmpeg WHIP
-publisher, and reading a watch page's player from the browser (getStats)."""
+"""What the network tests run around a namespaced viewer or publisher: the media server and
+coturn as processes in the root namespace bound to a link's root-side address, an FFmpeg WHIP
+publisher, reading a watch page's player and a broadcast page's sender from the browser
+(getStats), the media server's /metrics, and decoding a recording's segments."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aioice.turn
+import av
 import httpx
 import imageio_ffmpeg
 from aioice import stun
@@ -172,7 +174,18 @@ PLAYER_JS = """async () => {
     let pairId = null;
     report.forEach((s) => {
         if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
-        if (s.type === 'inbound-rtp' && s.kind === 'video') out.frames = s.framesDecoded || 0;
+        if (s.type === 'inbound-rtp' && s.kind === 'video') {
+            out.frames = s.framesDecoded || 0;
+            out.video = {framesDecoded: s.framesDecoded || 0, framesDropped: s.framesDropped || 0,
+                         keyFramesDecoded: s.keyFramesDecoded || 0, freezeCount: s.freezeCount || 0,
+                         totalFreezesDuration: s.totalFreezesDuration || 0, packetsLost: s.packetsLost || 0,
+                         packetsReceived: s.packetsReceived || 0, nackCount: s.nackCount || 0,
+                         pliCount: s.pliCount || 0, framesPerSecond: s.framesPerSecond || 0};
+        }
+        if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+            out.audio = {packetsLost: s.packetsLost || 0, packetsReceived: s.packetsReceived || 0,
+                         concealedSamples: s.concealedSamples || 0, totalSamplesReceived: s.totalSamplesReceived || 0};
+        }
     });
     const pair = pairId && report.get(pairId);
     if (pair) {
@@ -185,6 +198,60 @@ PLAYER_JS = """async () => {
     }
     return out;
 }"""
+
+
+# What a broadcast page's sender shows: per kind, its outbound-rtp counters (NACKs received,
+# packets retransmitted, frames sent) and the page's counters.
+SENDER_JS = """async () => {
+    const b = window.liveclassBroadcast;
+    const out = {counters: b ? {...b.counters} : null, video: null, audio: null};
+    const report = b && await b.stats();
+    if (!report) return out;
+    report.forEach((s) => {
+        if (s.type !== 'outbound-rtp' || !s.kind) return;
+        out[s.kind] = {packetsSent: s.packetsSent || 0, nackCount: s.nackCount || 0, pliCount: s.pliCount || 0,
+                       retransmittedPacketsSent: s.retransmittedPacketsSent || 0,
+                       framesSent: s.framesSent || 0, framesEncoded: s.framesEncoded || 0,
+                       keyFramesEncoded: s.keyFramesEncoded || 0, framesPerSecond: s.framesPerSecond || 0,
+                       targetBitrate: s.targetBitrate || 0};
+    });
+    return out;
+}"""
+
+
+def sender(page: Page) -> dict[str, Any]:
+    """The broadcast page's outbound-rtp counters (getStats) and its WHIP counters."""
+    result: dict[str, Any] = page.evaluate(SENDER_JS)
+    return result
+
+
+def metrics(url: str) -> dict[str, float]:
+    """The media server's /metrics counters and gauges (histograms left out)."""
+    values = {}
+    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+def recording_spans(directory: Path, segments: list[str]) -> list[dict[str, float]]:
+    """Decode each segment (PyAV, every frame): its first and last video and audio times in
+    seconds (v0, v1, a0, a1) and its video frame count. Fails on a segment that does not decode."""
+    spans = []
+    for name in segments:
+        times: dict[str, list[float]] = {"video": [], "audio": []}
+        with av.open(str(directory / name)) as container:
+            for frame in container.decode(*container.streams):
+                assert frame.time is not None, name
+                if isinstance(frame, av.AudioFrame):
+                    times["audio"] += [frame.time, frame.time + frame.samples / frame.sample_rate]
+                else:
+                    times["video"].append(frame.time)
+        assert times["video"] and times["audio"], (name, {k: len(v) for k, v in times.items()})
+        spans.append({"v0": min(times["video"]), "v1": max(times["video"]), "frames": len(times["video"]),
+                      "a0": min(times["audio"]), "a1": max(times["audio"])})
+    return spans
 
 
 def player(page: Page) -> dict[str, Any]:

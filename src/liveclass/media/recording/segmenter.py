@@ -4,7 +4,8 @@ Video segments are cut only at keyframes, once a segment is at least 90 % of the
 length; audio-only recordings are cut on time. Each segment is written to
 `seg_NNNNNN.ts.tmp`, synced and renamed when complete, then `index.m3u8` is rewritten
 atomically (EVENT while live, VOD + ENDLIST when finished). A new source (takeover,
-reconnect) continues the timeline after an `#EXT-X-DISCONTINUITY`."""
+reconnect) or the same publisher back after more than a second of silence (recorder.py)
+continues the timeline after an `#EXT-X-DISCONTINUITY`, without the time in between."""
 
 from __future__ import annotations
 
