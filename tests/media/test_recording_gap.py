@@ -14,6 +14,7 @@ import itertools
 import math
 import threading
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
@@ -133,7 +134,8 @@ def record(tmp_path: Path, gap: float) -> tuple[Recorder, hls.Playlist]:
     try:
         recorder = Recorder(tmp_path, "input-gap", "rec-gap", segment_seconds=SEGMENT_SECONDS, max_queue=100_000,
                             on_done=on_done, loop=loop, clock=clock)
-        recorder.on_source([Source("video", "h264"), Source("audio", "opus")])
+        tracks: list[Any] = [Source("video", "h264"), Source("audio", "opus")]  # what on_source reads
+        recorder.on_source(tracks)
         publisher = FakeLivePublisher()
         send(recorder, clock, publisher, 4.0, first_key=True)
         publisher.skip(gap)
