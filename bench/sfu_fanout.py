@@ -72,6 +72,7 @@ from harness.fanout import (
     ViewerStats,
     bitrate_bps,
     close_viewers,
+    loopback_ice,
     prefer_h264,
     seq_loss,
     sink_peer,
@@ -320,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--relay-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--sink-client", nargs=3, metavar=("BASE", "INPUT", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    loopback_ice()  # the viewers' and the publisher's ICE on 127.0.0.1 only, in every process
     if args.relay_server:
         relay_server(args.relay_server)
         return 0

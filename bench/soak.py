@@ -47,6 +47,7 @@ import asyncio
 import contextlib
 import datetime
 import json
+import logging
 import math
 import os
 import signal
@@ -63,8 +64,17 @@ from aiortc import RTCPeerConnection
 
 from harness import ROOT, processes, prom, replay
 from harness.cpu import cpu_seconds
-from harness.fanout import SERVER_ENV, SendLog, ViewerStats, bitrate_bps, close_viewers, sink_peer, start_publisher
-from harness.procfs import fd_count, load_average, machine_busy, rss_bytes, udp_drops
+from harness.fanout import (
+    SERVER_ENV,
+    SendLog,
+    ViewerStats,
+    bitrate_bps,
+    close_viewers,
+    loopback_ice,
+    sink_peer,
+    start_publisher,
+)
+from harness.procfs import drops_between, fd_count, load_average, machine_busy, rss_bytes, udp_drops
 from harness.report import write_section
 
 LAG = "liveclass_media_loop_lag_seconds"
@@ -161,6 +171,7 @@ async def sink_client(base: str, input_id: str, n: int, idle_timeout: float) -> 
     limit = asyncio.Semaphore(8)
     lag = LagMeter()
     lag_task = asyncio.create_task(lag.run())
+    stopping = False
     async with httpx.AsyncClient(timeout=20) as client:
 
         async def join(i: int) -> None:
@@ -173,7 +184,12 @@ async def sink_client(base: str, input_id: str, n: int, idle_timeout: float) -> 
                         first.first = time.monotonic()
                     tracker.on_rtp(data)
 
-                peers[i] = await sink_peer(client, base, input_id, stats[i], on_rtp)
+                peer = peers[i] = await sink_peer(client, base, input_id, stats[i], on_rtp)
+
+                @peer[0].on("connectionstatechange")
+                def changed() -> None:  # on stderr, next to the soak's table: when a viewer's session ends
+                    if not stopping:
+                        print(f"viewer {i}: connection {peer[0].connectionState}", file=sys.stderr, flush=True)
 
         try:
             await asyncio.gather(*(join(i) for i in range(n)))
@@ -191,6 +207,7 @@ async def sink_client(base: str, input_id: str, n: int, idle_timeout: float) -> 
             if line not in ("stop", ""):
                 raise RuntimeError(f"sink client: unexpected command {line!r}")
         finally:
+            stopping = True
             lag_task.cancel()
             await close_viewers(client, base, input_id, [p for p in peers if p is not None])
 
@@ -227,6 +244,7 @@ class Window:
     viewers_gauge: int
     sessions_gauge: int
     receiving: int  # viewers connected and receiving in the window
+    delivered_pct: float  # media packets per viewer / packets the publisher sent (a stalled stream shows here)
     expected: int
     lost: int
     late: int
@@ -251,14 +269,15 @@ class Window:
         return 100 * self.lost / self.expected if self.expected else math.nan
 
 
-HEADER = ("    t s   RSS MB  fds  srv%  cli% oth%  lag mean/p99</max< ms  gauge recv  loss %  worst%  "
+HEADER = ("    t s   RSS MB  fds  srv%  cli% oth%  lag mean/p99</max< ms  gauge recv  dlv%  loss %  worst%  "
           "srvdrop udpdrop s/c  nack  pli")
 
 
 def line(w: Window) -> str:
     return (f"{w.t:7.0f} {w.rss_mb:8.1f} {w.fds:4d} {w.server_cpu:5.0f} {w.client_cpu:5.0f} {w.other_cpu:4.0f}  "
             f"{w.lag_mean_ms:5.1f} / {w.lag_p99_le_ms:5.0f} / {w.lag_max_le_ms:5.0f}    "
-            f"{w.viewers_gauge:5d} {w.receiving:4d} {w.loss_pct:7.3f} {w.worst_viewer_loss_pct:7.2f}  "
+            f"{w.viewers_gauge:5d} {w.receiving:4d} {w.delivered_pct:5.1f} {w.loss_pct:7.3f} "
+            f"{w.worst_viewer_loss_pct:7.2f}  "
             f"{w.dropped:7d} {w.udp_drops_server:6d}/{w.udp_drops_clients:<6d} {w.nacks:5d} {w.plis:4d}")
 
 
@@ -289,7 +308,11 @@ async def soak(args: argparse.Namespace, base: str, server_pid: int, units: list
     async with httpx.AsyncClient(timeout=20) as client:
 
         async def scrape() -> dict[str, float]:
-            return prom.parse((await client.get(f"{base}/metrics")).raise_for_status().text)
+            try:
+                response = await client.get(f"{base}/metrics")
+            except httpx.TransportError:  # the server closed the idle keep-alive connection as we reused it
+                response = await client.get(f"{base}/metrics")
+            return prom.parse(response.raise_for_status().text)
 
         async def snapshot(sink_pid: int) -> dict[str, Any]:
             busy, _total = machine_busy()
@@ -388,12 +411,14 @@ def window(prev: dict[str, Any], now: dict[str, Any], sample: dict[str, Any], t0
         viewers_gauge=int(m1.get("liveclass_media_viewers", -1)),
         sessions_gauge=int(m1.get("liveclass_media_sessions", -1)),
         receiving=sum(1 for v in viewers if v[0] > 0 and v[6]),
+        delivered_pct=100 * sum(v[0] for v in viewers) / len(viewers) / (now["published"] - prev["published"])
+        if now["published"] > prev["published"] and viewers else 0.0,
         expected=expected, lost=lost, late=sum(v[4] for v in viewers),
         worst_viewer_loss_pct=max((100 * v[3] / v[2] for v in viewers if v[2]), default=math.nan),
         published=now["published"] - prev["published"],
         **{name: int(m1.get(key, 0) - m0.get(key, 0)) for name, key in COUNTERS.items()},
-        udp_drops_server=now["udp"]["server"] - prev["udp"]["server"],
-        udp_drops_clients=(now["udp"]["main"] + now["udp"]["sink"]) - (prev["udp"]["main"] + prev["udp"]["sink"]),
+        udp_drops_server=drops_between(prev["udp"]["server"], now["udp"]["server"]),
+        udp_drops_clients=sum(drops_between(prev["udp"][p], now["udp"][p]) for p in ("main", "sink")),
         main_lag_max_ms=1000 * main_max, sink_lag_max_ms=1000 * sample["lag_max"],
         publisher_state=publisher.connectionState,
         not_receiving=[i for i, v in enumerate(viewers) if not (v[0] > 0 and v[6])],
@@ -467,7 +492,8 @@ def summarize(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any
 
 def verdict(s: dict[str, Any]) -> list[str]:
     def trend(name: str, d: dict[str, float], unit: str) -> str:
-        flat = "flat (within noise)" if d["flat"] == 1.0 else "GROWS beyond noise"
+        flat = ("flat (within noise)" if d["flat"] == 1.0 else
+                "GROWS beyond noise" if d["growth"] > 0 else "shrinks beyond noise")
         return (f"{name}: {flat}: slope {d['slope']:+.4f} ± {d['slope_se']:.4f} {unit}/min, fitted growth "
                 f"{d['growth']:+.2f} {unit} over {d['span']:.1f} min vs residual SD {d['residual_sd']:.2f} {unit}; "
                 f"first {d['first']:.1f}, last {d['last']:.1f}, after warm-up min {d['min']:.1f} max {d['max']:.1f}")
@@ -534,6 +560,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bitrate", default="2500k")
     parser.add_argument("--pacing-factor", type=float, default=2.5,
                         help="publisher pacer rate as a multiple of --bitrate (a browser's is 2.5)")
+    parser.add_argument("--server-log-level", default="info",
+                        help="the server's log level (its warnings, errors and ICE consent expiries are reported)")
     parser.add_argument("--json", type=Path, help="write every window and the summary here")
     parser.add_argument("--benchmarks", action="store_true",
                         help="replace the generated soak block of BENCHMARKS.md with this run")
@@ -541,6 +569,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the server under tracemalloc and print what grew after the warm-up")
     parser.add_argument("--sink-client", nargs=4, metavar=("BASE", "INPUT", "N", "IDLE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    # Either side's ICE agent says here if it gives up on the other (consent expiry, RFC 7675).
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aioice.ice").setLevel(logging.INFO)
+    logging.getLogger("aioice.ice").addFilter(lambda record: "Consent" in record.getMessage())
+    loopback_ice()
     if args.sink_client:
         base, input_id, count, idle = args.sink_client
         with contextlib.suppress(KeyboardInterrupt):  # the soak stops us; Ctrl-C reaches us too
@@ -564,7 +597,8 @@ def main(argv: list[str] | None = None) -> int:
             env["LIVECLASS_BENCH_TRACEMALLOC"] = str(trace_dir)
             entry = (str(ROOT / "bench" / "harness" / "traced_media.py"),)
         log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="liveclass-soak-")))
-        base, pid = stack.enter_context(processes.media_server(env, log_path=log_dir / "media.log", entry=entry))
+        base, pid = stack.enter_context(processes.media_server(env, log_path=log_dir / "media.log", entry=entry,
+                                                                   log_level=args.server_log_level))
         try:
             result = asyncio.run(soak(args, base, pid, units, trace_dir))
         except (KeyboardInterrupt, asyncio.CancelledError):
@@ -579,14 +613,14 @@ def main(argv: list[str] | None = None) -> int:
     result["started"] = started.strftime("%Y-%m-%d %H:%M")
     result["cpus"] = os.cpu_count()
     result["summary"] = summarize(args, result)
-    problems = [x for x in server_log if " ERROR " in x or " WARNING " in x or "Traceback" in x]
+    problems = [x for x in server_log if " ERROR " in x or " WARNING " in x or "Traceback" in x or "Consent" in x]
     result["server_log_problems"] = problems[:50]
     print()
     print("\n".join(verdict(result["summary"])))
     teardown, start = result["after_teardown"], result["before_publisher"]
     print(f"after teardown: sessions {teardown['sessions']:.0f}, RSS {teardown['rss_mb']:.1f} MB, fds "
           f"{teardown['fds']} (before the publisher: {start['rss_mb']:.1f} MB, {start['fds']} fds)")
-    print(f"server log: {len(problems)} warning/error line(s)" + "".join(f"\n  {x}" for x in problems[:10]))
+    print(f"server log: {len(problems)} warning/error/consent line(s)" + "".join(f"\n  {x}" for x in problems[:10]))
     if args.json:
         args.json.write_text(json.dumps({**result, "args": vars(args) | {"json": str(args.json)},
                                          "windows": [asdict(w) for w in result["windows"]]}, indent=1,

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import aioice.ice
 import httpx
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
@@ -21,6 +22,16 @@ from harness import MEDIA_KEY, replay
 # The media server's settings in the fan-out benches: loopback ICE, limits out of the way.
 SERVER_ENV = {"MEDIA_ICE_ADDRESSES": "127.0.0.1", "MEDIA_SIGNING_KEY": MEDIA_KEY, "MEDIA_MAX_SESSIONS": "10000",
               "MEDIA_RATE_LIMIT": "100000", "MEDIA_RATE_BURST": "100000"}
+
+
+def loopback_ice() -> None:
+    """Make this process's aiortc peers gather their host candidates on 127.0.0.1 only.
+
+    aioice gathers on every interface address *except* 127.0.0.1, so a bench peer would talk
+    to the server (127.0.0.1) from its eth0 address or from the veth of a network-namespace
+    test that happens to run; when that test deletes its veth, the peer's ICE pair dies
+    (consent expires ~25 s later on both sides). Loopback only keeps the bench to itself."""
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]  # type: ignore[assignment]
 
 
 def is_rtp(data: bytes) -> bool:

@@ -42,12 +42,12 @@ def socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
-def udp_drops(pids: dict[str, int]) -> dict[str, int]:
+def udp_drops(pids: dict[str, int]) -> dict[str, dict[str, int]]:
     """Datagrams the kernel dropped on receive (socket buffer full: the owner did not read in
-    time) summed over the UDP sockets each named process holds now, from the `drops` column of
-    /proc/net/udp and udp6 (cumulative per socket, for the socket's life)."""
+    time), per UDP socket (inode) each named process holds now, from the `drops` column of
+    /proc/net/udp and udp6 (cumulative for the socket's life: diff with `drops_between`)."""
     owner = {inode: name for name, pid in pids.items() for inode in socket_inodes(pid)}
-    drops = dict.fromkeys(pids, 0)
+    drops: dict[str, dict[str, int]] = {name: {} for name in pids}
     for table in ("/proc/net/udp", "/proc/net/udp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -57,8 +57,14 @@ def udp_drops(pids: dict[str, int]) -> dict[str, int]:
             fields = line.split()
             name = owner.get(fields[9])  # inode
             if name is not None:
-                drops[name] += int(fields[-1])
+                drops[name][fields[9]] = int(fields[-1])
     return drops
+
+
+def drops_between(before: dict[str, int], after: dict[str, int]) -> int:
+    """Drops between two `udp_drops` readings of one process: sockets opened meanwhile count
+    from zero, sockets closed meanwhile lose what they dropped since `before` (unknowable)."""
+    return sum(n - before.get(inode, 0) for inode, n in after.items())
 
 
 def machine_busy() -> tuple[float, float]:
