@@ -144,6 +144,12 @@ class Postgres:
         return subprocess.run([*self.prefix, _pg_bin("pg_ctl"), "-D", str(self.data), *args], check=check,
                               stdout=subprocess.DEVNULL, timeout=90)
 
+    def stop(self, mode: str = "fast") -> None:
+        self.ctl("-m", mode, "-w", "-t", "60", "stop")
+
+    def start(self) -> None:
+        self.ctl("-o", self.options, "-l", str(self.log), "-w", "-t", "60", "start")
+
     def restart(self, mode: str = "fast") -> None:
         """`pg_ctl restart -m <mode>`: `fast` ends every session (a FATAL to each client) and
         rolls back open transactions; `immediate` kills the server (crash recovery at start).
@@ -174,7 +180,7 @@ def postgres_cluster(*, durable: bool = False) -> Iterator[Postgres]:
     options = (f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off "
                f"-c synchronous_commit={'on' if durable else 'off'} -c full_page_writes=off -c max_connections=300")
     cluster = Postgres(f"postgres://liveclass@127.0.0.1:{port}/liveclass", data, base / "log", prefix, options)
-    cluster.ctl("-o", options, "-l", str(cluster.log), "-w", "-t", "60", "start")
+    cluster.start()
     try:
         subprocess.run([*prefix, _pg_bin("createdb"), "-h", str(sock), "-p", str(port), "-U", "liveclass",
                         "liveclass"], check=True)

@@ -102,7 +102,12 @@ def _database() -> dict[str, Any]:
         # times (psycopg's default; Django turns it off): the hot queries are neither
         # re-parsed nor re-planned. Pooled connections keep their prepared statements.
         db["OPTIONS"] = {**db.get("OPTIONS", {}), "server_side_binding": True, "prepare_threshold": 5,
-                         "pool": {"min_size": 2, "max_size": CONFIG.WEB_THREADS + 8, "timeout": 10}}
+                         "pool": {"min_size": 2, "max_size": CONFIG.WEB_THREADS + 8, "timeout": 10,
+                                  # the pool retries a failed connect with a doubling delay and
+                                  # gives up after this long; the next request starts afresh. Its
+                                  # default (300 s) would leave requests waiting out a backoff of
+                                  # up to minutes after the database is back.
+                                  "reconnect_timeout": 2}}
         # The pool checks each connection as a request takes it (an empty query, psycopg_pool's
         # check_connection): one the server closed meanwhile (a restart, a failover) is
         # discarded and another taken, instead of failing the request that got it. While the

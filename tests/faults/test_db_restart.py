@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,3 +169,34 @@ def test_enrollment_burst_across_a_postgres_restart(cluster: Postgres, tmp_path:
           f"{len(across)} in flight across the restart; "
           f"PostgreSQL down to up {restarted['up'] - restarted['at']:.2f} s; "
           f"last answer {max(a.ended for a in answers) - restarted['up']:.2f} s after it was up")
+
+
+def test_while_postgres_is_down_api_and_pages_answer_503_then_serve_again(cluster: Postgres, tmp_path: Path) -> None:
+    """With the server stopped, a request waits for a connection up to the pool's timeout,
+    then gets a 503 that says why and when to retry, as a problem (API) or the error page
+    (pages); once the server is back the same web process serves without a restart."""
+    stream, sessions = seed(cluster.url)
+    cookies = {"sessionid": next(iter(sessions.values()))}
+    with asgi_web(tmp_path / "web.log", DATABASE_URL=cluster.url, WEB_THREADS="4") as base, \
+            httpx.Client(base_url=base, cookies=cookies, timeout=30) as client:
+        assert client.get("/api/wallet").status_code == 200
+        cluster.stop("fast")
+        try:
+            started = time.monotonic()
+            with ThreadPoolExecutor(2) as pool:
+                calls = pool.submit(client.get, "/api/wallet"), pool.submit(client.get, f"/streams/{stream}")
+                api, page = (call.result(60) for call in calls)
+            waited = time.monotonic() - started
+        finally:
+            cluster.start()
+        up = time.monotonic()
+        assert api.status_code == 503, api.text
+        assert api.headers["content-type"].startswith("application/problem+json")
+        assert api.json()["type"] == "/problems/database-unavailable" and api.headers["retry-after"]
+        assert page.status_code == 503 and "Database unavailable" in page.text, page.text[:500]
+        assert page.headers["retry-after"]
+        assert client.get("/api/wallet").status_code == 200
+        assert client.get(f"/streams/{stream}").status_code == 200
+        assert waited < 15, "a request waits for a connection at most the pool's timeout (10 s)"
+        print(f"\ndatabase down: two requests answered 503 after {waited:.1f} s (the pool's timeout); "
+              f"served again {time.monotonic() - up:.2f} s after the start")
