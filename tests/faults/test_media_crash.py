@@ -240,6 +240,9 @@ def test_media_server_killed_mid_class(
     poll("the second recording reported", lambda: OrphanRecording.objects.filter(recording_id=second_id).exists(),
          WEBHOOK_TIMEOUT)
     assert Recording.objects.get(stream=stream).recording_id == crashed_id
+    after_crash = sum(float(line.split(":", 1)[1].rstrip(","))
+                      for line in (recordings / second_id / "index.m3u8").read_text().splitlines()
+                      if line.startswith("#EXTINF:"))
 
     # 5. The enrolled user replays the part before the crash through web's playback route.
     browser = Client()
@@ -269,4 +272,38 @@ def test_media_server_killed_mid_class(
     assert frames >= replay_seconds * 30 * 0.8, (frames, replay_seconds)
     print(f"\nmedia crash: {kept} segments on disk at the kill; replay of the part before the crash "
           f"{replay_seconds:.1f} s, {len(uris)} segments, {frames} frames decoded; web showed the publisher "
-          f"gone {shown_after:.1f} s after the restart began")
+          f"gone {shown_after:.1f} s after the restart began; the {after_crash:.1f} s recorded after the "
+          f"reconnect are an OrphanRecording (deleted by the next housekeeping)")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_media_server_stopped_gracefully_mid_class(
+    live_server: LiveServer, media: Media, media_backend: Callable[..., MediaBackend], instructor: User,
+    make_stream: Callable[..., LiveStreamSession], tmp_path: Path,
+) -> None:
+    """The contrast: SIGTERM (a deploy, `systemctl restart`) runs the shutdown, which tells web
+    itself before the process exits; the next start has nothing left to announce."""
+    media_backend(MEDIA_BACKEND="embedded", MEDIA_PUBLIC_URL=media.url, MEDIA_INTERNAL_URL=media.url,
+                  MEDIA_SIGNING_KEY=KEY, PLAY_TOKEN_TTL="120", PUBLISH_TOKEN_TTL="3600")
+    stream = make_stream(title="Deploy class", price=2)
+    streams.start_stream(instructor, stream.pk)
+    state = Path(media.env["MEDIA_STATE_DIR"]) / "live-inputs"
+
+    def connected() -> bool:
+        stream.refresh_from_db()
+        return stream.publisher_connected
+
+    media.start()
+    target = streams.publish_target(instructor, stream.pk)
+    with publisher(target.whip_url, target.token, tmp_path / "ffmpeg.log"):
+        poll("web showing the publisher connected", connected, WEBHOOK_TIMEOUT)
+        assert state.read_text().split() == [stream.input_id]
+        poll("a segment recorded", lambda: media.input(stream.input_id)["recording"] and any(
+            (Path(media.env["MEDIA_RECORDINGS_DIR"])).glob("*/seg_*.ts")), 3 * SEGMENT_SECONDS + 10)
+        media.stop()  # SIGTERM
+    stream.refresh_from_db()
+    assert not stream.publisher_connected, "the shutdown told web before exiting"
+    assert Recording.objects.filter(stream=stream).exists(), "the shutdown finalized and announced the recording"
+    assert state.read_text().split() == []
+    media.start()
+    assert "was live when the media server last stopped" not in media.log()
