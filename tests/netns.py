@@ -371,14 +371,10 @@ class Namespace:
     # ---------------------------------------------------------------- shaping (tc)
 
     def tbf(self, link: Link, *, rate: str, burst: str = "32kbit", latency: str = "50ms") -> None:
-        """Cap the namespace's upstream on `link` with a token bucket (e.g. rate="2mbit")."""
+        """Cap the namespace's upstream on `link` with a token bucket (e.g. rate="2mbit"). Loss,
+        delay, jitter and cuts: a link through a wire and tests/linkem.py (no sch_netem here)."""
         self.run(TC, "qdisc", "replace", "dev", link.inner, "root", "tbf",
                  "rate", rate, "burst", burst, "latency", latency)
-
-    def netem(self, link: Link, *, delay: str | None = None, loss: str | None = None) -> None:
-        """Delay and/or lose the namespace's outgoing packets on `link` (needs sch_netem)."""
-        args = [*(["delay", delay] if delay else []), *(["loss", loss] if loss else [])]
-        self.run(TC, "qdisc", "replace", "dev", link.inner, "root", "netem", *args)
 
     def unshape(self, link: Link) -> None:
         self.run(TC, "qdisc", "del", "dev", link.inner, "root", check=False)

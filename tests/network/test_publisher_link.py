@@ -10,6 +10,7 @@ server report: getStats on both pages, the pages' own counters, /metrics, the re
 - 5 % loss each way and 0-60 ms delay (30 ± 30 ms, frames reordered) on the instructor's link
   for 20 s: the viewer keeps decoding, NACKs reach the instructor's browser and it
   retransmits; the viewer's freezes and losses are reported.
+- The emulator itself, with no browser: it loses, delays, reorders and cuts what it says.
 - The instructor's link cut both ways for 5 s: the viewer resumes on the same WHEP session,
   and the class's recording is one recording with one `#EXT-X-DISCONTINUITY`, every segment
   decoding, audio and video aligned on both sides of it.
@@ -17,7 +18,12 @@ server report: getStats on both pages, the pages' own counters, /metrics, the re
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import socket
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -71,6 +77,107 @@ RESUME_WITHIN_S = 6.0
 def link(wired_link: netns.Link) -> netns.Link:
     """The instructor's link runs through the emulator (`web` binds to its root side)."""
     return wired_link
+
+
+ECHO_CLIENT = r"""
+import json, socket, sys, time
+address, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setblocking(False)
+sent, rtts, order = {}, [], []
+
+def collect():
+    while True:
+        try:
+            data = s.recv(2048)
+        except BlockingIOError:
+            return
+        i = int.from_bytes(data[:4], "big")
+        rtts.append((time.monotonic() - sent[i]) * 1000)
+        order.append(i)
+
+for i in range(count):  # one datagram every 5 ms, replies collected as they come
+    sent[i] = time.monotonic()
+    s.sendto(i.to_bytes(4, "big") + bytes(996), (address, port))
+    time.sleep(0.005)
+    collect()
+end = time.monotonic() + 0.5
+while time.monotonic() < end:
+    time.sleep(0.01)
+    collect()
+print(json.dumps({"rtts": rtts, "reordered": sum(b < a for a, b in zip(order, order[1:]))}))
+"""
+
+
+def udp_echo(namespace: netns.Namespace, address: str, port: int, count: int) -> tuple[list[float], int]:
+    """`count` UDP datagrams sent from inside `namespace` every 5 ms to an echo at `address`:
+    the round trips (ms) of those that came back, and how many came back out of order."""
+    out = json.loads(namespace.run(sys.executable, "-c", ECHO_CLIENT, address, str(port), str(count)).stdout)
+    return out["rtts"], int(out["reordered"])
+
+
+def test_the_link_emulator_loses_delays_and_cuts_what_it_says(
+    namespace: netns.Namespace, link: netns.Link, link_emulator: linkem.LinkEmulator,
+) -> None:
+    """The emulator alone (no browser): a UDP echo in the root namespace, a client inside."""
+    address = str(link.outer_address)
+    server_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server_socket.bind((address, 0))
+    port = server_socket.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            try:
+                data, peer = server_socket.recvfrom(2048)
+                server_socket.sendto(data, peer)
+            except OSError:
+                return
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        rtts, reordered = udp_echo(namespace, address, port, 20)
+        assert len(rtts) == 20 and reordered == 0, rtts  # a perfect link (ARP included)
+        link_emulator.set(loss=LOSS, delay_ms=DELAY_MS, jitter_ms=JITTER_MS)
+        up0 = link_emulator.counts("up")
+        rtts, reordered = udp_echo(namespace, address, port, 400)
+        up = link_emulator.counts("up")
+        # Two crossings of 0-60 ms each, 5 % lost each way: 90 % of round trips come back
+        # (± 4 standard deviations), in 0-120 ms averaging 60, often overtaking each other.
+        assert 0.84 * 400 <= len(rtts) <= 0.96 * 400, len(rtts)
+        assert max(rtts) <= 2 * (DELAY_MS + JITTER_MS) + 30, max(rtts)
+        assert 2 * DELAY_MS - 10 <= sum(rtts) / len(rtts) <= 2 * DELAY_MS + 15, sum(rtts) / len(rtts)
+        assert reordered >= 20, reordered
+        assert 5 <= up.dropped_loss - up0.dropped_loss <= 40, up
+        link_emulator.cut()
+        assert udp_echo(namespace, address, port, 20)[0] == []
+        assert link_emulator.counts("up").dropped_cut >= 20
+        link_emulator.restore()
+        link_emulator.clear()
+        assert len(udp_echo(namespace, address, port, 20)[0]) == 20
+        # TCP through it (offloads off: no frame above the MTU, every checksum complete).
+        with socket.create_server((address, 0)) as server:
+            tcp_port = server.getsockname()[1]
+            payload = bytes(range(256)) * 4096  # 1 MiB
+
+            def send_once() -> None:
+                connection, _ = server.accept()
+                with connection:
+                    connection.sendall(payload)
+
+            threading.Thread(target=send_once, daemon=True).start()
+            received = namespace.run(sys.executable, "-c", f"""
+import socket, hashlib
+s = socket.create_connection(("{address}", {tcp_port}), timeout=10)
+data = b""
+while chunk := s.recv(65536):
+    data += chunk
+print(len(data), hashlib.sha256(data).hexdigest())
+""").stdout.split()
+        assert received == [str(len(payload)), hashlib.sha256(payload).hexdigest()]
+        up, down = link_emulator.counts("up"), link_emulator.counts("down")
+        assert up.oversized == down.oversized == 0 and up.send_errors == down.send_errors == 0, (up, down)
+    finally:
+        server_socket.close()
 
 
 def broadcasting(namespaced_camera_browser: Browser, signed_in: Callable[..., BrowserContext], instructor: User,
@@ -242,7 +349,7 @@ def test_a_five_second_cut_of_the_instructors_link_resumes_and_records_one_disco
         # The cut was real: nothing reached the viewer for most of it (frames in flight and the
         # viewer's jitter buffer aside), and the emulator dropped the instructor's packets.
         assert frames_at_restore - frames_at_cut <= 15, (frames_at_cut, frames_at_restore)
-        assert cut.dropped_cut >= 500, cut
+        assert cut.dropped_cut >= 250, cut  # Opus alone is 50 packets a second (about 100 with video)
         assert took <= RESUME_WITHIN_S, f"the viewer resumed {took:.1f} s after the link came back: {resumed}"
         # The viewer never renegotiated: the same WHEP session, no ICE restart.
         assert resumed["counters"] == {"sessions": 1, "iceRestarts": 0, "iceRestartFailures": 0}, resumed
