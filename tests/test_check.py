@@ -43,7 +43,8 @@ SIGNING_PEM = base64.b64encode(rsa.generate_private_key(public_exponent=65537, k
     serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())).decode()
 CLOUDFLARE = {"MEDIA_BACKEND": "cloudflare", "CLOUDFLARE_ACCOUNT_ID": "acc", "CLOUDFLARE_API_TOKEN": "tok",
               "CLOUDFLARE_STREAM_CUSTOMER_CODE": "code", "CLOUDFLARE_SIGNING_KEY_ID": "0" * 32,
-              "CLOUDFLARE_SIGNING_KEY_PEM": SIGNING_PEM}
+              "CLOUDFLARE_SIGNING_KEY_PEM": SIGNING_PEM, "CLOUDFLARE_NOTIFICATIONS_SECRET": "n" * 64,
+              "CLOUDFLARE_WEBHOOK_SECRET": "85011ed3a913c6ad5f9cf6c5573cc0a7"}
 
 
 def _variables() -> set[str]:
@@ -242,6 +243,23 @@ def test_cloudflare_without_a_usable_signing_key_is_refused(monkeypatch, capsys)
         assert_names(*check(monkeypatch, capsys, **{**CLOUDFLARE, name: None}), name, "liveclass cloudflare setup")
     assert_names(*check(monkeypatch, capsys, **{**CLOUDFLARE, "CLOUDFLARE_SIGNING_KEY_PEM": "bm90IGEga2V5"}),
                  "CLOUDFLARE_SIGNING_KEY_PEM", "unusable")
+
+
+def test_cloudflare_names_each_missing_or_shared_webhook_secret(monkeypatch, capsys):
+    # Notifications (cf-webhook-auth) and the video webhook (Webhook-Signature) each have their
+    # own secret; without one, that sender's events are all refused.
+    assert_names(*check(monkeypatch, capsys, **{**CLOUDFLARE, "CLOUDFLARE_NOTIFICATIONS_SECRET": None}),
+                 "CLOUDFLARE_NOTIFICATIONS_SECRET", "Notifications webhook destination")
+    assert_names(*check(monkeypatch, capsys, **{**CLOUDFLARE, "CLOUDFLARE_NOTIFICATIONS_SECRET": "short"}),
+                 "CLOUDFLARE_NOTIFICATIONS_SECRET", "shorter than 32")
+    assert_names(*check(monkeypatch, capsys, **{**CLOUDFLARE, "CLOUDFLARE_WEBHOOK_SECRET": None}),
+                 "CLOUDFLARE_WEBHOOK_SECRET", "liveclass cloudflare setup")
+    assert_names(*check(monkeypatch, capsys, **{**CLOUDFLARE, "CLOUDFLARE_NOTIFICATIONS_SECRET": "w" * 64}),
+                 "CLOUDFLARE_NOTIFICATIONS_SECRET", "equals MEDIA_WEBHOOK_SECRET")
+    assert_names(*check(monkeypatch, capsys, **{**CLOUDFLARE, "CLOUDFLARE_WEBHOOK_SECRET": "w" * 64}),
+                 "CLOUDFLARE_WEBHOOK_SECRET", "equals MEDIA_WEBHOOK_SECRET")
+    # The embedded backend needs neither.
+    assert check(monkeypatch, capsys) == (0, ["ok"])
 
 
 def test_the_installed_command_exits_non_zero_naming_each_problem(tmp_path: Path):

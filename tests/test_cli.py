@@ -64,7 +64,8 @@ def cloudflare_env(cloudflare_fake, monkeypatch):
                         ("CLOUDFLARE_API_TOKEN", cloudflare_fake.api_token),
                         ("CLOUDFLARE_STREAM_CUSTOMER_CODE", cloudflare_fake.customer_code)):
         monkeypatch.setenv(name, value)
-    for name in ("CLOUDFLARE_SIGNING_KEY_ID", "CLOUDFLARE_SIGNING_KEY_PEM"):
+    for name in ("CLOUDFLARE_SIGNING_KEY_ID", "CLOUDFLARE_SIGNING_KEY_PEM", "CLOUDFLARE_WEBHOOK_SECRET",
+                 "CSRF_TRUSTED_ORIGINS"):
         monkeypatch.delenv(name, raising=False)
     web_config.cache_clear()
     yield cloudflare_fake
@@ -80,8 +81,11 @@ def test_cloudflare_setup_prints_a_new_key_once(cloudflare_env, monkeypatch, cap
     from liveclass.mediabackends.cloudflare import load_signing_key
 
     assert main(["cloudflare", "setup"]) == 0
-    printed = _env_lines(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    printed = _env_lines(out)
     assert set(printed) == {"CLOUDFLARE_SIGNING_KEY_ID", "CLOUDFLARE_SIGNING_KEY_PEM"}
+    assert "video webhook not registered: pass --webhook-url" in err  # no site URL known
+    assert cloudflare_env.webhook() is None
     assert cloudflare_env.signing_key_ids() == {printed["CLOUDFLARE_SIGNING_KEY_ID"]}
     load_signing_key(printed["CLOUDFLARE_SIGNING_KEY_PEM"])
 
@@ -133,3 +137,54 @@ def test_cloudflare_setup_names_what_is_missing(cloudflare_env, monkeypatch, tmp
     web_config.cache_clear()
     assert main(["cloudflare", "setup"]) == 2
     assert "CLOUDFLARE_API_TOKEN" in capsys.readouterr().err
+
+
+def test_cloudflare_setup_registers_the_video_webhook_and_stores_its_secret(cloudflare_env, monkeypatch, tmp_path,
+                                                                           capsys):
+    """PUT /stream/webhook returns the secret Cloudflare generates (using-webhooks.mdx); setup
+    stores it like the signing key: printed, or written to --env-file."""
+    from liveclass.config import web_config
+
+    url = "https://class.example.org/api/media/events"
+    monkeypatch.setenv("CSRF_TRUSTED_ORIGINS", "https://class.example.org")  # the default URL comes from it
+    web_config.cache_clear()
+    assert main(["cloudflare", "setup"]) == 0
+    printed = _env_lines(capsys.readouterr().out)
+    registered = cloudflare_env.webhook()
+    assert registered is not None and registered["notificationUrl"] == url
+    assert printed["CLOUDFLARE_WEBHOOK_SECRET"] == registered["secret"]
+
+    env_file = tmp_path / "liveclass.env"
+    env_file.write_text(f"CLOUDFLARE_SIGNING_KEY_ID={printed['CLOUDFLARE_SIGNING_KEY_ID']}\n"
+                        f"CLOUDFLARE_WEBHOOK_SECRET={registered['secret']}\n")
+    puts = sum(1 for r in cloudflare_env.requests if r.method == "PUT")
+    assert main(["cloudflare", "setup", "--env-file", str(env_file)]) == 0  # registered with this secret
+    assert "nothing to do" in capsys.readouterr().out
+    assert sum(1 for r in cloudflare_env.requests if r.method == "PUT") == puts
+    assert cloudflare_env.webhook() == registered
+
+    # A lost secret is recovered from GET /stream/webhook, without re-registering (which would
+    # change it under a running web).
+    env_file.write_text(f"CLOUDFLARE_SIGNING_KEY_ID={printed['CLOUDFLARE_SIGNING_KEY_ID']}\n")
+    assert main(["cloudflare", "setup", "--env-file", str(env_file)]) == 0
+    out = capsys.readouterr().out
+    assert registered["secret"] not in out, "the secret goes to the file only"
+    assert _env_lines(env_file.read_text())["CLOUDFLARE_WEBHOOK_SECRET"] == registered["secret"]
+    assert cloudflare_env.webhook() == registered
+
+    # Another URL: the account's one webhook moves there, with the new secret stored.
+    moved = "https://new.example.org/api/media/events"
+    assert main(["cloudflare", "setup", "--env-file", str(env_file), "--webhook-url", moved]) == 0
+    assert f"replacing the account's video webhook {url}" in capsys.readouterr().err
+    now = cloudflare_env.webhook()
+    assert now is not None and now["notificationUrl"] == moved
+    assert _env_lines(env_file.read_text())["CLOUDFLARE_WEBHOOK_SECRET"] == now["secret"]
+    assert env_file.stat().st_mode & 0o777 == 0o600
+
+    # Cloudflare refuses the URL: the key made before that is still handed out (its pem is shown once).
+    assert main(["cloudflare", "setup", "--webhook-url", "ftp://nowhere"]) == 1
+    out, err = capsys.readouterr()
+    assert "notificationUrl" in err
+    made = _env_lines(out)
+    assert set(made) == {"CLOUDFLARE_SIGNING_KEY_ID", "CLOUDFLARE_SIGNING_KEY_PEM"}
+    assert made["CLOUDFLARE_SIGNING_KEY_ID"] in cloudflare_env.signing_key_ids()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from liveclass.config import WebConfig
+    from liveclass.mediabackends.cloudflare import CloudflareBackend
 
 
 def _django() -> None:
@@ -267,13 +268,19 @@ def write_env_file(path: str, values: dict[str, str]) -> None:
 
 
 def cmd_cloudflare(ns: argparse.Namespace) -> int:
-    """`liveclass cloudflare setup`: the Stream signing key viewers' WHEP URLs are signed with.
+    """`liveclass cloudflare setup`: the Stream signing key viewers' WHEP URLs are signed with,
+    and the video webhook with the secret Cloudflare generates for it.
 
-    Once: creates a key (``POST /stream/keys``) unless one is configured and exists. Rotation
-    is two steps so no viewer holds a URL signed by a deleted key: `--rotate-key` creates and
-    stores a new key; after web runs with it and PLAY_TOKEN_TTL has passed, `--delete-key OLD`
-    revokes the old one (``DELETE /stream/keys/{id}``). Secrets are printed, or written with
-    `--env-file`, never stored elsewhere.
+    Signing key, once: creates a key (``POST /stream/keys``) unless one is configured and
+    exists. Rotation is two steps so no viewer holds a URL signed by a deleted key:
+    `--rotate-key` creates and stores a new key; after web runs with it and PLAY_TOKEN_TTL has
+    passed, `--delete-key OLD` revokes the old one (``DELETE /stream/keys/{id}``).
+
+    Video webhook: ``PUT /stream/webhook {"notificationUrl"}`` to `--webhook-url` (default: the
+    first CSRF_TRUSTED_ORIGINS origin + /api/media/events) unless it is registered there with
+    the configured CLOUDFLARE_WEBHOOK_SECRET; Cloudflare returns the secret (``GET`` returns it
+    too, so a lost one is recovered without re-registering). Secrets are printed, or written
+    with `--env-file`, never stored elsewhere.
     """
     from liveclass.config import web_config
     from liveclass.errors import MediaBackendError
@@ -286,6 +293,8 @@ def cmd_cloudflare(ns: argparse.Namespace) -> int:
         return 2
     stored = read_env_file(ns.env_file) if ns.env_file else {}
     current = stored.get("CLOUDFLARE_SIGNING_KEY_ID") or config.CLOUDFLARE_SIGNING_KEY_ID
+    webhook_url = ns.webhook_url or _site_events_url(config.CSRF_TRUSTED_ORIGINS)
+    values: dict[str, str] = {}
     with CloudflareBackend(api_base=config.CLOUDFLARE_API_BASE, account_id=config.CLOUDFLARE_ACCOUNT_ID,
                            api_token=config.CLOUDFLARE_API_TOKEN,
                            customer_code=config.CLOUDFLARE_STREAM_CUSTOMER_CODE) as backend:
@@ -299,27 +308,62 @@ def cmd_cloudflare(ns: argparse.Namespace) -> int:
                 print(f"signing key {ns.delete_key} deleted: URLs signed with it no longer play")
                 return 0
             if current and not ns.rotate_key:
-                if current in backend.list_signing_key_ids():
-                    print(f"signing key {current} is configured and exists on Cloudflare; nothing to do "
-                          "(--rotate-key makes a new one)")
-                    return 0
-                print(f"liveclass cloudflare: the configured signing key {current} does not exist on Cloudflare; "
-                      "run with --rotate-key", file=sys.stderr)
-                return 1
-            key = backend.create_signing_key()
+                if current not in backend.list_signing_key_ids():
+                    print(f"liveclass cloudflare: the configured signing key {current} does not exist on Cloudflare; "
+                          "run with --rotate-key", file=sys.stderr)
+                    return 1
+                print(f"signing key {current} is configured and exists on Cloudflare; nothing to do "
+                      "(--rotate-key makes a new one)")
+            else:
+                key = backend.create_signing_key()
+                values.update({"CLOUDFLARE_SIGNING_KEY_ID": key.id, "CLOUDFLARE_SIGNING_KEY_PEM": key.pem})
+            if webhook_url:
+                configured = stored.get("CLOUDFLARE_WEBHOOK_SECRET") or config.CLOUDFLARE_WEBHOOK_SECRET
+                secret = _video_webhook(backend, webhook_url, configured)
+                if secret != configured:
+                    values["CLOUDFLARE_WEBHOOK_SECRET"] = secret
+            else:
+                print("liveclass cloudflare: video webhook not registered: pass --webhook-url "
+                      "https://SITE/api/media/events (or set CSRF_TRUSTED_ORIGINS)", file=sys.stderr)
         except MediaBackendError as exc:
+            # What was made before the failure (a key Cloudflare shows once) is still stored below.
             print(f"liveclass cloudflare: {exc}", file=sys.stderr)
-            return 1
-    values = {"CLOUDFLARE_SIGNING_KEY_ID": key.id, "CLOUDFLARE_SIGNING_KEY_PEM": key.pem}
-    if ns.env_file:
+            failed = True
+        else:
+            failed = False
+    if values and ns.env_file:
         write_env_file(ns.env_file, values)
-        print(f"signing key {key.id} created; {', '.join(values)} written to {ns.env_file} (mode 0600)")
-    else:
+        print(f"{', '.join(values)} written to {ns.env_file} (mode 0600)")
+    elif values:
         print("\n".join(f"{name}={value}" for name, value in values.items()))
-    if current and current != key.id:
+    new_key = values.get("CLOUDFLARE_SIGNING_KEY_ID")
+    if new_key and current and current != new_key:
         print(f"next: restart web with the new key, wait PLAY_TOKEN_TTL ({config.PLAY_TOKEN_TTL} s), then run "
               f"`liveclass cloudflare setup --delete-key {current}`", file=sys.stderr)
-    return 0
+    return 1 if failed else 0
+
+
+def _site_events_url(csrf_trusted_origins: str) -> str:
+    """The web's event endpoint on its first trusted origin, or "" when none is set."""
+    origins = [o.strip().rstrip("/") for o in csrf_trusted_origins.split(",") if o.strip()]
+    return f"{origins[0]}/api/media/events" if origins else ""
+
+
+def _video_webhook(backend: CloudflareBackend, url: str, configured: str) -> str:
+    """The video webhook's secret, registering the webhook at `url` unless it is already there."""
+    existing = backend.get_webhook()
+    if existing is not None and existing.notification_url == url:
+        if existing.secret == configured:
+            print(f"video webhook is registered at {url} with the configured secret; nothing to do")
+        else:
+            print(f"video webhook is registered at {url}; its secret (from Cloudflare) is stored")
+        return existing.secret
+    if existing is not None:
+        print(f"replacing the account's video webhook {existing.notification_url} "
+              "(Cloudflare keeps one per account)", file=sys.stderr)
+    registered = backend.register_webhook(url)
+    print(f"video webhook registered at {registered.notification_url}")
+    return registered.secret
 
 
 def cmd_manage(ns: argparse.Namespace) -> int:
@@ -379,10 +423,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     cloudflare = sub.add_parser("cloudflare", help="Cloudflare Stream administration (MEDIA_BACKEND=cloudflare)")
     csub = cloudflare.add_subparsers(dest="action", required=True)
-    setup = csub.add_parser("setup", help="create the Stream signing key for viewers' WHEP URLs (once), "
-                            "print its variables or write them to --env-file")
+    setup = csub.add_parser("setup", help="create the Stream signing key for viewers' WHEP URLs (once) and "
+                            "register the video webhook, print their variables or write them to --env-file")
     setup.add_argument("--env-file", metavar="PATH",
-                       help="write CLOUDFLARE_SIGNING_KEY_ID/_PEM into this environment file (mode 0600)")
+                       help="write CLOUDFLARE_SIGNING_KEY_ID/_PEM and CLOUDFLARE_WEBHOOK_SECRET into this "
+                       "environment file (mode 0600)")
+    setup.add_argument("--webhook-url", metavar="URL",
+                       help="where Cloudflare posts video events (default: the first CSRF_TRUSTED_ORIGINS "
+                       "origin + /api/media/events)")
     rotation = setup.add_mutually_exclusive_group()
     rotation.add_argument("--rotate-key", action="store_true",
                           help="create a new key even though one is configured (then --delete-key the old one)")

@@ -178,6 +178,28 @@ def _cloudflare(web: WebConfig) -> Iterator[Problem]:
         except ValueError as exc:
             yield Problem("CLOUDFLARE_SIGNING_KEY_PEM", f"unusable ({exc}); set the `pem` Cloudflare returned "
                           "for the key, or run `liveclass cloudflare setup --rotate-key`")
+    # Each sender has its own secret; an empty one trusts nobody, so its events are refused.
+    if not web.CLOUDFLARE_NOTIFICATIONS_SECRET:
+        yield Problem("CLOUDFLARE_NOTIFICATIONS_SECRET",
+                      "required with MEDIA_BACKEND=cloudflare: without it every Stream Live Input notification "
+                      "(broadcaster connected, disconnected, errored) is refused; generate one "
+                      "(openssl rand -hex 32), set it here and as the secret of the Notifications webhook "
+                      "destination (docs/cloudflare.md)")
+    elif len(web.CLOUDFLARE_NOTIFICATIONS_SECRET) < MIN_SECRET_LENGTH:
+        yield Problem("CLOUDFLARE_NOTIFICATIONS_SECRET",
+                      f"shorter than {MIN_SECRET_LENGTH} characters; generate one with openssl rand -hex 32")
+    if not web.CLOUDFLARE_WEBHOOK_SECRET:
+        yield Problem("CLOUDFLARE_WEBHOOK_SECRET",
+                      "required with MEDIA_BACKEND=cloudflare: the video webhook's deliveries are refused without "
+                      "it; run `liveclass cloudflare setup --env-file PATH` (it registers the webhook and stores "
+                      "the secret Cloudflare generates)")
+    shared = {"MEDIA_WEBHOOK_SECRET": web.MEDIA_WEBHOOK_SECRET,
+              "CLOUDFLARE_WEBHOOK_SECRET": web.CLOUDFLARE_WEBHOOK_SECRET}
+    for name, value in shared.items():
+        if web.CLOUDFLARE_NOTIFICATIONS_SECRET and value == web.CLOUDFLARE_NOTIFICATIONS_SECRET:
+            yield Problem("CLOUDFLARE_NOTIFICATIONS_SECRET", f"equals {name}; each sender needs its own secret")
+    if web.CLOUDFLARE_WEBHOOK_SECRET and web.CLOUDFLARE_WEBHOOK_SECRET == web.MEDIA_WEBHOOK_SECRET:
+        yield Problem("CLOUDFLARE_WEBHOOK_SECRET", "equals MEDIA_WEBHOOK_SECRET; each sender needs its own secret")
 
 
 def _host_matches(host: str, pattern: str) -> bool:

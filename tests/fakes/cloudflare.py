@@ -13,6 +13,8 @@ The API (``{url}`` = ``http://127.0.0.1:PORT/client/v4``; Bearer token; Cloudfla
     DELETE          /accounts/{account}/stream/keys/{id}
     GET|DELETE      /accounts/{account}/stream/{video_uid}
     POST            /accounts/{account}/stream/{video_uid}/token
+    PUT|GET|DELETE  /accounts/{account}/stream/webhook   the video webhook; PUT returns the secret
+                                                         Cloudflare generates (using-webhooks.mdx)
 
 The customer domain (``https://customer-<CODE>.cloudflarestream.com``), served on the same
 port; `loopback(url)` turns a Cloudflare URL into this server's:
@@ -27,6 +29,13 @@ With `media=` (an embedded media server's URL and signing key) WHIP and WHEP are
 it, so a real stream is published and played through the fake; without one, an authorised
 WHIP/WHEP request gets 503 (nothing could answer the SDP), refused ones their 4xx as usual.
 
+Outgoing, to the web's endpoint, over real HTTP: Cloudflare Notifications ("Stream Live Input"
+connected/disconnected/errored, and the dashboard's test message) to each destination a test
+adds with `add_notification_destination(url, secret)` — the bodies exactly as
+stream-live/webhooks.mdx and notifications/get-started/configure-webhooks.mdx show them, the
+secret in `cf-webhook-auth` — and the video webhook (`deliver_video_webhook`), signed with the
+secret `PUT /stream/webhook` returned.
+
 What the fake does not invent: WebRTC inputs are never recorded (webrtc-beta.mdx,
 "Limitations": "Recording and live HLS playback are not yet supported"), so `…/videos` lists
 nothing. Videos exist only through `add_video`, standing in for an upload.
@@ -35,6 +44,8 @@ nothing. Videos exist only through `add_video`, standing in for an upload.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -128,6 +139,8 @@ class _State:
     injected: list[_Injected] = field(default_factory=list)
     stalls: list[threading.Event] = field(default_factory=list)
     seen: list[SeenRequest] = field(default_factory=list)
+    webhook: dict[str, Any] | None = None  # {notificationUrl, modified, secret}
+    destinations: list[tuple[str, str]] = field(default_factory=list)  # Notifications: (url, secret)
 
 
 def _now_iso(now: datetime | None = None) -> str:
@@ -306,6 +319,88 @@ class FakeCloudflareStream:
             self._state.stalls.append(event)
         return event
 
+    # -- outgoing: Notifications and the video webhook ---------------------------------
+
+    def add_notification_destination(self, url: str, secret: str = "") -> None:
+        """A Notifications webhook destination ("Destinations" → "Webhooks" → "Create") with its
+        optional secret, and a "Stream Live Input" notification for all inputs pointing at it."""
+        with self._lock:
+            self._state.destinations.append((url, secret))
+
+    @staticmethod
+    def live_input_notification(
+        uid: str,
+        event_type: str,
+        *,
+        error_code: str = "",
+        error_message: str = "",
+        at: datetime | None = None,
+        policy_name: str = "Live Webhook Test",
+    ) -> bytes:
+        """A "Stream Live Input" body as stream-live/webhooks.mdx shows it: `name` (the policy's),
+        `text`, `data {notification_name, input_id, event_type, updated_at}` and `ts`; a
+        `live_input.errored` adds `live_input_errored {error {code, message}, video_codec,
+        audio_codec}` and the error lines of `text`. `updated_at` has nanoseconds, as documented."""
+        if event_type not in ("live_input.connected", "live_input.disconnected", "live_input.errored"):
+            raise ValueError(f"not a documented Stream Live Input event_type: {event_type!r}")
+        when = at or datetime.now(UTC)
+        updated_at = f"{when:%Y-%m-%dT%H:%M:%S}.{when.microsecond:06d}{secrets.randbelow(1000):03d}Z"
+        text = (f"Notification type: Stream Live Input\nInput ID: {uid}\nEvent type: {event_type}\n"
+                f"Updated at: {updated_at}")
+        data: dict[str, Any] = {"notification_name": "Stream Live Input", "input_id": uid,
+                                "event_type": event_type, "updated_at": updated_at}
+        if event_type == "live_input.errored":
+            text += f"\nError Code: {error_code}\nError Message: {error_message}\nVideo Codec: \nAudio Codec: "
+            data["live_input_errored"] = {"error": {"code": error_code, "message": error_message},
+                                          "video_codec": "", "audio_codec": ""}
+        return _dump({"name": policy_name, "text": text, "data": data, "ts": int(time.time())})
+
+    @staticmethod
+    def test_notification() -> bytes:
+        """What "Save and Test" sends (notifications/get-started/configure-webhooks.mdx,
+        "Generic webhooks", "Example schema")."""
+        return _dump({"text": "Hello World! This is a test message sent from https://cloudflare.com. "
+                              "If you can see this, your webhook is configured properly."})
+
+    def notify(self, body: bytes) -> list[httpx.Response]:
+        """POST a notification body to every destination; "Cloudflare will send your secret in
+        the `cf-webhook-auth` header of every request made" (configure-webhooks.mdx)."""
+        with self._lock:
+            destinations = list(self._state.destinations)
+        answers = []
+        for url, secret in destinations:
+            headers = {"Content-Type": "application/json"}
+            if secret:
+                headers["cf-webhook-auth"] = secret
+            answers.append(self._media_client.post(url, content=body, headers=headers))
+        return answers
+
+    def notify_live_input(self, uid: str, event_type: str, **fields: Any) -> list[httpx.Response]:
+        return self.notify(self.live_input_notification(uid, event_type, **fields))
+
+    def send_test_notification(self) -> list[httpx.Response]:
+        return self.notify(self.test_notification())
+
+    def deliver_video_webhook(self, video_uid: str) -> httpx.Response:
+        """POST a video object to the registered `notificationUrl`, signed ``Webhook-Signature:
+        time=…,sig1=HMAC-SHA256(secret, "time.body")`` (using-webhooks.mdx, "Verify webhook
+        authenticity")."""
+        with self._lock:
+            webhook, video = self._state.webhook, self._state.videos.get(video_uid)
+            if webhook is None or video is None:
+                raise RuntimeError("no webhook registered, or no such video")
+            url, secret = webhook["notificationUrl"], webhook["secret"]
+            body = _dump(video)
+        stamp = int(time.time())
+        signature = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+        return self._media_client.post(url, content=body, headers={
+            "Content-Type": "application/json", "Webhook-Signature": f"time={stamp},sig1={signature}"})
+
+    def webhook(self) -> dict[str, Any] | None:
+        """A copy of the registered video webhook, or None."""
+        with self._lock:
+            return dict(self._state.webhook) if self._state.webhook is not None else None
+
     def verify_video_token(self, token: str) -> dict[str, Any]:
         """Check a token this fake's `/token` signed and return its claims."""
         claims: dict[str, Any] = jwt.decode(
@@ -375,6 +470,7 @@ class FakeCloudflareStream:
             (r"/live_inputs/([0-9a-f]+)", self._live_input),
             (r"/live_inputs/([0-9a-f]+)/rotate_keys", self._rotate_keys),
             (r"/live_inputs/([0-9a-f]+)/videos", self._live_input_videos),
+            (r"/webhook", self._webhook),
             (r"/keys", self._keys),
             (r"/keys/([0-9a-f]+)", self._key),
             (r"/([0-9a-f]+)/token", self._video_token),
@@ -492,6 +588,33 @@ class FakeCloudflareStream:
         if self._state.keys.pop(kid, None) is None:
             return _not_found("Signing key not found")
         return 200, _envelope("Revoked")  # "Once revoked all tokens created with that key will be invalidated."
+
+    # the video webhook (manage-video-library/using-webhooks.mdx) -------------------------
+
+    def _webhook(self, method: str, body: Any, *, ended: list[str]) -> tuple[int, Any]:
+        if method == "PUT":
+            # "The webhook notification URL must include the protocol. Only `http://` or
+            # `https://` is supported." The answer carries the secret Cloudflare generates
+            # (the sample: 32 hex). Whether a second PUT keeps the secret is not documented: the
+            # fake makes a new one, so a caller must store what each PUT returns.
+            url = body.get("notificationUrl") if isinstance(body, dict) else None
+            if not isinstance(url, str) or not re.match(r"https?://[^/\s]+", url):
+                raise BadRequest("notificationUrl must be an http:// or https:// URL")
+            self._state.webhook = {"notificationUrl": url, "modified": _now_iso(),
+                                   "secret": secrets.token_hex(16)}
+            return 200, _envelope(dict(self._state.webhook))
+        if method == "GET":
+            # "This value [the secret] is returned in the API response when you create or retrieve
+            # the webhook." The answer without one is not documented: 404, as for other objects.
+            if self._state.webhook is None:
+                return _not_found("Webhook not found")
+            return 200, _envelope(dict(self._state.webhook))
+        if method == "DELETE":
+            if self._state.webhook is None:
+                return _not_found("Webhook not found")
+            self._state.webhook = None
+            return 200, _envelope("ok")  # the API reference's example result
+        return _method_not_allowed()
 
     # videos ----------------------------------------------------------------------------
 

@@ -85,6 +85,14 @@ class WebConfig(_SharedMedia):
     CLOUDFLARE_SIGNING_KEY_PEM: str = Field(
         "", description="That signing key's private key, base64 PEM as Cloudflare returns it (a secret)."
     )
+    CLOUDFLARE_NOTIFICATIONS_SECRET: str = Field(
+        "", description="Secret of the Cloudflare Notifications webhook destination (Stream Live Input "
+        "events), which Cloudflare sends in cf-webhook-auth; you choose it in the dashboard."
+    )
+    CLOUDFLARE_WEBHOOK_SECRET: str = Field(
+        "", description="Secret Cloudflare generated for the Stream video webhook (Webhook-Signature); "
+        "liveclass cloudflare setup registers the webhook and stores it."
+    )
 
     REPLAY_DAYS: int = Field(7, ge=1, le=60, description="Days after a class ends that enrolled users can replay it.")
     CATALOG_AFTER_DAYS: int = Field(

@@ -111,6 +111,21 @@ class SigningKey:
     created: str | None
 
 
+@dataclass(frozen=True)
+class VideoWebhook:
+    """The account's video webhook: where Cloudflare POSTs, and the secret it signs with."""
+
+    notification_url: str
+    secret: str
+    modified: str | None = None
+
+
+def _parse_webhook(data: dict[str, Any], what: str) -> VideoWebhook:
+    return VideoWebhook(notification_url=_expect_str(data.get("notificationUrl"), f"{what}: notificationUrl"),
+                        secret=_expect_str(data.get("secret"), f"{what}: secret"),
+                        modified=_opt_str(data.get("modified")))
+
+
 def load_signing_key(pem: str) -> RSAPrivateKey:
     """The RSA private key from CLOUDFLARE_SIGNING_KEY_PEM: base64 of a PEM, as Cloudflare
     returns it, or the PEM text itself. `ValueError` names what is wrong (never the key)."""
@@ -319,6 +334,29 @@ class CloudflareBackend:
     def delete_signing_key(self, key_id: str) -> None:
         """``DELETE /stream/keys/{id}``: every token signed with it stops working. Idempotent."""
         self._call("DELETE", f"/keys/{_seg(key_id)}", what=f"delete signing key {key_id}", missing_ok=True)
+
+    # -- the video webhook (liveclass cloudflare setup) ----------------------------------
+
+    def register_webhook(self, notification_url: str) -> VideoWebhook:
+        """``PUT /stream/webhook {"notificationUrl"}`` (manage-video-library/using-webhooks.mdx):
+        "Only one webhook subscription is allowed per-account", so this replaces any other; the
+        answer carries the `secret` Cloudflare generates, which signs every delivery."""
+        what = "register video webhook"
+        result = self._call("PUT", "/webhook", body={"notificationUrl": notification_url}, what=what)
+        return _parse_webhook(_expect_object(result, what), what)
+
+    def get_webhook(self) -> VideoWebhook | None:
+        """``GET /stream/webhook``: the registered webhook and its secret ("returned in the API
+        response when you create or retrieve the webhook"), or None (a 404)."""
+        what = "get video webhook"
+        result = self._call("GET", "/webhook", what=what, missing_ok=True)
+        if not result:  # the answer without a webhook is not documented: a 404 or an empty result
+            return None
+        return _parse_webhook(_expect_object(result, what), what)
+
+    def delete_webhook(self) -> None:
+        """``DELETE /stream/webhook``. Idempotent."""
+        self._call("DELETE", "/webhook", what="delete video webhook", missing_ok=True)
 
     # -- extras ------------------------------------------------------------------------
 
