@@ -27,6 +27,7 @@ function main(root) {
     fps: $(root, "stat-fps"),
     resolution: $(root, "stat-resolution"),
     viewers: $(root, "stat-viewers"),
+    publisherError: $(root, "publisher-error"),
     codec: $(root, "stat-codec"),
     meter: $(root, "mic-meter"),
   };
@@ -386,11 +387,22 @@ function main(root) {
     }
   }
 
+  // The media engine's own report (Cloudflare's live_input.errored): its message as it sent
+  // it, until the broadcaster connects again (the server clears it then).
+  function showPublisherError(error) {
+    if (!ui.publisherError) return;
+    const text = error ? `The video service reports a problem with your broadcast: ${error.message || error.code}`
+      + (error.code ? ` (${error.code})` : "") : "";
+    ui.publisherError.textContent = text;
+    ui.publisherError.hidden = !error;
+  }
+
   async function sampleViewers() {
     if (!ui.viewers) return;
     try {
       const body = await api(`/api/instructor/streams/${streamId}/viewers`);
       ui.viewers.textContent = body.viewers == null ? "n/a" : String(body.viewers);
+      showPublisherError(body.publisher_error);
     } catch (_) {
       ui.viewers.textContent = "–";
     }

@@ -40,7 +40,7 @@ from liveclass.errors import InvalidInput, MediaBackendError
 from liveclass.media.events import SignatureError, sign_webhook, verify_webhook
 from liveclass.mediabackends.base import LiveInput, MediaBackend
 from liveclass.mediabackends.cloudflare import CloudflareBackend, LiveInputStatus, SigningKey, load_signing_key
-from liveclass.mediabackends.cloudflare_notifications import parse_live_input_event
+from liveclass.mediabackends.cloudflare_notifications import is_test_message, parse_live_input_event
 from tests.fakes.cloudflare import FakeCloudflareStream, MediaServer
 from tests.media.support import KEY as MEDIA_KEY
 from tests.media.support import PatternVideo, running_server, wait_state
@@ -768,6 +768,61 @@ def test_webhook_signature_round_trip() -> None:
         verify_webhook("other-secret", body, header, now=now)
     with pytest.raises(SignatureError, match="stale"):
         verify_webhook(secret, body, header, now=now + 3600)
+
+
+def _webhook_url(target: Target) -> str:
+    """Where the contract registers the video webhook. On the real account it replaces the one
+    webhook the account has, so it runs only when CLOUDFLARE_CONTRACT_WEBHOOK_URL names one."""
+    if target.fake is not None:
+        return "https://class.example.org/api/media/events"
+    url = os.environ.get("CLOUDFLARE_CONTRACT_WEBHOOK_URL")
+    if not url:
+        pytest.skip("the video webhook contract replaces the account's one webhook: set "
+                    "CLOUDFLARE_CONTRACT_WEBHOOK_URL (a test account's) to run it")
+    return url
+
+
+def test_video_webhook_register_get_replace_delete(target: Target) -> None:
+    """manage-video-library/using-webhooks.mdx, "Subscribe to webhook notifications": ``PUT
+    /stream/webhook {"notificationUrl"}`` answers ``{notificationUrl, modified, secret}``;
+    "Verify webhook authenticity": the secret "is returned in the API response when you create or
+    retrieve the webhook"; "Limitations": "Only one webhook subscription is allowed
+    per-account". Delete: the API reference's "Delete webhooks" (result "ok")."""
+    url = _webhook_url(target)
+    backend = target.backend(signed=False)
+    registered = backend.register_webhook(url)
+    try:
+        assert registered.notification_url == url
+        assert registered.secret and registered.modified
+        fetched = backend.get_webhook()
+        assert fetched is not None and (fetched.notification_url, fetched.secret) == (url, registered.secret)
+        moved = backend.register_webhook(url + "?moved=1")  # one per account: this replaces it
+        fetched = backend.get_webhook()
+        assert fetched is not None and (fetched.notification_url, fetched.secret) == (url + "?moved=1", moved.secret)
+    finally:
+        backend.delete_webhook()
+    assert backend.get_webhook() is None
+    backend.delete_webhook()  # idempotent: nothing left is fine
+
+
+def test_video_webhook_url_must_be_http_or_https(target: Target) -> None:
+    """using-webhooks.mdx: "The webhook notification URL must include the protocol. Only `http://`
+    or `https://` is supported." (Refused before anything is replaced.)"""
+    url = _webhook_url(target)
+    with pytest.raises(MediaBackendError):
+        target.backend(signed=False).register_webhook("ftp://" + url.split("://", 1)[1])
+
+
+def test_notification_test_message_is_no_live_input_event() -> None:
+    """notifications/get-started/configure-webhooks.mdx, "Generic webhooks": "Save and Test" sends
+    ``{"text": "Hello World! This is a test message …"}`` — no `data`, so it is recognised as the
+    test (acknowledged by web), never parsed as a live input event."""
+    sample = {"text": "Hello World! This is a test message sent from https://cloudflare.com. "
+                      "If you can see this, your webhook is configured properly."}
+    assert is_test_message(sample)
+    with pytest.raises(InvalidInput):
+        parse_live_input_event(json.dumps(sample).encode())
+    assert not is_test_message(json.loads(DISCONNECTED_SAMPLE))
 
 
 # Cloudflare's documented "Stream Live Input" notification, and its errored variant.

@@ -108,8 +108,16 @@ def instructor_stream_out(stream: LiveStreamSession) -> dict[str, Any]:
         "whep_url": stream.whep_url,
         "playback_id": stream.playback_id,
         "publisher_connected": stream.publisher_connected,
+        "publisher_error": publisher_error_out(stream),
         "media_backend": stream.media_backend,
     }
+
+
+def publisher_error_out(stream: LiveStreamSession) -> dict[str, Any] | None:
+    if not (stream.publisher_error_code or stream.publisher_error):
+        return None
+    return {"code": stream.publisher_error_code, "message": stream.publisher_error,
+            "at": stream.publisher_error_changed_at}
 
 
 def enrollment_out(enrollment: Enrollment) -> dict[str, Any]:
@@ -248,10 +256,17 @@ def publish(request: HttpRequest, stream_id: int) -> Any:
 
 
 @instructor.get("/streams/{stream_id}/viewers", auth=session_auth, response={200: ViewersOut, **ERRORS},
-                summary="Live or not and the viewer count, as the media engine reports them (the broadcast page)")
+                exclude_unset=True,
+                summary="Live or not, the viewer count and any error, as the media engine reports them "
+                "(the broadcast page)")
 def viewers(request: HttpRequest, stream_id: int) -> Any:
-    state = stream_selectors.input_state(_user(request), stream_id)
-    return {"viewers": state.viewers, "live": state.live}
+    user = _user(request)
+    state = stream_selectors.input_state(user, stream_id)
+    body: dict[str, Any] = {"viewers": state.viewers, "live": state.live}
+    error = publisher_error_out(stream_selectors.owned_stream(user, stream_id))
+    if error is not None:  # the key only while there is one (exclude_unset)
+        body["publisher_error"] = error
+    return body
 
 
 # ---------------------------------------------------------------- media engine events
@@ -259,12 +274,24 @@ def viewers(request: HttpRequest, stream_id: int) -> Any:
 media = Router(tags=["media"])
 
 
-@media.post("/events", response={202: MediaEventOut, **ERRORS},
-            summary="Publisher connected/disconnected, from the media server or Cloudflare (signed)")
+@media.post("/events", response={200: MediaEventOut, 202: MediaEventOut, **ERRORS}, exclude_none=True,
+            summary="Publisher connected/disconnected/errored and recording ready, from the media server "
+            "or Cloudflare (each sender with its own secret)")
 def media_event(request: HttpRequest) -> Any:
     from liveclass.mediabackends import webhooks
 
-    event = webhooks.parse(web_config().MEDIA_WEBHOOK_SECRET, request.body, dict(request.headers))
+    config = web_config()
+    secrets = webhooks.Secrets(media=config.MEDIA_WEBHOOK_SECRET,
+                               cloudflare_webhook=config.CLOUDFLARE_WEBHOOK_SECRET,
+                               notifications=config.CLOUDFLARE_NOTIFICATIONS_SECRET)
+    event = webhooks.parse(secrets, request.body, dict(request.headers))
+    if isinstance(event, webhooks.NotificationTest):
+        return Status(200, {"accepted": False, "detail": "Cloudflare Notifications test message: received."})
+    if isinstance(event, webhooks.VideoIgnored):
+        return Status(202, {"accepted": False, "detail": event.detail})
+    if isinstance(event, webhooks.PublisherErrored):
+        known = streams.record_publisher_error(event.input_id, code=event.code, message=event.message, at=event.at)
+        return Status(202, {"accepted": known})
     if isinstance(event, webhooks.RecordingReady):
         recording = replays.record_ready(
             backend_name=event.backend, input_id=event.input_id, recording_id=event.recording_id,

@@ -30,12 +30,22 @@ class StreamOut(Schema):
     url: str
 
 
+class PublisherErrorOut(Schema):
+    """What the media engine reports wrong with the broadcast (Cloudflare's live_input.errored),
+    until the broadcaster connects again."""
+
+    code: str = Field(description="The engine's error code, e.g. ERR_GOP_OUT_OF_RANGE.")
+    message: str = Field(description="The engine's own message, for the instructor.")
+    at: datetime | None
+
+
 class InstructorStreamOut(StreamOut):
     input_id: str
     whip_url: str
     whep_url: str
     playback_id: str
     publisher_connected: bool
+    publisher_error: PublisherErrorOut | None
     media_backend: str
 
 
@@ -136,6 +146,8 @@ class ViewersOut(Schema):
 
     viewers: int | None
     live: bool | None
+    publisher_error: PublisherErrorOut | None = Field(
+        None, description="Present while the media engine reports an error (Cloudflare's live_input.errored).")
 
 
 class Problem(Schema):
@@ -146,4 +158,7 @@ class Problem(Schema):
 
 
 class MediaEventOut(Schema):
-    accepted: bool = Field(description="False when no stream has this input (the event is dropped).")
+    accepted: bool = Field(description="False when no stream has this input (the event is dropped), "
+                           "or for Cloudflare's test message.")
+    detail: str | None = Field(None, description="Why an event was acknowledged without a change "
+                               "(absent otherwise).")

@@ -1,5 +1,14 @@
 """Cloudflare Notifications "Stream Live Input" webhook bodies (`live_input.connected`,
-`.disconnected`, `.errored`), parsed into `LiveInputEvent`.
+`.disconnected`, `.errored`), parsed into `LiveInputEvent`, and the dashboard's test message.
+
+stream-live/webhooks.mdx shows the body (`name`, `text`, `data: {notification_name,
+input_id, event_type, updated_at, live_input_errored?}`, `ts`): "The `event_type` property of
+the data object will either be `live_input.connected`, `live_input.disconnected`, or
+`live_input.errored`", the last with "Additional data ... under the `live_input_errored` json
+key" (`error: {code, message}`, `video_codec`, `audio_codec`). "Save and Test" on a webhook
+destination sends `{"text": "Hello World! This is a test message sent from
+https://cloudflare.com. If you can see this, your webhook is configured properly."}`
+(notifications/get-started/configure-webhooks.mdx, "Generic webhooks").
 
 Authenticity (the destination secret in `cf-webhook-auth`) is checked by the caller,
 `liveclass.mediabackends.webhooks`. No Django here.
@@ -17,6 +26,13 @@ LiveInputEventType = Literal[
     "live_input.connected", "live_input.disconnected", "live_input.errored"
 ]
 _EVENT_TYPES: Final = frozenset(get_args(LiveInputEventType))
+ERRORED: Final = "live_input.errored"
+
+
+def is_test_message(doc: dict[str, object]) -> bool:
+    """The dashboard's test message: a `text` and no `data` (every notification has `data`,
+    notifications/reference/webhook-payload-schema.mdx)."""
+    return "data" not in doc and isinstance(doc.get("text"), str)
 
 
 @dataclass(frozen=True)
@@ -47,9 +63,9 @@ def parse_live_input_event(body: bytes) -> LiveInputEvent:
     """Parse a Cloudflare Notifications "Stream Live Input" webhook body.
 
     Verify the delivery's authenticity before calling this. A body that is not such a
-    notification (bad JSON, missing ``data``, unknown ``event_type`` — including the
-    dashboard's "test" message, which has no ``data``) raises `InvalidInput`, which the
-    web layer answers with a 400.
+    notification (bad JSON, missing ``data``, unknown ``event_type``) raises `InvalidInput`,
+    which the web layer answers with a 400; the dashboard's test message is one of those, so
+    callers check `is_test_message` first.
     """
     try:
         doc = decode(body)
