@@ -236,7 +236,9 @@ def test_media_server_killed_mid_class(
         poll("the reconnected broadcast recorded", lambda: segments_on_disk(recordings, second_id) >= 2,
              2 * SEGMENT_SECONDS * 3 + 10)
         streams.end_stream(instructor, stream.pk)  # End Stream: the server ends the input
-    # The second recording reaches web too; web keeps the stream's first (see the report).
+    # The reconnect recorded into a second recording. Web keeps a stream's first recording (the
+    # part before the crash, replayed below); the second becomes an OrphanRecording, whose files
+    # the next housekeeping deletes: what was recorded after the reconnect is lost today.
     poll("the second recording reported", lambda: OrphanRecording.objects.filter(recording_id=second_id).exists(),
          WEBHOOK_TIMEOUT)
     assert Recording.objects.get(stream=stream).recording_id == crashed_id
