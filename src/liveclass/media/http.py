@@ -7,6 +7,8 @@ error is a short text/plain reason with the right status, mapped here.
     GET|DELETE            /inputs/{input_id}                  operator: status; end the input
     POST                  /recordings                         operator: finalize what a crash left
     DELETE                /recordings/{recording_id}          operator: delete the files
+    POST|GET|DELETE       /pulls/{input_id}                   operator: record an input played over
+                                                              WHEP elsewhere (Cloudflare); its state; stop
     GET|HEAD              /recordings/{recording_id}/{name}   replay token: playlist, segments
     GET                   /healthz, /metrics
 """
@@ -35,6 +37,7 @@ from liveclass.media.access import Authorizer, TokenBucket, UsedTokens
 from liveclass.media.broadcasts import InputEnded, NotLive, Overloaded, Registry, Session
 from liveclass.media.peers import SessionClosed
 from liveclass.media.ports import PortsExhausted
+from liveclass.media.pull import Pulls
 from liveclass.media.recording import hls
 from liveclass.media.recording.manager import RecordingBusy, RecordingManager
 from liveclass.media.sdp import OfferError, parse_offer
@@ -170,6 +173,7 @@ class MediaHttp:
         self.recordings = recordings
         self.used_tokens = UsedTokens()
         self._recover_lock = asyncio.Lock()
+        self.pulls = Pulls(recordings, registry.metrics) if recordings is not None else None
 
     def routes(self) -> list[Route]:
         routes = []
@@ -189,6 +193,7 @@ class MediaHttp:
             route("/inputs/{input_id}", {"GET": self.get_input, "DELETE": self.delete_input,
                                          "OPTIONS": preflight("GET, DELETE, OPTIONS")}),
             route("/recordings", {"POST": self.post_recordings}),
+            route("/pulls/{input_id}", {"POST": self.post_pull, "GET": self.get_pull, "DELETE": self.delete_pull}),
             route("/recordings/{recording_id}", {"DELETE": self.delete_recording,
                                                  "OPTIONS": preflight("DELETE, OPTIONS")}),
             route("/recordings/{recording_id}/{name}", {"GET": self.get_recording_file,
@@ -421,6 +426,47 @@ class MediaHttp:
         except OSError as exc:
             raise HttpError(500, f"could not delete the recording: {exc}") from exc
         return json_response({"recording_id": recording_id, "deleted": deleted})
+
+    # pulls: recording a class played over WHEP elsewhere (pull.py) -------------------------
+
+    def _pulls(self, request: Request) -> Pulls:
+        self._rate_limit(request)
+        self._auth(request.headers.get("authorization"), "operator", request.path_params["input_id"])
+        if self.pulls is None:
+            raise HttpError(404, "recording is disabled on this server")
+        return self.pulls
+
+    async def post_pull(self, request: Request) -> Response:
+        """POST /pulls/{input_id} {"whep_url", "ends_at"?} (operator token for the input): play the
+        input over WHEP (a signed Cloudflare URL) and record it like a WHIP broadcast. 202; a
+        running pull of the input is kept (200), so a repeated `connected` starts nothing new."""
+        pulls = self._pulls(request)
+        try:
+            doc = json.loads(await self._body(request))
+        except ValueError as exc:
+            raise HttpError(400, "body must be JSON") from exc
+        whep_url = doc.get("whep_url") if isinstance(doc, dict) else None
+        ends_at = doc.get("ends_at") if isinstance(doc, dict) else None
+        if not isinstance(whep_url, str) or not whep_url.startswith(("https://", "http://")):
+            raise HttpError(400, "whep_url must be an http(s) URL")
+        if ends_at is not None and (isinstance(ends_at, bool) or not isinstance(ends_at, int | float)):
+            raise HttpError(400, "ends_at must be a Unix time")
+        pull, started = pulls.start(request.path_params["input_id"], whep_url,
+                                    ends_at=float(ends_at) if ends_at is not None else None)
+        return json_response({**pull.describe(), "started": started}, 202 if started else 200)
+
+    async def get_pull(self, request: Request) -> Response:
+        pull = self._pulls(request).get(request.path_params["input_id"])
+        if pull is None:
+            raise HttpError(404, "no pull of this input")
+        return json_response(pull.describe())
+
+    async def delete_pull(self, request: Request) -> Response:
+        """DELETE /pulls/{input_id}: the class is over: stop pulling, finalize the recording now
+        (its `recording.ready` follows). Idempotent."""
+        input_id = request.path_params["input_id"]
+        known = await self._pulls(request).stop(input_id)
+        return json_response({"input_id": input_id, "stopped": known})
 
     # health ------------------------------------------------------------------------------
 
