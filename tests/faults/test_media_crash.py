@@ -10,9 +10,11 @@ segments decoded with PyAV.
 
 "The right state": while the server is dead nothing can tell web, so web's
 `publisher_connected` is stale; the restarted server announces `live_input.disconnected`
-for every input it had announced live (MEDIA_STATE_DIR/live-inputs) and finalizes and
-announces the crashed recording (`recording.ready`), so web stops claiming a publisher and
-has the replay of the part before the crash."""
+for every input it had announced live (MEDIA_STATE_DIR/live-inputs), so web stops claiming
+a publisher. The recording the crash cut off is finalized and held for
+MEDIA_RECORDING_GRACE_SECONDS: a publisher returning in time continues it after an
+`#EXT-X-DISCONTINUITY` (one recording of the whole class, no orphan); otherwise it is
+announced (`recording.ready`) when the grace ends."""
 
 from __future__ import annotations
 
@@ -154,7 +156,7 @@ def media(live_server: LiveServer, tmp_path: Path) -> Iterator[Media]:
         "MEDIA_WEBHOOK_SECRET": web_config().MEDIA_WEBHOOK_SECRET,
         "MEDIA_RECORDING_ENABLED": "true", "MEDIA_RECORDINGS_DIR": str(tmp_path / "recordings"),
         "MEDIA_STATE_DIR": str(tmp_path / "state"), "MEDIA_RECORDINGS_MIN_FREE_MB": "0",
-        "MEDIA_RECORDING_SEGMENT_SECONDS": str(SEGMENT_SECONDS), "MEDIA_RECORDING_GRACE_SECONDS": "5",
+        "MEDIA_RECORDING_SEGMENT_SECONDS": str(SEGMENT_SECONDS), "MEDIA_RECORDING_GRACE_SECONDS": "15",
     }
     server = Media(url, env, tmp_path)
     try:
@@ -217,34 +219,26 @@ def test_media_server_killed_mid_class(
     shown_after = time.monotonic() - restarted
     assert not media.input(stream.input_id)["live"]
     assert studio_view() == (False, False)
-    recording = poll("the crashed recording announced (recording.ready)",
-                     lambda: Recording.objects.filter(stream=stream).first(), WEBHOOK_TIMEOUT)
-    assert recording.recording_id == crashed_id
-    # what was on disk at the kill, minus at most the segment being written
-    assert recording.duration_seconds >= (kept - 1) * SEGMENT_SECONDS * 0.9, (recording.duration_seconds, kept)
     assert "unfinished (crash?)" in media.log()
+    # held for the grace period: a returning publisher continues it
+    assert not Recording.objects.filter(stream=stream).exists()
 
-    # 4. The instructor reconnects: live again, in web and on the server.
+    # 4. The instructor reconnects: live again, in web and on the server, into the same recording.
     target = streams.publish_target(instructor, stream.pk)
     with publisher(target.whip_url, target.token, tmp_path / "ffmpeg-2.log"):
         poll("web showing the publisher connected again", connected, WEBHOOK_TIMEOUT)
         again = media.input(stream.input_id)
-        assert again["live"] and again["recording"]["state"] == "recording", again
-        second_id = again["recording"]["recording_id"]
-        assert second_id != crashed_id
+        assert again["live"] and again["recording"] == {"state": "recording", "recording_id": crashed_id,
+                                                         "stops_at": again["recording"]["stops_at"]}, again
         assert studio_view() == (True, True)
-        poll("the reconnected broadcast recorded", lambda: segments_on_disk(recordings, second_id) >= 2,
+        poll("the reconnected broadcast recorded", lambda: segments_on_disk(recordings, crashed_id) >= kept + 2,
              2 * SEGMENT_SECONDS * 3 + 10)
         streams.end_stream(instructor, stream.pk)  # End Stream: the server ends the input
-    # The reconnect recorded into a second recording. Web keeps a stream's first recording (the
-    # part before the crash, replayed below); the second becomes an OrphanRecording, whose files
-    # the next housekeeping deletes: what was recorded after the reconnect is lost today.
-    poll("the second recording reported", lambda: OrphanRecording.objects.filter(recording_id=second_id).exists(),
-         WEBHOOK_TIMEOUT)
-    assert Recording.objects.get(stream=stream).recording_id == crashed_id
-    after_crash = sum(float(line.split(":", 1)[1].rstrip(","))
-                      for line in (recordings / second_id / "index.m3u8").read_text().splitlines()
-                      if line.startswith("#EXTINF:"))
+    recording = poll("the recording announced", lambda: Recording.objects.filter(stream=stream).first(),
+                     WEBHOOK_TIMEOUT)
+    assert recording.recording_id == crashed_id
+    assert not OrphanRecording.objects.exists()
+    after_crash = recording.duration_seconds - kept * SEGMENT_SECONDS
 
     # 5. The enrolled user replays the part before the crash through web's playback route.
     browser = Client()
@@ -256,7 +250,7 @@ def test_media_server_killed_mid_class(
     assert playback.json()["mode"] == "replay", playback.json()
     playlist = httpx.get(playback.json()["hls_url"], timeout=10)
     assert playlist.status_code == 200, playlist.text
-    assert "#EXT-X-ENDLIST" in playlist.text
+    assert "#EXT-X-ENDLIST" in playlist.text and "#EXT-X-DISCONTINUITY" in playlist.text
     uris = [line for line in playlist.text.splitlines() if line and not line.startswith("#")]
     durations = [float(line.split(":", 1)[1].rstrip(",")) for line in playlist.text.splitlines()
                  if line.startswith("#EXTINF:")]
@@ -272,10 +266,10 @@ def test_media_server_killed_mid_class(
         frames += decoded
     replay_seconds = sum(durations)
     assert frames >= replay_seconds * 30 * 0.8, (frames, replay_seconds)
-    print(f"\nmedia crash: {kept} segments on disk at the kill; replay of the part before the crash "
+    print(f"\nmedia crash: {kept} segments on disk at the kill; replay of the whole class (both parts) "
           f"{replay_seconds:.1f} s, {len(uris)} segments, {frames} frames decoded; web showed the publisher "
-          f"gone {shown_after:.1f} s after the restart began; the {after_crash:.1f} s recorded after the "
-          f"reconnect are an OrphanRecording (deleted by the next housekeeping)")
+          f"gone {shown_after:.1f} s after the restart began; about {after_crash:.1f} s recorded after the "
+          f"reconnect, in the same recording")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -309,3 +303,29 @@ def test_media_server_stopped_gracefully_mid_class(
     assert state.read_text().split() == []
     media.start()
     assert "was live when the media server last stopped" not in media.log()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_crashed_recording_nobody_returns_to_is_announced_after_the_grace_period(
+    live_server: LiveServer, media: Media, media_backend: Callable[..., MediaBackend], instructor: User,
+    make_stream: Callable[..., LiveStreamSession], tmp_path: Path,
+) -> None:
+    media_backend(MEDIA_BACKEND="embedded", MEDIA_PUBLIC_URL=media.url, MEDIA_INTERNAL_URL=media.url,
+                  MEDIA_SIGNING_KEY=KEY, PLAY_TOKEN_TTL="120", PUBLISH_TOKEN_TTL="3600")
+    stream = make_stream(title="Abandoned class", price=2)
+    streams.start_stream(instructor, stream.pk)
+    recordings = Path(media.env["MEDIA_RECORDINGS_DIR"])
+    media.start()
+    target = streams.publish_target(instructor, stream.pk)
+    with publisher(target.whip_url, target.token, tmp_path / "ffmpeg.log"):
+        rid = poll("recording", lambda: (media.input(stream.input_id).get("recording") or {}).get("recording_id"),
+                   WEBHOOK_TIMEOUT)
+        poll("2 segments", lambda: segments_on_disk(recordings, rid) >= 2, 2 * SEGMENT_SECONDS * 3 + 10)
+        media.kill()
+    media.start()
+    restarted = time.monotonic()
+    recording = poll("the held recording announced", lambda: Recording.objects.filter(stream=stream).first(),
+                     15 + WEBHOOK_TIMEOUT)
+    held = time.monotonic() - restarted
+    assert recording.recording_id == rid and held >= 14, held
+    assert "#EXT-X-ENDLIST" in (recordings / rid / "index.m3u8").read_text()

@@ -285,7 +285,9 @@ def test_reconnect_within_grace_continues_then_grace_ends_it(recordings_dir: Pat
 def _start_subprocess_server(port: int, directory: Path
                              ) -> tuple[subprocess.Popen[str], queue.Queue[str], list[str]]:
     env = {**os.environ, "MEDIA_SIGNING_KEY": KEY, "MEDIA_PORT": str(port), "MEDIA_HOST": "127.0.0.1",
-           "MEDIA_ICE_ADDRESSES": "127.0.0.1", "MEDIA_RECORDINGS_DIR": str(directory), "MEDIA_WEBHOOK_URL": ""}
+           "MEDIA_ICE_ADDRESSES": "127.0.0.1", "MEDIA_RECORDINGS_DIR": str(directory), "MEDIA_WEBHOOK_URL": "",
+           # a recording a crash cut off mid-broadcast is held this long for its publisher
+           "MEDIA_RECORDING_GRACE_SECONDS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "liveclass.media.server", "--log-level", "info"], env=env,
                             stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
@@ -339,6 +341,10 @@ def test_sigkill_mid_broadcast_then_restart_finalizes(tmp_path: Path) -> None:
         response = httpx.get(f"{url}/recordings/{directory.name}/index.m3u8",
                              params={"token": token(directory.name, "replay")}, timeout=5)
         assert response.status_code == 200 and "#EXT-X-ENDLIST" in response.text
+        # held for the grace period (no publisher returned), then announced
+        deadline = time.monotonic() + 10
+        while not hls.read_meta(directory).get("announced") and time.monotonic() < deadline:
+            threading.Event().wait(0.1)
         assert hls.read_meta(directory)["announced"] is True
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -54,6 +54,10 @@ class RecordingManager:
         self._stop_at: dict[str, float] = {}  # input id -> unix time its recording ends (class end + grace)
         self._deadline: dict[str, asyncio.TimerHandle] = {}
         self.refused: dict[str, str] = {}  # input id -> why no recording runs for it now
+        # input id -> a recording a crash interrupted, finalized, held for MEDIA_RECORDING_GRACE_SECONDS
+        # after the start: a publisher returning in time continues it (a crash is a long
+        # disconnect), else it is announced; web keeps one recording per class
+        self.held: dict[str, tuple[RecordingInfo, asyncio.TimerHandle]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # control plane (event loop thread) -----------------------------------------------------
@@ -68,6 +72,22 @@ class RecordingManager:
         if ends_at is not None:
             self._stop_at[input_id] = ends_at + self.grace_seconds
         recorder = self.active.get(input_id)
+        held = self.held.pop(input_id, None)
+        if held is not None and (recorder is None or recorder.finishing):
+            info, timer = held
+            timer.cancel()
+            playlist = hls.read_playlist(self.root / info.recording_id)
+            if playlist is not None and playlist.segments and self._refusal(input_id) is None:
+                recorder = Recorder(self.root, input_id, info.recording_id, segment_seconds=self.segment_seconds,
+                                    max_queue=self.max_queue, on_done=self._done_threadsafe, loop=loop,
+                                    resume=playlist)
+                self.active[input_id] = recorder
+                self.running[info.recording_id] = recorder
+                log.info("input %s: recording %s continued after the restart", input_id, info.recording_id)
+            else:
+                self.announce(info)
+        elif held is not None:
+            self.held[input_id] = held
         if recorder is None or recorder.finishing:
             self.root.mkdir(parents=True, exist_ok=True)
             reason = self._refusal(input_id)
@@ -140,6 +160,7 @@ class RecordingManager:
         if forget:
             self._stop_at.pop(input_id, None)
             self.refused.pop(input_id, None)
+        self._release(input_id)
         recorder = self.active.pop(input_id, None)
         if recorder is not None:
             if recorder.forwarder is not None and recorder.forwarder.recorder is recorder:
@@ -172,11 +193,25 @@ class RecordingManager:
             with contextlib.suppress(OSError):
                 hls.write_meta(directory, meta)
 
+    def _release(self, input_id: str) -> None:
+        """A held recording's publisher did not return (or its input ended): announce it."""
+        held = self.held.pop(input_id, None)
+        if held is not None:
+            held[1].cancel()
+            self.announce(held[0])
+
     async def start(self) -> None:
-        """Finalize and announce recordings a crash left unfinished (and unannounced ones)."""
-        self._loop = asyncio.get_running_loop()
+        """Finalize recordings a crash left unfinished and announce them, except that those
+        cut off mid-broadcast are held for the grace period first (see `held`); announce
+        unannounced ones."""
+        loop = self._loop = asyncio.get_running_loop()
+        unfinished = {d.name for d in self.root.iterdir() if d.is_dir() and not (
+            (p := hls.read_playlist(d)) is not None and p.ended)} if self.root.is_dir() else set()
         for info in await asyncio.to_thread(self.recover):
-            self.announce(info)
+            if info.recording_id in unfinished and info.input_id and info.input_id not in self.held:
+                self.held[info.input_id] = (info, loop.call_later(self.grace_seconds, self._release, info.input_id))
+            else:
+                self.announce(info)
 
     def recover(self) -> list[RecordingInfo]:
         out: list[RecordingInfo] = []
@@ -207,6 +242,8 @@ class RecordingManager:
 
     async def close(self, timeout: float = 15.0) -> None:
         """Shutdown: finalize every recording (bounded), then announce them."""
+        for input_id in list(self.held):
+            self._release(input_id)
         for input_id in list(self.active):
             self.finish(input_id)
         recordings = list(self.running.values())

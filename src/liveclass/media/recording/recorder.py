@@ -47,13 +47,17 @@ GAP_SECONDS = 1.0  # no packet at all from the publisher for this long: a new ep
 class Recorder:
     def __init__(self, root: Path, input_id: str, recording_id: str, *, segment_seconds: float,
                  max_queue: int, on_done: Callable[[Recorder, hls.RecordingInfo | None], None],
-                 loop: asyncio.AbstractEventLoop, clock: Callable[[], float] = time.monotonic) -> None:
+                 loop: asyncio.AbstractEventLoop, clock: Callable[[], float] = time.monotonic,
+                 resume: hls.Playlist | None = None) -> None:
+        """`resume`: the finished segments of this recording, which a crash interrupted (its
+        directory and meta exist): the recording goes on after them."""
         self.input_id = input_id
         self.id = recording_id
         self.dir = root / recording_id
-        self.dir.mkdir(parents=True, exist_ok=False)
-        hls.write_meta(self.dir, {"input_id": input_id, "recording_id": recording_id,
-                                  "started_at": time.time(), "announced": False})
+        if resume is None:
+            self.dir.mkdir(parents=True, exist_ok=False)
+            hls.write_meta(self.dir, {"input_id": input_id, "recording_id": recording_id,
+                                      "started_at": time.time(), "announced": False})
         self.segment_seconds = segment_seconds
         self.max_queue = max_queue
         self.on_done = on_done
@@ -68,6 +72,8 @@ class Recorder:
         self._last_arrival: float | None = None  # last packet of the current epoch
         self.finishing = False
         self.segmenter = Segmenter(self.dir, segment_seconds)
+        if resume is not None:
+            self.segmenter.resume(resume)
         self._epoch_reset({}, ORIGIN)
         self.thread = threading.Thread(target=self._run, name=f"recording-{recording_id}", daemon=True)
         self.thread.start()

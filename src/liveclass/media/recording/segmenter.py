@@ -56,6 +56,12 @@ class Segmenter:
         self._timeline_end = ORIGIN
         self._pending_discontinuity = False
 
+    def resume(self, playlist: hls.Playlist) -> None:
+        """Continue a recording a crash interrupted: its finished segments stay, the next one
+        is numbered after them and follows a discontinuity (its timeline starts afresh)."""
+        self.playlist = hls.Playlist(list(playlist.segments))
+        self._index = 1 + max((int(s.name[4:10]) for s in playlist.segments), default=-1)
+
     def new_epoch(self, has_video: bool, has_audio: bool) -> int:
         """A new source: close the open segment; the next one follows a discontinuity.
         Returns where the new source's timeline starts."""
