@@ -59,11 +59,14 @@ class MemorySink:
         self.bodies: list[dict[str, object]] = []  # what a webhook would carry, extra fields included
         self._cond = threading.Condition()
 
-    def publish(self, event: str, input_id: str, extra: Mapping[str, object] | None = None) -> None:
+    def publish(self, event: str, input_id: str, extra: Mapping[str, object] | None = None, *,
+                delivered: Callable[[], None] | None = None) -> None:
         with self._cond:
             self.events.append((event, input_id))
             self.bodies.append({"event": event, "input_id": input_id, **(extra or {})})
             self._cond.notify_all()
+        if delivered is not None:
+            delivered()
 
     async def start(self) -> None:
         return None

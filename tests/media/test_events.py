@@ -84,6 +84,29 @@ def test_webhooks_are_signed_and_retried(receiver: Receiver) -> None:
     assert first["input_id"] == "input-1" and isinstance(first["at"], int)
 
 
+def test_webhooks_outlast_a_web_restart() -> None:
+    """Web answering 503 for a while (a deploy): the event still arrives, once, with the
+    default retry count (backoff shortened for the test, capped like the default's)."""
+    receiver = Receiver([503] * 8)
+    receiver.thread.start()
+
+    async def scenario() -> WebhookSink:
+        sink = WebhookSink(receiver.url, SECRET, timeout=2, backoff=0.005, max_backoff=0.02)
+        await sink.start()
+        sink.publish(CONNECTED, "input-3")
+        await asyncio.wait_for(sink.drain(), 10)
+        await sink.close()
+        return sink
+
+    try:
+        sink = asyncio.run(asyncio.wait_for(scenario(), 20))
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+    assert sink.delivered == 1 and sink.failed == 0
+    assert len(receiver.requests) == 9 and len({body for _, body in receiver.requests}) == 1
+
+
 def test_unreachable_webhook_gives_up_without_raising() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

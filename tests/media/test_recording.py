@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ from liveclass.media.codecs import h264_access_unit
 from liveclass.media.events import RECORDING_READY
 from liveclass.media.recording import hls
 from liveclass.media.recording.depacketize import FrameAssembler
+from liveclass.media.recording.manager import RecordingManager
+from liveclass.media.sinks import NullSink
 from tests.media.support import KEY, MediaServer, Publisher, loopback_config, running_server, token
 
 pytestmark = pytest.mark.timeout(150)
@@ -413,3 +415,23 @@ def test_recording_ready_webhook_is_signed_and_parsed_by_web() -> None:
     finally:
         receiver.server.shutdown()
         receiver.server.server_close()
+
+
+def test_a_recording_is_marked_announced_only_once_web_has_the_event(tmp_path: Path) -> None:
+    """A recording.ready still queued (web down) when the server stops is not marked
+    announced, so the next start announces it again instead of leaving it unreferenced."""
+    held: list[Callable[[], None]] = []
+
+    class QueuedSink(NullSink):
+        def publish(self, event: str, input_id: str, extra: Mapping[str, object] | None = None, *,
+                    delivered: Callable[[], None] | None = None) -> None:
+            assert delivered is not None
+            held.append(delivered)
+
+    rid = new_id()
+    (tmp_path / rid).mkdir()
+    hls.write_meta(tmp_path / rid, {"input_id": "in-1", "recording_id": rid, "announced": False})
+    RecordingManager(tmp_path, QueuedSink()).announce(hls.RecordingInfo("in-1", rid, 4.0, 1000))
+    assert hls.read_meta(tmp_path / rid)["announced"] is False
+    held[0]()  # web answered
+    assert hls.read_meta(tmp_path / rid)["announced"] is True

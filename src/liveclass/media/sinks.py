@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import httpx
@@ -21,7 +21,12 @@ log = logging.getLogger(__name__)
 
 
 class EventSink(Protocol):
-    def publish(self, event: str, input_id: str, extra: Mapping[str, object] | None = None) -> None: ...
+    """Where the server's events go. `delivered` is called once the receiver has the event
+    (a sink that cannot know calls it at once): what must be re-sent after a restart is
+    marked done only then."""
+
+    def publish(self, event: str, input_id: str, extra: Mapping[str, object] | None = None, *,
+                delivered: Callable[[], None] | None = None) -> None: ...
 
     async def start(self) -> None: ...
 
@@ -29,8 +34,11 @@ class EventSink(Protocol):
 
 
 class NullSink:
-    def publish(self, event: str, input_id: str, extra: Mapping[str, object] | None = None) -> None:
+    def publish(self, event: str, input_id: str, extra: Mapping[str, object] | None = None, *,
+                delivered: Callable[[], None] | None = None) -> None:
         log.info("%s %s %s", event, input_id, dict(extra or {}))
+        if delivered is not None:
+            delivered()
 
     async def start(self) -> None:
         return None
@@ -42,22 +50,27 @@ class NullSink:
 class WebhookSink:
     """Signed webhooks (`Webhook-Signature: time=…,sig1=…`) with bounded queue and retries."""
 
-    def __init__(self, url: str, secret: str, *, timeout: float = 2.0, retries: int = 3,
-                 backoff: float = 0.5, queue_size: int = 1000) -> None:
+    # Web may be down for a deploy or a restart: retry for about 7 minutes (0.5 s doubling,
+    # capped at 30 s) before giving an event up. Events wait in order behind the one being
+    # retried; each carries its own time (`at`), so web can tell a late event from a new one.
+    def __init__(self, url: str, secret: str, *, timeout: float = 2.0, retries: int = 20,
+                 backoff: float = 0.5, max_backoff: float = 30.0, queue_size: int = 1000) -> None:
         self.url = url
         self.secret = secret
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=queue_size)
+        self.max_backoff = max_backoff
+        self._queue: asyncio.Queue[tuple[bytes, Callable[[], None] | None]] = asyncio.Queue(maxsize=queue_size)
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
         self.failed = 0
 
-    def publish(self, event: str, input_id: str, extra: Mapping[str, object] | None = None) -> None:
+    def publish(self, event: str, input_id: str, extra: Mapping[str, object] | None = None, *,
+                delivered: Callable[[], None] | None = None) -> None:
         body = events.encode(event, input_id, extra)
         try:
-            self._queue.put_nowait(body)
+            self._queue.put_nowait((body, delivered))
         except asyncio.QueueFull:
             self.failed += 1
             log.warning("webhook queue full, dropping %s for %s", event, input_id)
@@ -78,9 +91,12 @@ class WebhookSink:
     async def _run(self) -> None:
         async with httpx.AsyncClient(timeout=self.timeout) as client:
             while True:
-                body = await self._queue.get()
+                body, delivered = await self._queue.get()
                 try:
-                    await self._deliver(client, body)
+                    if await self._deliver(client, body) and delivered is not None:
+                        delivered()
+                except Exception:
+                    log.exception("webhook delivery failed")
                 finally:
                     self._queue.task_done()
 
@@ -88,7 +104,8 @@ class WebhookSink:
         """Wait until every queued event was delivered or given up on."""
         await self._queue.join()
 
-    async def _deliver(self, client: httpx.AsyncClient, body: bytes) -> None:
+    async def _deliver(self, client: httpx.AsyncClient, body: bytes) -> bool:
+        """Whether web took the event (a 4xx is an answer too: retrying cannot change it)."""
         for attempt in range(self.retries + 1):
             headers = {"Content-Type": "application/json",
                        events.SIGNATURE_HEADER: events.sign_webhook(self.secret, body)}
@@ -98,10 +115,11 @@ class WebhookSink:
                     self.delivered += 1
                     if response.status_code >= 400:
                         log.warning("webhook refused (%s): %s", response.status_code, body)
-                    return
+                    return True
             except httpx.HTTPError as exc:
                 log.info("webhook attempt %d failed: %s", attempt + 1, exc)
             if attempt < self.retries:
-                await asyncio.sleep(self.backoff * (2**attempt))
+                await asyncio.sleep(min(self.max_backoff, self.backoff * (2 ** min(attempt, 16))))
         self.failed += 1
         log.warning("webhook dropped after %d attempts: %s", self.retries + 1, body)
+        return False

@@ -185,13 +185,16 @@ class RecordingManager:
     def announce(self, info: RecordingInfo) -> None:
         log.info("recording %s of input %s ready: %.1f s, %d bytes", info.recording_id, info.input_id,
                  info.duration, info.size)
-        self.sink.publish(RECORDING_READY, info.input_id, info.event_fields())
         directory = self.root / info.recording_id
-        meta = hls.read_meta(directory)
-        if meta:
-            meta["announced"] = True
-            with contextlib.suppress(OSError):
-                hls.write_meta(directory, meta)
+
+        def delivered() -> None:  # only now: a start after a crash re-announces the others
+            meta = hls.read_meta(directory)
+            if meta:
+                meta["announced"] = True
+                with contextlib.suppress(OSError):
+                    hls.write_meta(directory, meta)
+
+        self.sink.publish(RECORDING_READY, info.input_id, info.event_fields(), delivered=delivered)
 
     def _release(self, input_id: str) -> None:
         """A held recording's publisher did not return (or its input ended): announce it."""
