@@ -13,3 +13,7 @@ urlpatterns = [
     path("api/", api.urls),
     path("", include(page_urls)),
 ]
+
+# An uncaught exception in a page: the database being unavailable is a 503 with Retry-After
+# (the API maps it in its own handler), anything else the plain 500 page.
+handler500 = "liveclass.pages.errors.server_error"

@@ -93,7 +93,10 @@ class MediaConfig(_SharedMedia):
     )
     MEDIA_STATE_DIR: Path = Field(
         PROJECT_DIR / "var" / "media",
-        description="Where the media server keeps what must survive a restart (the ids of ended inputs).",
+        description=(
+            "Where the media server keeps what must survive a restart: the ids of ended inputs, and of inputs "
+            "announced live (after a crash the next start announces them disconnected)."
+        ),
     )
     MEDIA_RECORDING_ENABLED: bool = Field(True, description="Record every broadcast to HLS.")
     MEDIA_RECORDINGS_MIN_FREE_MB: int = Field(
