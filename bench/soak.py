@@ -74,7 +74,7 @@ from harness.fanout import (
     sink_peer,
     start_publisher,
 )
-from harness.procfs import drops_between, fd_count, load_average, machine_busy, rss_bytes, udp_drops
+from harness.procfs import drops_between, fd_count, load_average, machine_busy, rss_bytes, run_delay, udp_drops
 from harness.report import write_section
 
 LAG = "liveclass_media_loop_lag_seconds"
@@ -236,6 +236,8 @@ class Window:
     server_cpu: float  # % of one core
     client_cpu: float  # publisher (this process) + viewers' process, % of one core
     other_cpu: float  # the rest of the machine, % of one core
+    server_wait_pct: float  # the server's event-loop thread runnable but without a CPU, % of the window
+    sink_wait_pct: float  # the same for the viewers' process
     load1: float
     lag_mean_ms: float
     lag_p99_le_ms: float  # bucket upper bounds
@@ -269,12 +271,13 @@ class Window:
         return 100 * self.lost / self.expected if self.expected else math.nan
 
 
-HEADER = ("    t s   RSS MB  fds  srv%  cli% oth%  lag mean/p99</max< ms  gauge recv  dlv%  loss %  worst%  "
+HEADER = ("    t s   RSS MB  fds  srv% wait%  cli% oth%  lag mean/p99</max< ms  gauge recv  dlv%  loss %  worst%  "
           "srvdrop udpdrop s/c  nack  pli")
 
 
 def line(w: Window) -> str:
-    return (f"{w.t:7.0f} {w.rss_mb:8.1f} {w.fds:4d} {w.server_cpu:5.0f} {w.client_cpu:5.0f} {w.other_cpu:4.0f}  "
+    return (f"{w.t:7.0f} {w.rss_mb:8.1f} {w.fds:4d} {w.server_cpu:5.0f} {w.server_wait_pct:5.0f} {w.client_cpu:5.0f} "
+            f"{w.other_cpu:4.0f}  "
             f"{w.lag_mean_ms:5.1f} / {w.lag_p99_le_ms:5.0f} / {w.lag_max_le_ms:5.0f}    "
             f"{w.viewers_gauge:5d} {w.receiving:4d} {w.delivered_pct:5.1f} {w.loss_pct:7.3f} "
             f"{w.worst_viewer_loss_pct:7.2f}  "
@@ -318,6 +321,7 @@ async def soak(args: argparse.Namespace, base: str, server_pid: int, units: list
             busy, _total = machine_busy()
             return {"wall": time.monotonic(), "server_cpu": cpu_seconds(server_pid),
                     "client_cpu": cpu_seconds(os.getpid()) + cpu_seconds(sink_pid), "busy": busy,
+                    "server_wait": run_delay(server_pid), "sink_wait": run_delay(sink_pid),
                     "metrics": await scrape(), "published": log.count,
                     "udp": udp_drops({"server": server_pid, "main": os.getpid(), "sink": sink_pid})}
 
@@ -335,11 +339,12 @@ async def soak(args: argparse.Namespace, base: str, server_pid: int, units: list
 
         publisher, _pacer = await start_publisher(client, base, input_id, units, log,
                                                   args.pacing_factor * bitrate_bps(args.bitrate))
-        sink = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--sink-client", base, input_id, str(n), str(3 * args.interval + 120),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-        assert sink.stdout is not None
+        sink = None
         try:
+            sink = await asyncio.create_subprocess_exec(
+                sys.executable, __file__, "--sink-client", base, input_id, str(n), str(3 * args.interval + 120),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            assert sink.stdout is not None
             raw = await asyncio.wait_for(sink.stdout.readline(), 60 + 2 * n)
             if not raw:
                 raise RuntimeError("the viewers' process ended while joining (its error is above)")
@@ -364,7 +369,7 @@ async def soak(args: argparse.Namespace, base: str, server_pid: int, units: list
                 windows.append(w)
                 print(line(w), flush=True)
                 prev = now
-                if trace_dir is not None and k * args.interval == round(args.warmup * 60):
+                if trace_dir is not None and k == round(args.warmup * 60 / args.interval):
                     await tracemalloc_snapshot()
             if trace_dir is not None:
                 await tracemalloc_snapshot()
@@ -374,7 +379,7 @@ async def soak(args: argparse.Namespace, base: str, server_pid: int, units: list
             await sink.stdin.drain()
             await asyncio.wait_for(sink.wait(), 60 + n)  # the viewers leave (WHEP DELETE)
         finally:
-            if sink.returncode is None:
+            if sink is not None and sink.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     sink.kill()
                 await sink.wait()
@@ -405,6 +410,8 @@ def window(prev: dict[str, Any], now: dict[str, Any], sample: dict[str, Any], t0
         server_cpu=100 * (now["server_cpu"] - prev["server_cpu"]) / wall,
         client_cpu=100 * (now["client_cpu"] - prev["client_cpu"]) / wall,
         other_cpu=100 * max(0.0, now["busy"] - prev["busy"] - ours) / wall,
+        server_wait_pct=100 * (now["server_wait"] - prev["server_wait"]) / wall,
+        sink_wait_pct=100 * (now["sink_wait"] - prev["sink_wait"]) / wall,
         load1=load_average(),
         lag_mean_ms=1000 * hist.mean, lag_p99_le_ms=1000 * hist.p99_le, lag_max_le_ms=1000 * hist.max_le,
         lag_samples=hist.count,
@@ -465,6 +472,7 @@ def summarize(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any
                    "p99_le_max": max(w.lag_p99_le_ms for w in windows),
                    "max_le": max(w.lag_max_le_ms for w in windows)},
         "loss": {"expected": expected, "lost": lost, "pct": 100 * lost / expected if expected else math.nan,
+                 "lost_per_viewer": lost / args.viewers,
                  "late": sum(w.late for w in windows),
                  "windows_with_loss": sum(1 for w in windows if w.lost),
                  "worst_window_pct": max(w.loss_pct for w in windows),
@@ -475,6 +483,7 @@ def summarize(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any
                  "nacks": sum(w.nacks for w in windows), "retransmits": sum(w.retransmits for w in windows),
                  "plis": sum(w.plis for w in windows), "hook_errors": sum(w.hook_errors for w in windows),
                  "published": sum(w.published for w in windows), "server_in": sum(w.server_in for w in windows)},
+        "publisher_lost_at_s": next((round(w.t) for w in windows if w.publisher_state != "connected"), None),
         "viewers": {"dropped": len(ever_dropped), "dropped_ids": ever_dropped[:20],
                     "gauge_min": min(w.viewers_gauge for w in windows),
                     "gauge_max": max(w.viewers_gauge for w in windows),
@@ -484,6 +493,9 @@ def summarize(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any
                 "client_mean": statistics.fmean(w.client_cpu for w in windows),
                 "other_mean": statistics.fmean(w.other_cpu for w in windows),
                 "other_max": max(w.other_cpu for w in windows),
+                "server_wait_mean": statistics.fmean(w.server_wait_pct for w in windows),
+                "server_wait_max": max(w.server_wait_pct for w in windows),
+                "sink_wait_mean": statistics.fmean(w.sink_wait_pct for w in windows),
                 "load1_max": max(w.load1 for w in windows),
                 "main_lag_max_ms": max(w.main_lag_max_ms for w in windows),
                 "sink_lag_max_ms": max(w.sink_lag_max_ms for w in windows)},
@@ -499,14 +511,19 @@ def verdict(s: dict[str, Any]) -> list[str]:
                 f"first {d['first']:.1f}, last {d['last']:.1f}, after warm-up min {d['min']:.1f} max {d['max']:.1f}")
 
     loss, viewers = s["loss"], s["viewers"]
+    lost_at = s["publisher_lost_at_s"]
     return [
+        *([] if lost_at is None else [f"THE PUBLISHER'S SESSION ENDED by t = {lost_at} s: every later window has no "
+                                      "stream, so its figures are not a soak (see the consent lines below)"]),
         trend("RSS", s["rss_mb"], "MB"),
         trend("fds", s["fds"], "fds"),
         f"loss: {loss['lost']} of {loss['expected']} packets ({loss['pct']:.4f} %), in {loss['windows_with_loss']} "
         f"window(s); worst window {loss['worst_window_pct']:.3f} %, worst viewer-window "
         f"{loss['worst_viewer_window_pct']:.2f} %; late {loss['late']}",
-        f"  whose: server send refused {loss['server_dropped']}, kernel UDP drops at the server "
-        f"{loss['udp_drops_server']}, at the clients {loss['udp_drops_clients']}; NACKs {loss['nacks']}, "
+        f"  whose: lost per viewer {loss['lost_per_viewer']:.0f}, against: server send refused "
+        f"{loss['server_dropped']}, kernel UDP drops at the server {loss['udp_drops_server']} (publisher packets: "
+        f"each is lost by every viewer), at the clients {loss['udp_drops_clients']} (all viewers together); "
+        f"NACKs {loss['nacks']}, "
         f"retransmits {loss['retransmits']}, PLIs {loss['plis']}, hook errors {loss['hook_errors']}; "
         f"publisher sent {loss['published']}, server received {loss['server_in']}",
         f"viewers dropped: {viewers['dropped']} (gauge {viewers['gauge_min']}..{viewers['gauge_max']}; "
@@ -516,25 +533,38 @@ def verdict(s: dict[str, Any]) -> list[str]:
         f"max <= {s['lag_ms']['max_le']:.0f} ms",
         f"CPU % of one core: server mean {s['cpu']['server_mean']:.0f} (max {s['cpu']['server_max']:.0f}), "
         f"clients {s['cpu']['client_mean']:.0f}, others on the machine {s['cpu']['other_mean']:.0f} "
-        f"(max {s['cpu']['other_max']:.0f}), load1 max {s['cpu']['load1_max']:.1f}; client loop lag max "
+        f"(max {s['cpu']['other_max']:.0f}), load1 max {s['cpu']['load1_max']:.1f}; the server's loop thread "
+        f"waited for a CPU {s['cpu']['server_wait_mean']:.0f} % of the time (max {s['cpu']['server_wait_max']:.0f} %"
+        f" of a window), the viewers' {s['cpu']['sink_wait_mean']:.0f} %; client loop lag max "
         f"main {s['cpu']['main_lag_max_ms']:.0f} ms, viewers' {s['cpu']['sink_lag_max_ms']:.0f} ms",
     ]
 
 
 def markdown(args: argparse.Namespace, result: dict[str, Any], command: str) -> str:
     s, windows = result["summary"], result["windows"]
-    rows = ["| t (s) | RSS MB | fds | server CPU % | clients CPU % | others CPU % | lag mean / p99 ≤ / max ≤ ms "
-            "| viewers (gauge / receiving) | loss % | server drops | UDP drops srv / cli |",
-            "|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|"]
+    rows = ["| t (s) | RSS MB | fds | server CPU % | server waits for CPU % | clients CPU % | others CPU % "
+            "| loop lag mean / p99 ≤ / max ≤ ms | viewers (gauge / receiving) | loss % | server drops "
+            "| UDP drops srv / cli |",
+            "|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|"]
     shown = windows if len(windows) <= 8 else [*windows[:3], None, *windows[-3:]]
     for w in shown:
         if w is None:
-            rows.append("| … | | | | | | | | | | |")
+            rows.append("| … | | | | | | | | | | | |")
             continue
-        rows.append(f"| {w.t:.0f} | {w.rss_mb:.1f} | {w.fds} | {w.server_cpu:.0f} | {w.client_cpu:.0f} | "
+        rows.append(f"| {w.t:.0f} | {w.rss_mb:.1f} | {w.fds} | {w.server_cpu:.0f} | {w.server_wait_pct:.0f} | "
+                    f"{w.client_cpu:.0f} | "
                     f"{w.other_cpu:.0f} | {w.lag_mean_ms:.1f} / {w.lag_p99_le_ms:.0f} / {w.lag_max_le_ms:.0f} | "
                     f"{w.viewers_gauge} / {w.receiving} | {w.loss_pct:.3f} | {w.dropped} | "
                     f"{w.udp_drops_server} / {w.udp_drops_clients} |")
+    for name, pick in (("min", min), ("max", max)):
+        def col(attr: str, fmt: str, pick: Any = pick) -> str:
+            return format(pick(getattr(w, attr) for w in windows), fmt)
+
+        rows.append(f"| **{name}** | {col('rss_mb', '.1f')} | {col('fds', 'd')} | {col('server_cpu', '.0f')} | "
+                    f"{col('server_wait_pct', '.0f')} | {col('client_cpu', '.0f')} | {col('other_cpu', '.0f')} | "
+                    f"{col('lag_mean_ms', '.1f')} / {col('lag_p99_le_ms', '.0f')} / {col('lag_max_le_ms', '.0f')} | "
+                    f"{col('viewers_gauge', 'd')} / {col('receiving', 'd')} | {col('loss_pct', '.3f')} | "
+                    f"{col('dropped', 'd')} | {col('udp_drops_server', 'd')} / {col('udp_drops_clients', 'd')} |")
     teardown, start = result["after_teardown"], result["before_publisher"]
     return "\n".join([
         f"Command: `{command}` ({result['started']} UTC, {result['cpus']} cores shared by server, publisher, "
@@ -562,6 +592,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="publisher pacer rate as a multiple of --bitrate (a browser's is 2.5)")
     parser.add_argument("--server-log-level", default="info",
                         help="the server's log level (its warnings, errors and ICE consent expiries are reported)")
+    parser.add_argument("--no-recording", action="store_true", help="MEDIA_RECORDING_ENABLED=0 (default: recorded)")
     parser.add_argument("--json", type=Path, help="write every window and the summary here")
     parser.add_argument("--benchmarks", action="store_true",
                         help="replace the generated soak block of BENCHMARKS.md with this run")
@@ -597,6 +628,10 @@ def main(argv: list[str] | None = None) -> int:
             env["LIVECLASS_BENCH_TRACEMALLOC"] = str(trace_dir)
             entry = (str(ROOT / "bench" / "harness" / "traced_media.py"),)
         log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="liveclass-soak-")))
+        # Its own state and recordings (a class is recorded, as in production, unless --no-recording):
+        # never the checkout's var/, which `make run` and other runs use.
+        env |= {"MEDIA_STATE_DIR": str(log_dir / "state"), "MEDIA_RECORDINGS_DIR": str(log_dir / "recordings"),
+                "MEDIA_RECORDING_ENABLED": "0" if args.no_recording else "1"}
         base, pid = stack.enter_context(processes.media_server(env, log_path=log_dir / "media.log", entry=entry,
                                                                    log_level=args.server_log_level))
         try:
@@ -605,6 +640,8 @@ def main(argv: list[str] | None = None) -> int:
             print("\nstopped: every process we started is stopped", file=sys.stderr)
             return 130
         server_log = (log_dir / "media.log").read_text(errors="replace").splitlines()
+        if args.json:  # the whole log, tracebacks included, next to the record
+            args.json.with_suffix(".media.log").write_text("\n".join(server_log) + "\n")
         if trace_dir is not None:
             from harness.traced_media import top_growth
 

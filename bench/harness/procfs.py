@@ -79,3 +79,13 @@ def machine_busy() -> tuple[float, float]:
 def load_average() -> float:
     """The 1-minute load average."""
     return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def run_delay(pid: int) -> float:
+    """Seconds the main thread of `pid` (an asyncio server's event loop) has spent runnable
+    but waiting for a CPU, from /proc/<pid>/schedstat: the share of a window it grows by is
+    how much the machine, not the process, held the loop back."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
