@@ -11,7 +11,12 @@ The API (``{url}`` = ``http://127.0.0.1:PORT/client/v4``; Bearer token; Cloudfla
     GET             /accounts/{account}/stream/live_inputs/{uid}/videos      (always [] here)
     GET|POST        /accounts/{account}/stream/keys
     DELETE          /accounts/{account}/stream/keys/{id}
-    GET|DELETE      /accounts/{account}/stream/{video_uid}
+    GET|POST        /accounts/{account}/stream                   list videos (``?search=``); upload: a
+                                                         multipart form (field `file`, < 200 MB), or tus
+                                                         (``Tus-Resumable``, ``Upload-Length``,
+                                                         ``Upload-Metadata``) → 201, Location, stream-media-id
+    GET|POST|DELETE /accounts/{account}/stream/{video_uid}      the video (processing → ready); edit it
+    PATCH|HEAD      /accounts/{account}/stream/{video_uid}      tus: a chunk at Upload-Offset; where it is
     POST            /accounts/{account}/stream/{video_uid}/token
     PUT|GET|DELETE  /accounts/{account}/stream/webhook   the video webhook; PUT returns the secret
                                                          Cloudflare generates (using-webhooks.mdx)
@@ -24,6 +29,9 @@ port; `loopback(url)` turns a Cloudflare URL into this server's:
                                        place of the input uid (securing-your-stream.mdx; changelog
                                        2025-04-14), or the bare uid of an input without signed URLs
     PATCH|DELETE /sessions/{id}        the WHIP/WHEP session resources (Location)
+    GET   /{TOKEN}/manifest/video.m3u8 signed HLS of an uploaded video (token from a signing key, sub =
+    GET   /{TOKEN}/manifest/seg_N.ts   the video uid, or from `/token`); the fake re-segments the
+                                       uploaded MP4 into 2 s MPEG-TS with PyAV, so it really plays
 
 With `media=` (an embedded media server's URL and signing key) WHIP and WHEP are forwarded to
 it, so a real stream is published and played through the fake; without one, an authorised
@@ -38,27 +46,36 @@ secret `PUT /stream/webhook` returned.
 
 What the fake does not invent: WebRTC inputs are never recorded (webrtc-beta.mdx,
 "Limitations": "Recording and live HLS playback are not yet supported"), so `…/videos` lists
-nothing. Videos exist only through `add_video`, standing in for an upload.
+nothing. Videos come from uploads (uploading-videos/upload-video-file.mdx, resumable-uploads.mdx)
+or `add_video`; an upload is "inprogress" until the fake has re-segmented it (`hold_processing()`
+keeps it there), then ready, and the video webhook, when registered, is sent.
 """
 
 from __future__ import annotations
 
 import base64
+import email.parser
+import email.policy
 import hashlib
 import hmac
 import json
 import re
 import secrets
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import parse_qs
 
+import av
 import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -89,6 +106,13 @@ _RECORDING_KEYS = {
     "mode", "timeoutSeconds", "requireSignedURLs", "allowedOrigins", "hideLiveViewerCount",
 }
 _TOKEN_KEYS = {"id", "pem", "exp", "nbf", "downloadable", "accessRules"}
+_EDIT_KEYS = {"uid", "meta", "requireSignedURLs", "scheduledDeletion", "allowedOrigins", "creator",
+              "thumbnailTimestampPct"}
+BASIC_UPLOAD_MAX = 200 * 1000 * 1000  # upload-video-file.mdx: "For files smaller than 200 MB"
+TUS_MIN_CHUNK = 5_242_880  # resumable-uploads.mdx, "Requirements" (the last chunk excepted)
+TUS_CHUNK_UNIT = 256 * 1024
+TUS_MAX_CHUNK = 209_715_200
+SEGMENT_SECONDS = 2
 _CONNECTION_STATES = {
     "connected", "reconnected", "reconnecting", "client_disconnect", "ttl_exceeded",
     "failed_to_connect", "failed_to_reconnect", "new_configuration_accepted",
@@ -141,6 +165,16 @@ class _State:
     seen: list[SeenRequest] = field(default_factory=list)
     webhook: dict[str, Any] | None = None  # {notificationUrl, modified, secret}
     destinations: list[tuple[str, str]] = field(default_factory=list)  # Notifications: (url, secret)
+    uploads: dict[str, _TusUpload] = field(default_factory=dict)  # video uid -> tus upload in progress
+    issued: dict[str, str] = field(default_factory=dict)  # token `/token` returned -> its video uid
+    hls: dict[str, Path] = field(default_factory=dict)  # video uid -> its re-segmented HLS directory
+    hls_requests: list[str] = field(default_factory=list)  # customer-domain paths of HLS served (200)
+
+
+@dataclass
+class _TusUpload:
+    length: int
+    data: bytearray = field(default_factory=bytearray)
 
 
 def _now_iso(now: datetime | None = None) -> str:
@@ -186,6 +220,9 @@ class FakeCloudflareStream:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._media_client = httpx.Client(timeout=15)
+        self._processing = threading.Event()  # cleared by hold_processing(): uploads stay "inprogress"
+        self._processing.set()
+        self._workdir = Path(tempfile.mkdtemp(prefix="fake-cloudflare-"))
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -221,7 +258,9 @@ class FakeCloudflareStream:
         server.server_close()
         if thread is not None:
             thread.join(timeout=5)
+        self._processing.set()
         self._media_client.close()
+        shutil.rmtree(self._workdir, ignore_errors=True)
         self._server = None
         self._thread = None
 
@@ -272,26 +311,53 @@ class FakeCloudflareStream:
             self._state.inputs[uid]["status"] = status
 
     def add_video(self, *, name: str = "upload", require_signed_urls: bool = True) -> dict[str, Any]:
-        """A ready video, as an upload leaves one (uploading-videos/*; the uploads themselves are
-        the next increment). Not tied to a live input: Cloudflare records no WebRTC input."""
+        """A ready video without media (no HLS to play), for tests of the API alone. Not tied to a
+        live input: Cloudflare records no WebRTC input."""
+        video = self._new_video({"name": name}, require_signed_urls=require_signed_urls)
+        video.update(readyToStream=True, readyToStreamAt=video["created"], size=4_194_304, duration=60.0,
+                     status={"state": "ready", "pctComplete": "100.000000", "errorReasonCode": "",
+                             "errorReasonText": ""})
+        with self._lock:
+            self._state.videos[video["uid"]] = video
+            return json.loads(json.dumps(video))
+
+    def _new_video(self, meta: dict[str, Any], *, require_signed_urls: bool = False,
+                   scheduled_deletion: str | None = None, state: str = "queued") -> dict[str, Any]:
         uid = secrets.token_hex(16)
         stamp = _now_iso()
         base = f"{self.customer_base}/{uid}"
-        video = {
+        return {
             "uid": uid, "creator": None, "thumbnail": f"{base}/thumbnails/thumbnail.jpg",
-            "readyToStream": True, "readyToStreamAt": stamp,
-            "status": {"state": "ready", "pctComplete": "100.000000", "errorReasonCode": "",
-                       "errorReasonText": ""},
-            "meta": {"name": name}, "created": stamp, "modified": stamp, "scheduledDeletion": None,
-            "size": 4_194_304, "preview": f"{base}/watch", "allowedOrigins": [],
-            "requireSignedURLs": require_signed_urls, "uploaded": stamp, "duration": 60.0,
-            "input": {"width": 1280, "height": 720},
+            "readyToStream": False, "readyToStreamAt": None,
+            "status": {"state": state, "pctComplete": "0", "errorReasonCode": "", "errorReasonText": ""},
+            "meta": meta, "created": stamp, "modified": stamp, "scheduledDeletion": scheduled_deletion,
+            "size": 0, "preview": f"{base}/watch", "allowedOrigins": [],
+            "requireSignedURLs": require_signed_urls, "uploaded": None, "duration": -1,
+            "input": {"width": -1, "height": -1},
             "playback": {"hls": f"{base}/manifest/video.m3u8", "dash": f"{base}/manifest/video.mpd"},
             "watermark": None, "liveInput": None,
         }
+
+    def video(self, uid: str) -> dict[str, Any] | None:
+        """A copy of the stored video object, or None."""
         with self._lock:
-            self._state.videos[uid] = video
-            return json.loads(json.dumps(video))
+            found = self._state.videos.get(uid)
+            return json.loads(json.dumps(found)) if found is not None else None
+
+    def videos(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return json.loads(json.dumps(list(self._state.videos.values())))
+
+    def hold_processing(self) -> threading.Event:
+        """Keep uploaded videos "inprogress" until the returned event is set."""
+        self._processing.clear()
+        return self._processing
+
+    @property
+    def hls_requests(self) -> list[str]:
+        """Customer-domain paths of the signed HLS files served (200), in order."""
+        with self._lock:
+            return list(self._state.hls_requests)
 
     def has_video(self, uid: str) -> bool:
         with self._lock:
@@ -414,14 +480,16 @@ class FakeCloudflareStream:
     def _handle(
         self, method: str, path: str, headers: dict[str, str], raw_body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
-        route_path = path.split("?", 1)[0]
+        route_path, _, query = path.partition("?")
         if not route_path.startswith(API_PREFIX + "/"):
             return self._customer(method, route_path, headers, raw_body)
-        status, body = self._api(method, route_path, headers, raw_body)
-        return status, ({"Content-Type": "application/json"} if body else {}), body
+        out: dict[str, str] = {}
+        status, body = self._api(method, route_path, headers, raw_body, query=query, out=out)
+        return status, ({"Content-Type": "application/json"} if body else {}) | out, body
 
     def _api(
-        self, method: str, route_path: str, headers: dict[str, str], raw_body: bytes
+        self, method: str, route_path: str, headers: dict[str, str], raw_body: bytes, *, query: str = "",
+        out: dict[str, str] | None = None,
     ) -> tuple[int, bytes]:
         match = re.fullmatch(rf"{API_PREFIX}/accounts/([^/]+)/stream(/.*)?", route_path)
         auth = headers.get("authorization", "")
@@ -447,6 +515,9 @@ class FakeCloudflareStream:
             })
 
         sub = match.group(2) or "/"
+        uploaded = self._upload_route(method, sub, headers, raw_body, query, out if out is not None else {})
+        if uploaded is not None:
+            return uploaded
         try:
             body = json.loads(raw_body) if raw_body.strip() else None
         except ValueError:
@@ -626,7 +697,16 @@ class FakeCloudflareStream:
             return 200, _envelope(video)
         if method == "DELETE":
             del self._state.videos[video_uid]
+            self._state.uploads.pop(video_uid, None)
+            directory = self._state.hls.pop(video_uid, None)
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
             return 200, None  # Cloudflare answers an empty body
+        if method == "POST":  # edit video details (securing-your-stream.mdx: requireSignedURLs)
+            fields = _validate_edit(body, video)
+            video.update(fields)
+            video["modified"] = _now_iso()
+            return 200, _envelope(video)
         return _method_not_allowed()
 
     def _video_token(self, method: str, body: Any, video_uid: str, *, ended: list[str]) -> tuple[int, Any]:
@@ -648,6 +728,7 @@ class FakeCloudflareStream:
             if key in fields:
                 claims[key] = fields[key]
         token = jwt.encode(claims, self._token_key, algorithm="RS256", headers={"kid": self._token_kid})
+        self._state.issued[token] = video_uid
         return 200, _envelope({"token": token})
 
     # the customer domain: WHIP and WHEP ----------------------------------------------
@@ -666,6 +747,9 @@ class FakeCloudflareStream:
             if uid is None:
                 return refusal
             return self._forward(kind, uid, raw_body)
+        manifest = re.fullmatch(r"/([^/]+)/manifest/(video\.m3u8|seg_\d+\.ts)", path)
+        if manifest is not None and method in ("GET", "HEAD"):
+            return self._serve_hls(path, *manifest.groups())
         session = re.fullmatch(r"/sessions/([0-9a-f]+)", path)
         if session is not None and method in ("PATCH", "DELETE"):
             with self._lock:
@@ -674,6 +758,207 @@ class FakeCloudflareStream:
                 return _text(404, "no such session")
             return self._forward_session(method, known, headers, raw_body)
         return _text(404, "Not Found")
+
+    # uploads (uploading-videos/upload-video-file.mdx, resumable-uploads.mdx) -----------------
+
+    def _upload_route(self, method: str, sub: str, headers: dict[str, str], raw: bytes, query: str,
+                      out: dict[str, str]) -> tuple[int, bytes] | None:
+        """The upload and list routes, whose bodies are no JSON; None for every other route."""
+        if sub == "/" and method == "GET":
+            search = (parse_qs(query).get("search") or [""])[0].lower()
+            with self._lock:
+                found = [v for v in self._state.videos.values() if search in str(v["meta"].get("name", "")).lower()]
+                return 200, _dump(_envelope(json.loads(json.dumps(found))))
+        if sub == "/" and method == "POST":
+            if "tus-resumable" in headers:
+                return self._tus_create(headers, out)
+            return self._basic_upload(headers, raw)
+        found = re.fullmatch(r"/([0-9a-f]+)", sub)
+        if found is not None and method in ("PATCH", "HEAD"):
+            return self._tus_chunk(method, found.group(1), headers, raw, out)
+        return None
+
+    def _basic_upload(self, headers: dict[str, str], raw: bytes) -> tuple[int, bytes]:
+        """`POST /stream`, `multipart/form-data` with the media as the input named `file`."""
+        content_type = headers.get("content-type", "")
+        if not content_type.startswith("multipart/form-data"):
+            return 400, _dump(_error_envelope({"code": BAD_REQUEST_CODE,
+                                               "message": "expected multipart/form-data or a tus upload"}))
+        if len(raw) >= BASIC_UPLOAD_MAX:  # the docs say "smaller than 200 MB"; 413 is the fake's choice
+            return 413, _dump(_error_envelope({"code": BAD_REQUEST_CODE,
+                                               "message": "basic uploads must be smaller than 200 MB: use tus"}))
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+        media = None
+        for part in message.iter_parts():
+            if part.get_param("name", header="content-disposition") == "file":
+                media = part.get_payload(decode=True)
+        if not media:
+            return 400, _dump(_error_envelope({"code": BAD_REQUEST_CODE, "message": "no form input named file"}))
+        video = self._new_video({"name": "", "filename": "upload"}, state="inprogress")
+        video["uploaded"] = _now_iso()
+        with self._lock:
+            self._state.seen.append(SeenRequest("POST", "/stream (multipart)", {"size": len(media)}))
+            self._state.videos[video["uid"]] = video
+            answer = json.loads(json.dumps(video))
+        self._start_processing(video["uid"], bytes(media))
+        return 200, _dump(_envelope(answer))
+
+    def _tus_create(self, headers: dict[str, str], out: dict[str, str]) -> tuple[int, bytes]:
+        """tus creation: `Upload-Length`, `Upload-Metadata` (name, requiresignedurls,
+        scheduleddeletion, other keys into `meta`) → 201, `Location`, `stream-media-id`."""
+        if headers.get("tus-resumable") != "1.0.0":
+            return 412, b""
+        try:
+            length = int(headers.get("upload-length", ""))
+        except ValueError:
+            return 400, _dump(_error_envelope({"code": BAD_REQUEST_CODE, "message": "Upload-Length is required"}))
+        meta: dict[str, Any] = {}
+        signed, deletion = False, None
+        for item in filter(None, (p.strip() for p in headers.get("upload-metadata", "").split(","))):
+            key, _, value = item.partition(" ")
+            text = base64.b64decode(value).decode() if value else ""
+            if key == "requiresignedurls":
+                signed = True  # "If this key is present"
+            elif key == "scheduleddeletion":
+                deletion = text
+            else:
+                meta[key] = text
+        video = self._new_video(meta, require_signed_urls=signed, scheduled_deletion=deletion,
+                                state="pendingupload")
+        if deletion is not None:
+            try:
+                _validate_edit({"scheduledDeletion": deletion}, video)
+            except BadRequest as exc:
+                return 400, _dump(_error_envelope({"code": BAD_REQUEST_CODE, "message": str(exc)}))
+        uid = video["uid"]
+        with self._lock:
+            self._state.seen.append(SeenRequest("POST", "/stream (tus)", {"length": length, "meta": meta}))
+            self._state.videos[uid] = video
+            self._state.uploads[uid] = _TusUpload(length)
+        out.update({"Location": f"{API_PREFIX}/accounts/{self.account_id}/stream/{uid}", "stream-media-id": uid,
+                    "Tus-Resumable": "1.0.0"})
+        return 201, b""
+
+    def _tus_chunk(self, method: str, uid: str, headers: dict[str, str], raw: bytes,
+                   out: dict[str, str]) -> tuple[int, bytes]:
+        with self._lock:
+            upload = self._state.uploads.get(uid)
+            if upload is None:
+                return 404, b""
+            out["Tus-Resumable"] = "1.0.0"
+            if method == "HEAD":
+                out.update({"Upload-Offset": str(len(upload.data)), "Upload-Length": str(upload.length),
+                            "Cache-Control": "no-store"})
+                return 200, b""
+            if headers.get("content-type") != "application/offset+octet-stream":
+                return 415, b""
+            if headers.get("upload-offset") != str(len(upload.data)):
+                return 409, b""  # tus: the offset must be where the server is
+            last = len(upload.data) + len(raw) >= upload.length
+            if len(raw) > TUS_MAX_CHUNK or (not last and (len(raw) < TUS_MIN_CHUNK or len(raw) % TUS_CHUNK_UNIT)):
+                return 400, _dump(_error_envelope({"code": BAD_REQUEST_CODE, "message": (
+                    "chunks must be 5,242,880 to 209,715,200 bytes and divisible by 256 KiB (but the last)")}))
+            upload.data += raw[: upload.length - len(upload.data)]
+            out["Upload-Offset"] = str(len(upload.data))
+            done = len(upload.data) >= upload.length
+            if done:
+                del self._state.uploads[uid]
+                video = self._state.videos[uid]
+                video["status"]["state"] = "inprogress"
+                video["uploaded"] = _now_iso()
+        if done:
+            self._start_processing(uid, bytes(upload.data))
+        return 204, b""
+
+    def _start_processing(self, uid: str, media: bytes) -> None:
+        threading.Thread(target=self._process, args=(uid, media), name=f"fake-cloudflare-{uid}", daemon=True).start()
+
+    def _process(self, uid: str, media: bytes) -> None:
+        """Encode, as Stream would: here the MP4 is re-segmented (no re-encode) into 2 s MPEG-TS
+        with PyAV. Then ready (`readyToStream`), and the video webhook goes out, if registered."""
+        self._processing.wait(timeout=60)
+        directory = self._workdir / uid
+        directory.mkdir(parents=True, exist_ok=True)
+        source = directory / "upload.mp4"
+        source.write_bytes(media)
+        try:
+            duration, width, height = _resegment(source, directory)
+            error = ""
+        except (av.FFmpegError, ValueError, OSError) as exc:
+            duration, width, height, error = -1, -1, -1, str(exc)
+        with self._lock:
+            video = self._state.videos.get(uid)
+            if video is None:
+                return
+            video["size"] = len(media)
+            if error:
+                video["status"] = {"state": "error", "pctComplete": "0", "errorReasonCode": "ERR_NON_VIDEO",
+                                   "errorReasonText": error[:200]}
+            else:
+                video.update(readyToStream=True, readyToStreamAt=_now_iso(), duration=duration,
+                             input={"width": width, "height": height},
+                             status={"state": "ready", "pctComplete": "100.000000", "errorReasonCode": "",
+                                     "errorReasonText": ""})
+                self._state.hls[uid] = directory
+            registered = self._state.webhook is not None
+        if registered:
+            try:
+                self.deliver_video_webhook(uid)
+            except (httpx.HTTPError, RuntimeError):
+                pass  # Cloudflare retries; a test that needs it calls deliver_video_webhook itself
+
+    def _serve_hls(self, path: str, credential: str, name: str) -> tuple[int, dict[str, str], bytes]:
+        """Signed playback of a video (securing-your-stream.mdx): the token in place of the uid on
+        every request, manifest and segments, so a copied URL stops at `exp`."""
+        with self._lock:
+            uid, refusal = self._video_for(credential)
+            if uid is None:
+                return refusal
+            directory = self._state.hls.get(uid)
+        cors = {"Access-Control-Allow-Origin": "*"}
+        if directory is None:
+            return 404, {"Content-Type": "text/plain", **cors}, b"video is not ready to stream"
+        try:
+            body = (directory / ("index.m3u8" if name == "video.m3u8" else name)).read_bytes()
+        except OSError:
+            return 404, {"Content-Type": "text/plain", **cors}, b"no such file"
+        with self._lock:
+            self._state.hls_requests.append(path)
+        kind = "application/vnd.apple.mpegurl" if name.endswith(".m3u8") else "video/mp2t"
+        return 200, {"Content-Type": kind, "Cache-Control": "no-store", **cors}, body
+
+    def _video_for(self, credential: str) -> tuple[str | None, tuple[int, dict[str, str], bytes]]:
+        """The video a playback credential opens: the bare uid of a video without signed URLs, a
+        token `/token` returned (until its `exp`), or an RS256 token of one of the account's keys
+        whose `sub` is the video. Refused: 401 (the docs name no status)."""
+        plain = self._state.videos.get(credential)
+        if plain is not None:
+            if plain.get("requireSignedURLs"):
+                return None, _text(401, "this video requires a signed URL")
+            return credential, (0, {}, b"")
+        issued = self._state.issued.get(credential)
+        try:
+            header = jwt.get_unverified_header(credential)
+        except jwt.InvalidTokenError:
+            return None, _text(404, "no such video")
+        if issued is not None:
+            public: RSAPublicKey = self._token_key.public_key()
+        else:
+            key = self._state.keys.get(str(header.get("kid", "")))
+            if key is None or header.get("alg") != "RS256":
+                return None, _text(401, "token not signed by a key of this account")
+            public = key["public"]
+        try:
+            claims = jwt.decode(credential, public, algorithms=["RS256"], options={"verify_exp": False})
+        except jwt.InvalidTokenError as exc:
+            return None, _text(401, f"invalid token: {exc}")
+        if int(claims.get("exp", 0)) <= int(time.time()):
+            return None, _text(401, "token expired")
+        uid = issued if issued is not None else str(claims.get("sub", ""))
+        if uid not in self._state.videos:
+            return None, _text(404, "no such video")
+        return uid, (0, {}, b"")
 
     def _whip_input(self, secret: str) -> tuple[str | None, tuple[int, dict[str, str], bytes]]:
         """The input a WHIP secret publishes to. The docs name no status for a wrong secret;
@@ -888,6 +1173,52 @@ def _validate_token_request(body: Any, now: int) -> dict[str, Any]:
     return dict(body)
 
 
+def _validate_edit(body: Any, video: dict[str, Any]) -> dict[str, Any]:
+    """`POST /stream/{uid}`: known fields only; `scheduledDeletion` "cannot be earlier than 30 days
+    or later than 1,096 days from the video's created timestamp" (resumable-uploads.mdx)."""
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    unknown = sorted(set(body) - _EDIT_KEYS)
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
+    fields = {k: v for k, v in body.items() if k != "uid"}
+    if "meta" in fields and not isinstance(fields["meta"], dict):
+        raise BadRequest("meta must be an object")
+    if "requireSignedURLs" in fields and not isinstance(fields["requireSignedURLs"], bool):
+        raise BadRequest("requireSignedURLs must be a boolean")
+    deletion = fields.get("scheduledDeletion")
+    if deletion is not None:
+        try:
+            when = datetime.fromisoformat(str(deletion).replace("Z", "+00:00"))
+            created = datetime.fromisoformat(str(video["created"]).replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise BadRequest("scheduledDeletion must be an RFC 3339 time") from exc
+        days = (when - created).total_seconds() / 86400
+        if not 30 <= days <= 1096:
+            raise BadRequest("scheduledDeletion must be 30 to 1,096 days after the video was created")
+    return fields
+
+
+def _resegment(source: Path, directory: Path) -> tuple[float, int, int]:
+    """The uploaded MP4 as HLS (index.m3u8, seg_N.ts, SEGMENT_SECONDS each), packets copied."""
+    with av.open(str(source)) as src:
+        streams = [s for s in src.streams if s.type in ("video", "audio")]
+        video = next((s for s in streams if s.type == "video"), None)
+        if video is None:
+            raise ValueError("the upload has no video stream")
+        with av.open(str(directory / "index.m3u8"), "w", format="hls", options={
+            "hls_time": str(SEGMENT_SECONDS), "hls_list_size": "0", "hls_playlist_type": "vod",
+            "hls_segment_filename": str(directory / "seg_%d.ts")}) as dst:
+            out = {s.index: dst.add_stream_from_template(s) for s in streams}
+            for packet in src.demux(*streams):
+                if packet.dts is None:
+                    continue
+                packet.stream = out[packet.stream.index]
+                dst.mux(packet)
+        duration = float(src.duration / av.time_base) if src.duration else 0.0
+        return duration, video.codec_context.width, video.codec_context.height
+
+
 def _not_found(message: str) -> tuple[int, Any]:
     return 404, _error_envelope({"code": NOT_FOUND_CODE, "message": message})
 
@@ -934,10 +1265,10 @@ def _make_handler(fake: FakeCloudflareStream) -> type[BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            if payload:
+            if payload and self.command != "HEAD":
                 self.wfile.write(payload)
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # keep test output quiet

@@ -23,10 +23,13 @@ import base64
 import json
 import os
 import re
+import secrets
 import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import jwt
@@ -39,7 +42,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from liveclass.errors import InvalidInput, MediaBackendError
 from liveclass.media.events import SignatureError, sign_webhook, verify_webhook
 from liveclass.mediabackends.base import LiveInput, MediaBackend
-from liveclass.mediabackends.cloudflare import CloudflareBackend, LiveInputStatus, SigningKey, load_signing_key
+from liveclass.mediabackends.cloudflare import (
+    CloudflareBackend,
+    LiveInputStatus,
+    RecordedVideo,
+    SigningKey,
+    load_signing_key,
+)
 from liveclass.mediabackends.cloudflare_notifications import is_test_message, parse_live_input_event
 from tests.fakes.cloudflare import FakeCloudflareStream, MediaServer
 from tests.media.support import KEY as MEDIA_KEY
@@ -900,3 +909,153 @@ def test_parse_live_input_event_rejects_other_bodies(body: bytes) -> None:
     """stream-live/webhooks.mdx: only the documented bodies are live input events."""
     with pytest.raises(InvalidInput):
         parse_live_input_event(body)
+
+
+# -- uploads and signed HLS playback of videos (the Cloudflare path's replays) ----------------
+
+
+def make_mp4(path: Path, seconds: float = 4.0) -> Path:
+    """A small real video: H.264 (a keyframe a second) and AAC, as the recorder's remux makes."""
+    import av
+
+    fps = 30
+    with av.open(str(path), "w", format="mp4") as out:
+        video = out.add_stream("libx264", rate=fps, options={"g": str(fps), "preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = 320, 240, "yuv420p"
+        audio = out.add_stream("aac", rate=48000)
+        audio.layout = "mono"  # type: ignore[union-attr]
+        for i in range(int(seconds * fps)):
+            frame = av.VideoFrame(320, 240, "yuv420p")
+            for plane in frame.planes:
+                plane.update(bytes([(i * 5) % 256]) * plane.buffer_size)
+            frame.pts = i
+            for packet in video.encode(frame):
+                out.mux(packet)
+        samples = 1024
+        for i in range(int(seconds * 48000 / samples)):
+            sound = av.AudioFrame(format="fltp", layout="mono", samples=samples)
+            sound.planes[0].update(bytes(samples * 4))
+            sound.sample_rate, sound.pts = 48000, i * samples
+            for packet in audio.encode(sound):
+                out.mux(packet)
+        for stream in (video, audio):
+            for packet in stream.encode(None):
+                out.mux(packet)
+    return path
+
+
+def _ready(backend: CloudflareBackend, uid: str, timeout: float = 120.0) -> RecordedVideo:
+    deadline = time.monotonic() + timeout
+    while True:
+        video = backend.get_video(uid)
+        assert video is not None
+        if video.ready or video.failed or time.monotonic() > deadline:
+            return video
+        time.sleep(0.5)
+
+
+def _hls_frames(url: str) -> int:
+    import av
+
+    with av.open(url) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+@pytest.fixture(scope="module")
+def mp4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_mp4(tmp_path_factory.mktemp("upload") / "class.mp4")
+
+
+def test_a_basic_upload_becomes_a_signed_video_that_plays_over_signed_hls(
+    target: Target, backend: CloudflareBackend, mp4: Path
+) -> None:
+    """uploading-videos/upload-video-file.mdx ("Upload with the Stream API": multipart, input `file`,
+    under 200 MB); the video object's `status.state` and `readyToStream` (API reference, "Video
+    details"); securing-your-stream.mdx, "Option 2" (a token signed with our key, `sub` = video uid,
+    "in place of the video id") for `…/manifest/video.m3u8`; a video requiring signed URLs refuses
+    the bare uid, an expired and a forged token."""
+    name = f"contract-basic-{secrets.token_hex(4)}"
+    deletion = datetime.now(UTC) + timedelta(days=45)
+    uid = backend.upload_video(mp4, meta={"name": name, "liveclass_input": "contract"}, scheduled_deletion=deletion)
+    try:
+        video = _ready(backend, uid)
+        assert video.ready, video
+        assert video.require_signed_urls and video.meta["name"] == name and video.meta["liveclass_input"] == "contract"
+        assert video.scheduled_deletion is not None and video.scheduled_deletion.startswith(f"{deletion:%Y-%m-%d}")
+        assert [v.uid for v in backend.find_videos(name)] == [uid]  # manage-video-library/searching.mdx
+        signed = backend.replay_url(uid, user_id="7", ttl=600)
+        assert signed.endswith("/manifest/video.m3u8") and f"/{uid}/" not in signed
+        assert _hls_frames(target.reach(signed)) >= 100  # 4 s at 30 fps, decoded from the segments
+        with httpx.Client(timeout=10) as client:
+            assert 400 <= client.get(target.reach(backend.hls_url(uid))).status_code < 500  # unsigned
+            expired = backend.sign_play_token(uid, now=time.time() - 7200, ttl=60)
+            assert 400 <= client.get(target.reach(backend.hls_url(expired))).status_code < 500
+            forged = jwt.encode({"sub": uid, "kid": backend.signing_key_id, "exp": int(time.time()) + 600},
+                                rsa.generate_private_key(public_exponent=65537, key_size=2048),
+                                algorithm="RS256", headers={"kid": backend.signing_key_id})
+            assert 400 <= client.get(target.reach(backend.hls_url(forged))).status_code < 500
+            # "Option 1": the /token endpoint's token plays too
+            issued = backend.signed_playback_token(uid, 600)
+            assert client.get(target.reach(backend.hls_url(issued))).status_code == 200
+    finally:
+        backend.delete_video(uid)
+    assert backend.get_video(uid) is None
+    backend.delete_video(uid)  # idempotent
+
+
+def test_a_tus_upload_carries_its_options_in_upload_metadata(target: Target, mp4: Path) -> None:
+    """uploading-videos/resumable-uploads.mdx: tus (`Tus-Resumable: 1.0.0`, `Upload-Length`),
+    "Supported options in Upload-Metadata" (`name`, `requiresignedurls`, `scheduleddeletion`,
+    arbitrary keys into `meta`), "Get the video ID when using tus" (`stream-media-id`)."""
+    tus = target.backend()
+    tus.tus_threshold = 0  # every file by tus, as a class over 200 MB would go
+    name = f"contract-tus-{secrets.token_hex(4)}"
+    deletion = datetime.now(UTC) + timedelta(days=40)
+    uid = tus.upload_video(mp4, meta={"name": name, "liveclass_input": "contract"}, scheduled_deletion=deletion)
+    try:
+        video = _ready(tus, uid)
+        assert video.ready and video.require_signed_urls, video
+        assert video.meta.get("name") == name and video.meta.get("liveclass_input") == "contract"
+        assert video.scheduled_deletion is not None and video.scheduled_deletion.startswith(f"{deletion:%Y-%m-%d}")
+        assert _hls_frames(target.reach(tus.replay_url(uid, user_id="7", ttl=600))) >= 100
+    finally:
+        tus.delete_video(uid)
+
+
+def test_get_video_of_an_unknown_uid_is_none(backend: CloudflareBackend) -> None:
+    """API reference, "Retrieve video details": an unknown uid is a 404 (here: None)."""
+    assert backend.get_video(secrets.token_hex(16)) is None
+
+
+def test_fake_refuses_tus_chunks_against_the_documented_sizes(fake: FakeCloudflareStream) -> None:
+    """resumable-uploads.mdx, "Requirements": chunks of at least 5,242,880 bytes and divisible by
+    256 KiB, but the last; the offset must be where the upload is (tus)."""
+    base = f"{fake.url}/accounts/{fake.account_id}/stream"
+    auth = {"Authorization": f"Bearer {fake.api_token}", "Tus-Resumable": "1.0.0"}
+    with httpx.Client(timeout=10) as client:
+        created = client.post(base, headers={**auth, "Upload-Length": str(12 * 1024 * 1024)})
+        assert created.status_code == 201 and created.headers["stream-media-id"]
+        url = fake.origin + created.headers["location"]
+        chunk = {**auth, "Content-Type": "application/offset+octet-stream"}
+        assert client.patch(url, content=b"x" * 1024, headers={**chunk, "Upload-Offset": "0"}).status_code == 400
+        assert client.patch(url, content=b"x" * 5_242_880, headers={**chunk, "Upload-Offset": "7"}).status_code == 409
+        done = client.patch(url, content=b"x" * 5_242_880, headers={**chunk, "Upload-Offset": "0"})
+        assert done.status_code == 204 and done.headers["upload-offset"] == "5242880"
+        assert client.head(url, headers=auth).headers["upload-offset"] == "5242880"
+        form = client.post(base, headers={"Authorization": f"Bearer {fake.api_token}"}, files={"other": b"x"})
+        assert form.status_code == 400  # no input named file
+
+
+def test_fake_video_goes_from_processing_to_ready_and_tells_the_webhook(
+    fake: FakeCloudflareStream, fake_backend: CloudflareBackend, mp4: Path
+) -> None:
+    """The video's `status.state` moves from "inprogress" to "ready" with `readyToStream`, and the
+    video webhook is sent "when a video ... is ready to stream" (using-webhooks.mdx)."""
+    hold = fake.hold_processing()
+    uid = fake_backend.upload_video(mp4, meta={"name": "processing"})
+    video = fake_backend.get_video(uid)
+    assert video is not None and video.state == "inprogress" and not video.ready_to_stream
+    assert 400 <= httpx.get(fake.loopback(fake_backend.replay_url(uid, user_id="1", ttl=60))).status_code < 500
+    hold.set()
+    assert _ready(fake_backend, uid).ready
+    fake_backend.delete_video(uid)

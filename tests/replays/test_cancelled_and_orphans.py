@@ -82,23 +82,27 @@ def test_housekeeping_deletes_cancelled_classes_recordings_and_orphans_only(
     streams.cancel_stream(instructor, cancelled.pk, backend=backend)
     kept = new_stream("Kept")
     streams.end_stream(instructor, kept.pk, backend=backend)
-    # Cloudflare records no WebRTC input: videos stand in for the recordings uploaded after class.
-    uids = {name: fake.add_video(name=stream.title)["uid"]
-            for name, stream in (("cancelled", cancelled), ("kept", kept), ("second", kept))}
+    # Cloudflare records no WebRTC input: the media server records each class (pulling it over
+    # WHEP) and announces it as it does its own; the upload leaves a Stream video per recording.
     now = clock.now()
-    doomed = replays.record_ready(backend_name="cloudflare", input_id=cancelled.input_id,
-                                  recording_id=uids["cancelled"], duration=60, size=1, location="", at=now)
-    first = replays.record_ready(backend_name="cloudflare", input_id=kept.input_id, recording_id=uids["kept"],
+    doomed = replays.record_ready(backend_name="embedded", input_id=cancelled.input_id,
+                                  recording_id="rec-cancelled", duration=60, size=1, location="", at=now)
+    first = replays.record_ready(backend_name="embedded", input_id=kept.input_id, recording_id="rec-kept",
                                  duration=60, size=1, location="", at=now)
-    replays.record_ready(backend_name="cloudflare", input_id=kept.input_id, recording_id=uids["second"],
+    replays.record_ready(backend_name="embedded", input_id=kept.input_id, recording_id="rec-second",
                          duration=60, size=1, location="", at=now)
     assert doomed is not None and first is not None and doomed.in_catalog
+    assert doomed.media_backend == first.media_backend == "cloudflare"  # the recorder's, for a Cloudflare class
+    uids = {}
+    for name, row in (("cancelled", doomed), ("kept", first)):
+        uids[name] = fake.add_video(name=row.stream.title)["uid"]
+        Recording.objects.filter(pk=row.pk).update(video_uid=uids[name], video_state="ready")
 
     report = housekeeping.run(backend)  # at once: no retention wait for these
     assert report.deleted == [doomed.pk]
-    assert report.orphans_deleted == [uids["second"]]
+    assert report.orphans_deleted == ["rec-second"]
     assert not report.failed and not report.orphans_failed
-    assert not fake.has_video(uids["cancelled"]) and not fake.has_video(uids["second"])
+    assert not fake.has_video(uids["cancelled"])  # the Stream video goes with the recording
     assert fake.has_video(uids["kept"])
     doomed.refresh_from_db()
     first.refresh_from_db()

@@ -29,10 +29,11 @@ def _recorded(make_stream, instructor, backend, fake, *, in_catalog: bool) -> Re
         title="Recorded", scheduled_start=clock.now() + timedelta(hours=1)), backend=backend)
     streams.start_stream(instructor, stream.pk)
     streams.end_stream(instructor, stream.pk, backend=backend)
-    # Cloudflare records no WebRTC input: the video stands in for the recording uploaded after class.
+    # Cloudflare records no WebRTC input: the media server recorded it (a pull over WHEP) and the
+    # upload left a Stream video (replays/uploads.py).
     uid = fake.add_video(name=stream.title)["uid"]
-    return Recording.objects.create(stream=stream, media_backend="cloudflare", recording_id=uid,
-                                    ready_at=clock.now(), in_catalog=in_catalog)
+    return Recording.objects.create(stream=stream, media_backend="cloudflare", recording_id=f"rec-{stream.pk}",
+                                    ready_at=clock.now(), in_catalog=in_catalog, video_uid=uid, video_state="ready")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -60,4 +61,4 @@ def test_deletes_only_expired_non_catalog_recordings_once_even_when_run_twice_at
     kept_out.refresh_from_db()
     catalog.refresh_from_db()
     assert kept_out.files_deleted_at is not None and catalog.files_deleted_at is None
-    assert not fake.has_video(kept_out.recording_id) and fake.has_video(catalog.recording_id)
+    assert not fake.has_video(kept_out.video_uid) and fake.has_video(catalog.video_uid)

@@ -93,6 +93,12 @@ class WebConfig(_SharedMedia):
         "", description="Secret Cloudflare generated for the Stream video webhook (Webhook-Signature); "
         "liveclass cloudflare setup registers the webhook and stores it."
     )
+    CLOUDFLARE_REPLAYS: Literal["cloudflare", "local", "off"] = Field(
+        "cloudflare", description="MEDIA_BACKEND=cloudflare: Cloudflare records no WebRTC input, so the media "
+        "server (at MEDIA_INTERNAL_URL) records each class by pulling it over signed WHEP. cloudflare: the "
+        "recording is uploaded to Stream and replayed through Cloudflare's signed HLS; local: replayed from the "
+        "media server's files (MEDIA_PUBLIC_URL); off: classes are not recorded."
+    )
 
     REPLAY_DAYS: int = Field(7, ge=1, le=60, description="Days after a class ends that enrolled users can replay it.")
     CATALOG_AFTER_DAYS: int = Field(
@@ -143,6 +149,15 @@ class WebConfig(_SharedMedia):
         if self.MEDIA_BACKEND == "cloudflare":
             return f"https://customer-{self.CLOUDFLARE_STREAM_CUSTOMER_CODE}.cloudflarestream.com"
         return _origin(self.media_public_url)
+
+    @property
+    def media_origins(self) -> list[str]:
+        """Every origin pages fetch media from: `media_origin`, and on the Cloudflare path with
+        CLOUDFLARE_REPLAYS=local the media server's too (replays come from its files)."""
+        origins = [self.media_origin]
+        if self.MEDIA_BACKEND == "cloudflare" and self.CLOUDFLARE_REPLAYS == "local":
+            origins.append(_origin(self.media_public_url))
+        return origins
 
     @property
     def apple_origin(self) -> str:

@@ -54,6 +54,11 @@ class MediaBackend(Protocol):
     def replay_url(self, recording_id: str, *, user_id: str, ttl: int) -> str:
         """A signed HLS playlist URL for a recording that stops working after `ttl` seconds."""
 
+    def record_input(self, input_id: str, *, whep_url: str, ends_at: datetime | None) -> None:
+        """A publisher connected to `input_id`: make sure its broadcast is recorded. Engines that
+        record what they receive do nothing; Cloudflare (which records no WebRTC input) has the
+        media server pull it over signed WHEP. Raise `MediaBackendError` if it cannot."""
+
     def input_state(self, input_id: str) -> InputState:
         """Live or not and the viewer count; never raises (unknown values are None)."""
 

@@ -23,8 +23,9 @@ import binascii
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote
@@ -36,12 +37,21 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from liveclass.errors import MediaBackendError
 from liveclass.mediabackends.base import InputState, LiveInput, PlayTarget
+from liveclass.mediabackends.embedded import EmbeddedBackend
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_SECONDS: Final = 10.0
 MAX_PLAYBACK_TOKEN_SECONDS: Final = 24 * 3600
 DEFAULT_PLAY_TTL_SECONDS: Final = 300
+# uploading-videos/upload-video-file.mdx: "For files smaller than 200 MB, you can use simple
+# form-based uploads"; resumable-uploads.mdx: "over 200 MB, you must use the tus protocol".
+BASIC_UPLOAD_MAX: Final = 200 * 1000 * 1000
+# resumable-uploads.mdx, "Requirements": chunks of at least 5,242,880 bytes (but the last),
+# divisible by 256 KiB, at most 209,715,200; 52,428,800 recommended on a reliable link.
+TUS_CHUNK: Final = 52_428_800
+TUS_RESUMABLE: Final = "1.0.0"
+PUBLISH_GRACE_SECONDS: Final = 30 * 60  # a pull's WHEP token outlives the class's scheduled end by this
 NO_SIGNING_KEY: Final = (
     "Cloudflare WHEP playback needs a signing key (the live inputs require signed URLs): run "
     "`liveclass cloudflare setup` and set CLOUDFLARE_SIGNING_KEY_ID and CLOUDFLARE_SIGNING_KEY_PEM"
@@ -95,6 +105,12 @@ class RecordedVideo:
     require_signed_urls: bool
     scheduled_deletion: str | None
     created: str | None
+    meta: dict[str, str] = field(default_factory=dict)
+    error: str = ""  # status.errorReasonCode/Text when processing failed
+
+    @property
+    def failed(self) -> bool:
+        return self.state == "error"
 
     @property
     def ready(self) -> bool:
@@ -169,6 +185,9 @@ class CloudflareBackend:
         signing_key_id: str = "",
         signing_key_pem: str = "",
         play_ttl: int = DEFAULT_PLAY_TTL_SECONDS,
+        recorder: EmbeddedBackend | None = None,
+        tus_threshold: int = BASIC_UPLOAD_MAX,
+        tus_chunk: int = TUS_CHUNK,
     ) -> None:
         if not 0 < play_ttl <= MAX_PLAYBACK_TOKEN_SECONDS:
             raise ValueError(f"play_ttl must be within 1..{MAX_PLAYBACK_TOKEN_SECONDS}")
@@ -181,6 +200,11 @@ class CloudflareBackend:
         self._signing_key: RSAPrivateKey | None = None
         self._key_lock = threading.Lock()
         self._stream_base = f"{self.api_base}/accounts/{quote(account_id, safe='')}/stream"
+        # The media server that records classes by pulling them over WHEP (media/pull.py); None:
+        # classes on this backend are not recorded (CLOUDFLARE_REPLAYS=off).
+        self.recorder = recorder
+        self.tus_threshold = tus_threshold
+        self.tus_chunk = tus_chunk
         self._client = httpx.Client(
             headers={
                 "Authorization": f"Bearer {api_token}",
@@ -255,7 +279,14 @@ class CloudflareBackend:
         recordings to lose (webrtc-beta.mdx, "Limitations").
 
         Idempotent: a 404 at either step means the input is already gone, which is the goal.
+        The recorder's pull is stopped first, so the recording is finalized at once (not a grace
+        period after the cut).
         """
+        if self.recorder is not None:
+            try:
+                self.recorder.stop_pull(input_id)
+            except MediaBackendError as exc:  # the pull still ends with the session, after the grace period
+                log.warning("could not stop the recording pull of %s: %s", input_id, exc)
         gone = self._call(
             "POST",
             f"/live_inputs/{_seg(input_id)}/rotate_keys",
@@ -281,8 +312,21 @@ class CloudflareBackend:
         return PlayTarget(whep_url=signed_whep_url(whep_url, input_id, self.sign_play_token(input_id)),
                           token=None)
 
+    def record_input(self, input_id: str, *, whep_url: str, ends_at: datetime | None) -> None:
+        """Cloudflare records no WebRTC input (webrtc-beta.mdx, "Limitations"): have the recorder
+        (the media server) pull the class over WHEP, signed like a viewer's URL, with a token that
+        lives until the class's scheduled end plus half an hour (at most 24 h). Idempotent."""
+        if self.recorder is None:
+            return
+        now = time.time()
+        until = ends_at.timestamp() + PUBLISH_GRACE_SECONDS if ends_at is not None else now + self.play_ttl
+        ttl = int(min(MAX_PLAYBACK_TOKEN_SECONDS, max(self.play_ttl, until - now)))
+        signed = signed_whep_url(whep_url, input_id, self.sign_play_token(input_id, ttl=ttl, now=now))
+        self.recorder.start_pull(input_id, whep_url=signed, ends_at=ends_at)
+
     def sign_play_token(self, input_id: str, *, now: float | None = None, ttl: int | None = None) -> str:
-        """An RS256 token for `input_id`, signed locally (securing-your-stream.mdx, "Option 2")."""
+        """An RS256 token for `input_id` (a live input or a video uid), signed locally
+        (securing-your-stream.mdx, "Option 2")."""
         lifetime = self.play_ttl if ttl is None else ttl
         if not 0 < lifetime <= MAX_PLAYBACK_TOKEN_SECONDS:
             raise ValueError(f"ttl must be within 1..{MAX_PLAYBACK_TOKEN_SECONDS}")
@@ -393,11 +437,17 @@ class CloudflareBackend:
             return InputState(live=None, viewers=None)
 
     def finalize_dangling_recordings(self) -> list[str]:
-        return []  # Cloudflare finishes its own recordings
+        """The recorder's: what a crash of the media server left open."""
+        return self.recorder.finalize_dangling_recordings() if self.recorder is not None else []
 
     def delete_recording(self, recording_id: str) -> None:
-        """Delete a recorded video. Idempotent: an unknown video is fine."""
-        self._call("DELETE", f"/{_seg(recording_id)}", what=f"delete video {recording_id}", missing_ok=True)
+        """Delete the recorder's files of a recording (its Stream video: `delete_video`). Idempotent."""
+        if self.recorder is not None:
+            self.recorder.delete_recording(recording_id)
+
+    def delete_video(self, video_uid: str) -> None:
+        """`DELETE /stream/{uid}`. Idempotent: an unknown video is fine."""
+        self._call("DELETE", f"/{_seg(video_uid)}", what=f"delete video {video_uid}", missing_ok=True)
 
     def signed_playback_token(
         self, video_uid: str, exp_seconds: int = 3600, *, now: float | None = None
@@ -420,9 +470,106 @@ class CloudflareBackend:
         return _expect_str(data.get("token"), f"{what}: token")
 
     def replay_url(self, recording_id: str, *, user_id: str, ttl: int) -> str:
-        """Signed HLS URL: the 7-day window is enforced here, by expiring tokens, because
-        Cloudflare's own deletion minimum is 30 days."""
-        return self.hls_url(self.signed_playback_token(recording_id, min(ttl, MAX_PLAYBACK_TOKEN_SECONDS)))
+        """Signed HLS URL of video `recording_id` (a video uid): the token in place of the uid
+        (securing-your-stream.mdx, "Step 3"), signed locally with the account's key like the WHEP
+        URLs (no API call per viewer), or by `/token` when no key is configured. The replay window
+        is enforced by web before it signs, and by the token's `exp`."""
+        lifetime = min(ttl, MAX_PLAYBACK_TOKEN_SECONDS)
+        if self.signs_playback:
+            return self.hls_url(self.sign_play_token(recording_id, ttl=lifetime))
+        return self.hls_url(self.signed_playback_token(recording_id, lifetime))
+
+    # -- uploads (the recorder's recordings become Stream videos) ---------------------------
+
+    def upload_video(self, path: Path, *, meta: dict[str, str], scheduled_deletion: datetime | None = None) -> str:
+        """Upload one MP4 as a video that requires signed URLs; its uid.
+
+        Under `tus_threshold` (200 MB) a basic form upload (`POST /stream`, field `file`:
+        uploading-videos/upload-video-file.mdx), whose answer is the video, then `POST
+        /stream/{uid}` sets `meta`, `requireSignedURLs` and `scheduledDeletion` (the basic upload
+        takes no options). Above it, tus (resumable-uploads.mdx): `Upload-Metadata` carries
+        `name`, `requiresignedurls`, `scheduleddeletion` and the other `meta` keys ("Setting
+        arbitrary metadata values in the Upload-Metadata header sets values in the meta key"), so
+        the video is signed from its first byte. `meta["name"]` names it."""
+        size = path.stat().st_size
+        if size <= 0:
+            raise MediaBackendError(f"nothing to upload: {path.name} is empty")
+        if size < self.tus_threshold:
+            uid = self._upload_form(path)
+            self.edit_video(uid, meta=meta, scheduled_deletion=scheduled_deletion)
+            return uid
+        return self._upload_tus(path, size, meta, scheduled_deletion)
+
+    def _upload_form(self, path: Path) -> str:
+        what = f"upload {path.name}"
+        with path.open("rb") as handle:
+            result = self._call("POST", "", what=what, files={"file": (path.name, handle, "video/mp4")},
+                                timeout=max(60.0, path.stat().st_size / 1_000_000))
+        return _expect_str(_expect_object(result, what).get("uid"), f"{what}: uid")
+
+    def _upload_tus(self, path: Path, size: int, meta: dict[str, str], scheduled_deletion: datetime | None) -> str:
+        what = f"tus upload {path.name}"
+        metadata = dict(meta)
+        metadata["requiresignedurls"] = ""  # "If this key is present, ... required to use signed URLs"
+        if scheduled_deletion is not None:
+            metadata["scheduleddeletion"] = _iso(scheduled_deletion)
+        header = ",".join(f"{key} {base64.b64encode(value.encode()).decode()}" if value else key
+                          for key, value in metadata.items())
+        created = self._send("POST", self._stream_base, what=what, headers={
+            "Tus-Resumable": TUS_RESUMABLE, "Upload-Length": str(size), "Upload-Metadata": header})
+        location = created.headers.get("location")
+        # resumable-uploads.mdx, "Get the video ID when using tus": read stream-media-id, not the URL.
+        uid = created.headers.get("stream-media-id")
+        if created.status_code != 201 or not location or not uid:
+            raise _failure(what, created.status_code, _error_list(_decode_envelope(created)), False)
+        upload_url = str(httpx.URL(self._stream_base).join(location))
+        offset, attempts = 0, 0
+        with path.open("rb") as handle:
+            while offset < size:
+                handle.seek(offset)
+                chunk = handle.read(self.tus_chunk)
+                try:
+                    response = self._send("PATCH", upload_url, what=what, content=chunk, headers={
+                        "Tus-Resumable": TUS_RESUMABLE, "Upload-Offset": str(offset),
+                        "Content-Type": "application/offset+octet-stream"}, timeout=max(60.0, len(chunk) / 1_000_000))
+                except MediaBackendError:
+                    response = None
+                if response is not None and response.status_code == 204:
+                    offset = int(response.headers.get("upload-offset", offset + len(chunk)))
+                    continue
+                attempts += 1
+                if attempts > 3:
+                    status = response.status_code if response is not None else 0
+                    raise MediaBackendError(f"Cloudflare Stream API error ({what}): chunk at {offset} refused "
+                                            f"(HTTP {status}) after {attempts} attempts", status=status)
+                # tus: ask the server where it is (HEAD → Upload-Offset) and resume from there
+                head = self._send("HEAD", upload_url, what=what, headers={"Tus-Resumable": TUS_RESUMABLE})
+                offset = int(head.headers.get("upload-offset", offset))
+        return uid
+
+    def edit_video(self, uid: str, *, meta: dict[str, str], scheduled_deletion: datetime | None) -> None:
+        """`POST /stream/{uid}`: signed URLs required, `meta`, and `scheduledDeletion` (30 to 1,096
+        days after the video's creation: resumable-uploads.mdx, "scheduleddeletion")."""
+        body: dict[str, Any] = {"uid": uid, "requireSignedURLs": True, "meta": meta}
+        if scheduled_deletion is not None:
+            body["scheduledDeletion"] = _iso(scheduled_deletion)
+        self._call("POST", f"/{_seg(uid)}", body=body, what=f"edit video {uid}")
+
+    def get_video(self, uid: str) -> RecordedVideo | None:
+        """`GET /stream/{uid}`: the video and its processing state (None: there is none)."""
+        what = f"get video {uid}"
+        result = self._call("GET", f"/{_seg(uid)}", what=what, missing_ok=True)
+        return _parse_recorded_video(_expect_object(result, what), what) if result else None
+
+    def find_videos(self, name: str) -> list[RecordedVideo]:
+        """Videos whose name matches (`GET /stream?search=`: manage-video-library/searching.mdx),
+        exact names only: an upload that died after Cloudflare made the video is found again."""
+        what = f"search videos named {name}"
+        result = self._call("GET", "", what=what, params={"search": name})
+        if not isinstance(result, list):
+            return []
+        videos = [_parse_recorded_video(_expect_object(item, what), what) for item in result]
+        return [video for video in videos if video.meta.get("name") == name]
 
     def hls_url(self, video_uid_or_token: str) -> str:
         """HLS manifest URL for a recording (pass a signed token for signed videos)."""
@@ -438,6 +585,21 @@ class CloudflareBackend:
 
     # -- transport ---------------------------------------------------------------------
 
+    def _send(self, method: str, url: str, *, what: str, timeout: float | None = None, **kwargs: Any) -> httpx.Response:
+        """One request; transport failures become `MediaBackendError` (the token never shows)."""
+        try:
+            if timeout is not None:
+                kwargs["timeout"] = httpx.Timeout(timeout, connect=5.0)
+            return self._client.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise MediaBackendError(
+                f"Cloudflare Stream API timed out ({what}): {type(exc).__name__}"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise MediaBackendError(
+                f"Cloudflare Stream API unreachable ({what}): {exc or type(exc).__name__}"
+            ) from exc
+
     def _call(
         self,
         method: str,
@@ -447,22 +609,16 @@ class CloudflareBackend:
         body: dict[str, Any] | None = None,
         missing_ok: bool = False,
         missing: Any = None,
+        **kwargs: Any,
     ) -> Any:
         """Send one request and return the envelope's ``result``.
 
         With `missing_ok`, a 404 answer returns `missing` instead of raising.
         """
         url = self._stream_base + path
-        try:
-            response = self._client.request(method, url, json=body)
-        except httpx.TimeoutException as exc:
-            raise MediaBackendError(
-                f"Cloudflare Stream API timed out ({what}): {type(exc).__name__}"
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise MediaBackendError(
-                f"Cloudflare Stream API unreachable ({what}): {exc or type(exc).__name__}"
-            ) from exc
+        if body is not None:
+            kwargs["json"] = body
+        response = self._send(method, url, what=what, **kwargs)
 
         status = response.status_code
         if status == 404 and missing_ok:
@@ -490,6 +646,11 @@ def signed_whep_url(whep_url: str, input_id: str, token: str) -> str:
         raise MediaBackendError(f"stored WHEP URL does not end in /{input_id}/webRTC/play")
     return f"{head}/{token}/webRTC/play"
 
+
+
+def _iso(when: datetime) -> str:
+    """RFC 3339 in UTC, as Cloudflare writes `scheduledDeletion`."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _seg(value: str) -> str:
@@ -608,7 +769,13 @@ def _parse_recorded_video(data: dict[str, Any], what: str) -> RecordedVideo:
     duration: float | None = None
     if isinstance(raw_duration, int | float) and not isinstance(raw_duration, bool):
         duration = float(raw_duration) if raw_duration >= 0 else None
+    meta = data.get("meta")
+    error = ""
+    if isinstance(status, dict):
+        error = str(status.get("errorReasonCode") or status.get("errReasonCode") or status.get("errorReasonText") or "")
     return RecordedVideo(
+        meta={str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {},
+        error=error,
         uid=_expect_str(data.get("uid"), f"{what}: uid"),
         live_input=_opt_str(data.get("liveInput")),
         state=_opt_str(status.get("state")) if isinstance(status, dict) else None,

@@ -71,6 +71,45 @@ class EmbeddedBackend:
         ttl = max(end + PUBLISH_GRACE - now, PUBLISH_MIN_TTL)
         return sign_token(self.signing_key, sub=input_id, role="publish", ttl=ttl, now=now, end=end)
 
+    def record_input(self, input_id: str, *, whep_url: str, ends_at: datetime | None) -> None:
+        """Nothing to do: the media server records what is published to it."""
+
+    # pulls: the media server as Cloudflare's recorder (media/pull.py) ------------------------
+
+    def start_pull(self, input_id: str, *, whep_url: str, ends_at: datetime | None) -> bool:
+        """`POST /pulls/{input_id}`: play `whep_url` (a signed WHEP URL elsewhere) and record it
+        like a WHIP broadcast; True if a new pull started (False: one was running)."""
+        body: dict[str, object] = {"whep_url": whep_url}
+        if ends_at is not None:
+            body["ends_at"] = int(ends_at.timestamp())
+        response = self._operator("POST", f"/pulls/{input_id}", input_id, json=body, what="start a recording pull")
+        if response.status_code not in (200, 202):
+            raise MediaBackendError(f"media server refused to pull input {input_id}: "
+                                    f"{response.status_code} {response.text[:200]}")
+        return response.status_code == 202
+
+    def stop_pull(self, input_id: str) -> None:
+        """`DELETE /pulls/{input_id}`: the class is over; its recording is finalized now."""
+        response = self._operator("DELETE", f"/pulls/{input_id}", input_id, what="stop a recording pull")
+        if response.status_code not in (200, 404):
+            raise MediaBackendError(f"media server refused to stop pulling input {input_id}: "
+                                    f"{response.status_code} {response.text[:200]}")
+
+    def recording_source_url(self, recording_id: str, *, ttl: int = 3600) -> str:
+        """The recording's playlist on the internal URL, for web itself (the Cloudflare upload
+        remuxes it from there: web and the media server need not share a disk)."""
+        token = sign_token(self.signing_key, sub=recording_id, role="replay", ttl=ttl, uid="web")
+        return f"{self.internal_url}/recordings/{recording_id}/{PLAYLIST}?token={token}"
+
+    def _operator(self, method: str, path: str, subject: str, *, what: str,
+                  json: dict[str, object] | None = None) -> httpx.Response:
+        token = sign_token(self.signing_key, sub=subject, role="operator", ttl=60)
+        try:
+            return httpx.request(method, f"{self.internal_url}{path}", json=json,
+                                 headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
+        except httpx.HTTPError as exc:
+            raise MediaBackendError(f"media server unreachable ({what}): {exc}") from exc
+
     def replay_url(self, recording_id: str, *, user_id: str, ttl: int) -> str:
         # The media server checks this token on the playlist and on every segment.
         token = sign_token(self.signing_key, sub=recording_id, role="replay", ttl=ttl, uid=user_id)

@@ -17,6 +17,15 @@ from liveclass.mediabackends.base import MediaBackend
 @lru_cache(maxsize=1)
 def get_backend() -> MediaBackend:
     config = web_config()
+    from liveclass.mediabackends.embedded import EmbeddedBackend
+
+    embedded = EmbeddedBackend(
+        public_url=config.media_public_url,
+        internal_url=config.media_internal_url,
+        signing_key=config.MEDIA_SIGNING_KEY,
+        play_ttl=config.PLAY_TOKEN_TTL,
+        publish_ttl=config.PUBLISH_TOKEN_TTL,
+    )
     if config.MEDIA_BACKEND == "cloudflare":
         from liveclass.mediabackends.cloudflare import CloudflareBackend
 
@@ -28,13 +37,7 @@ def get_backend() -> MediaBackend:
             signing_key_id=config.CLOUDFLARE_SIGNING_KEY_ID,
             signing_key_pem=config.CLOUDFLARE_SIGNING_KEY_PEM,
             play_ttl=config.PLAY_TOKEN_TTL,
+            # Cloudflare records no WebRTC input: the media server records by pulling over WHEP.
+            recorder=embedded if config.CLOUDFLARE_REPLAYS != "off" else None,
         )
-    from liveclass.mediabackends.embedded import EmbeddedBackend
-
-    return EmbeddedBackend(
-        public_url=config.media_public_url,
-        internal_url=config.media_internal_url,
-        signing_key=config.MEDIA_SIGNING_KEY,
-        play_ttl=config.PLAY_TOKEN_TTL,
-        publish_ttl=config.PUBLISH_TOKEN_TTL,
-    )
+    return embedded

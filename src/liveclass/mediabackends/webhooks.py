@@ -3,9 +3,11 @@
 Three senders, each with its own secret, one set of events out:
 - the embedded media server: the wire contract of `liveclass.media.events`, signed with
   `Webhook-Signature` and `MEDIA_WEBHOOK_SECRET` → `PublisherEvent` / `RecordingReady`;
-- Cloudflare's video webhook (`PUT /stream/webhook`; recording ready), signed the same way
+- Cloudflare's video webhook (`PUT /stream/webhook`; a video ready), signed the same way
   with the secret Cloudflare generated for it (`CLOUDFLARE_WEBHOOK_SECRET`), its body the
-  video object → `RecordingReady`;
+  video object → `RecordingReady` (backend "cloudflare", the video uid as recording id) for a
+  video of a live input, or for an uploaded recording (its `meta` names the input:
+  `UPLOAD_META_INPUT`), which `replays.record_ready` marks playable;
 - Cloudflare Notifications ("Stream Live Input"), which send the destination's secret
   (`CLOUDFLARE_NOTIFICATIONS_SECRET`) in the `cf-webhook-auth` header
   (notifications/get-started/configure-webhooks.mdx, "Generic webhooks") →
@@ -36,6 +38,7 @@ __all__ = ["MediaEvent", "NotificationTest", "PublisherErrored", "PublisherEvent
            "Secrets", "VideoIgnored", "WebhookEvent", "parse"]
 
 NOTIFICATIONS_HEADER = "cf-webhook-auth"
+UPLOAD_META_INPUT = "liveclass_input"  # meta key of an uploaded recording naming its live input (replays/uploads.py)
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,9 @@ def _cloudflare_video(doc: dict[str, object]) -> MediaEvent | VideoIgnored:
     uid, live_input = doc.get("uid"), doc.get("liveInput")
     if not isinstance(uid, str) or not uid:
         raise InvalidInput("Cloudflare video webhook without a uid.")
+    meta = doc.get("meta")
+    if not live_input and isinstance(meta, dict):
+        live_input = meta.get(UPLOAD_META_INPUT)  # a recording web uploaded
     if not isinstance(live_input, str) or not live_input:
         return VideoIgnored(uid, "Cloudflare video of no live input: nothing to do.")
     if doc.get("readyToStream") is not True:

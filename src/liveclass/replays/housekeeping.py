@@ -1,4 +1,6 @@
-"""`liveclass housekeeping`: finalize recordings a media-server crash left open, and delete
+"""`liveclass housekeeping`: finalize recordings a media-server crash left open; on the
+Cloudflare path, upload recordings to Stream and follow their processing (replays/uploads.py, the
+durable retry of the upload thread); and delete
 the files of recordings kept out of the catalog once they are past RECORDING_RETENTION_DAYS,
 of recordings of cancelled classes (everyone was refunded: nobody may watch them), and of
 orphans (a second recording of a class that already has one).
@@ -20,7 +22,9 @@ from liveclass import clock
 from liveclass.config import web_config
 from liveclass.errors import MediaBackendError
 from liveclass.mediabackends.base import MediaBackend
+from liveclass.mediabackends.cloudflare import CloudflareBackend
 from liveclass.mediabackends.registry import get_backend
+from liveclass.replays import uploads
 from liveclass.replays.models import OrphanRecording, Recording
 from liveclass.streams.models import StreamStatus
 
@@ -34,6 +38,7 @@ class HousekeepingReport:
     failed: list[int] = field(default_factory=list)
     orphans_deleted: list[str] = field(default_factory=list)  # engine recording ids
     orphans_failed: list[str] = field(default_factory=list)
+    uploads: dict[int, str] = field(default_factory=dict)  # Cloudflare path: recording pk -> upload state
 
 
 def run(backend: MediaBackend | None = None) -> HousekeepingReport:
@@ -45,6 +50,8 @@ def run(backend: MediaBackend | None = None) -> HousekeepingReport:
         report.finalized = backend.finalize_dangling_recordings()
     except MediaBackendError as exc:
         log.warning("could not finalize dangling recordings: %s", exc)
+    if isinstance(backend, CloudflareBackend) and uploads.uploads_enabled(backend):
+        report.uploads = uploads.run_pending(backend)
     due = Recording.objects.filter(
         Q(in_catalog=False, stream__ended_at__lte=cutoff) | Q(stream__status=StreamStatus.CANCELLED),
         files_deleted_at__isnull=True, media_backend=backend.name,
@@ -68,6 +75,9 @@ def _delete_files(backend: MediaBackend, rows: Iterable[Row], now: datetime) -> 
     failed: list[Row] = []
     for row in rows:
         try:
+            # Cloudflare path: the Stream video (when there is one) goes with the recorder's files.
+            if isinstance(row, Recording) and row.video_uid and isinstance(backend, CloudflareBackend):
+                backend.delete_video(row.video_uid)
             backend.delete_recording(row.recording_id)
         except MediaBackendError as exc:
             log.warning("could not delete the files of %s %s: %s", type(row).__name__, row.recording_id, exc)

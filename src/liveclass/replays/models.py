@@ -27,6 +27,15 @@ class Recording(models.Model):
         null=True, blank=True, help_text="Empty: the class's own price."
     )
     files_deleted_at = models.DateTimeField(null=True, blank=True)
+    # The Cloudflare path: the recorder's files (recording_id, on the media server) uploaded as a
+    # Stream video (replays/uploads.py). Playable through Cloudflare once video_state is "ready".
+    video_uid = models.CharField(max_length=64, blank=True, help_text="Cloudflare Stream video uid of the upload.")
+    video_state = models.CharField(max_length=16, blank=True, help_text="Upload: '' (none yet), "
+                                   "uploading, processing, ready, failed.")
+    upload_attempts = models.PositiveIntegerField(default=0)
+    upload_error = models.CharField(max_length=500, blank=True)
+    upload_claimed_at = models.DateTimeField(null=True, blank=True, help_text="An uploader holds the row until "
+                                             "this plus the lease.")
 
     class Meta:
         db_table = "recordings"

@@ -24,7 +24,9 @@ from liveclass.errors import (
     ReplayExpired,
 )
 from liveclass.mediabackends.base import MediaBackend
+from liveclass.mediabackends.cloudflare import CloudflareBackend
 from liveclass.mediabackends.registry import get_backend
+from liveclass.replays import uploads
 from liveclass.replays.models import CatalogUnlock, OrphanRecording, Recording
 from liveclass.streams.models import LiveStreamSession, StreamStatus
 from liveclass.streams.selectors import active_enrollment, is_owner
@@ -77,17 +79,30 @@ def record_ready(
     """Store what the media engine reports; idempotent per engine recording id.
 
     Returns None when no stream has this input (the event is acknowledged and dropped).
+
+    The Cloudflare path: the media server's recording of a Cloudflare class (it pulled it over
+    WHEP) is stored as a "cloudflare" recording and uploaded (`uploads.on_recorded`); Cloudflare's
+    video webhook for that upload (backend "cloudflare", the video uid) makes it playable.
     """
     stream = LiveStreamSession.objects.filter(input_id=input_id).first()
     if stream is None:
         return None
+    if backend_name == "cloudflare":
+        uploaded = uploads.mark_ready(recording_id)
+        if uploaded is not None:
+            return uploaded
+    pulled = backend_name == "embedded" and stream.media_backend == "cloudflare"
+    if pulled:
+        backend_name = "cloudflare"
     defaults = {"stream": stream, "location": location, "duration_seconds": max(duration, 0.0),
                 "size_bytes": max(size, 0), "ready_at": at}
     try:
         with transaction.atomic():
-            recording, _ = Recording.objects.update_or_create(
+            recording, created = Recording.objects.update_or_create(
                 media_backend=backend_name, recording_id=recording_id, defaults=defaults
             )
+            if pulled and created:
+                uploads.on_recorded(recording)
     except IntegrityError:
         # Another recording id for the same stream (e.g. a second broadcast after a crash):
         # keep the stream's first recording; housekeeping deletes the other's files.
@@ -107,9 +122,22 @@ def _is_staff_or_owner(user: User, stream: LiveStreamSession) -> bool:
     return bool(user.is_staff) or is_owner(user, stream)
 
 
+def _replay_url(recording: Recording, user: User, ttl: int, backend: MediaBackend) -> str:
+    """Embedded: the media server's signed playlist. Cloudflare: the uploaded video's signed HLS
+    once Cloudflare has it ready, or the recorder's own files with CLOUDFLARE_REPLAYS=local."""
+    if recording.media_backend == "cloudflare" and isinstance(backend, CloudflareBackend):
+        if web_config().CLOUDFLARE_REPLAYS == "local" and backend.recorder is not None:
+            return backend.recorder.replay_url(recording.recording_id, user_id=str(user.pk), ttl=ttl)
+        if recording.video_state != "ready" or not recording.video_uid:
+            raise RecordingNotAvailable("The recording of this class is being uploaded; try again in a few minutes.",
+                                        stream_status=recording.stream.status)
+        return backend.replay_url(recording.video_uid, user_id=str(user.pk), ttl=ttl)
+    return backend.replay_url(recording.recording_id, user_id=str(user.pk), ttl=ttl)
+
+
 def _signed(recording: Recording, user: User, current: ReplayState, backend: MediaBackend | None) -> ReplayPlayback:
     ttl = int(min(recording.duration_seconds + 1800, web_config().REPLAY_TOKEN_MAX_TTL))
-    url = (backend or get_backend()).replay_url(recording.recording_id, user_id=str(user.pk), ttl=ttl)
+    url = _replay_url(recording, user, ttl, backend or get_backend())
     window_end = replay_window_end(recording) if current == ReplayState.REPLAY else None
     return ReplayPlayback(url=url, expires_in=ttl, window_end=window_end)
 
@@ -120,10 +148,11 @@ def replay_playback(user: User, stream: LiveStreamSession, backend: MediaBackend
         raise NotSignedIn("Sign in to watch this replay.")
     recording = recording_of(stream)
     if recording is None:
-        if stream.media_backend == "cloudflare":
+        if stream.media_backend == "cloudflare" and web_config().CLOUDFLARE_REPLAYS == "off":
             raise RecordingNotAvailable(
                 "This class was broadcast over WebRTC to Cloudflare Stream, which does not record "
-                "WebRTC broadcasts: there is no replay.", stream_status=stream.status)
+                "WebRTC broadcasts, and recording is off (CLOUDFLARE_REPLAYS=off): there is no replay.",
+                stream_status=stream.status)
         raise RecordingNotAvailable("The recording of this class is not ready yet.", stream_status=stream.status)
     current = state(recording)
     if current in (ReplayState.DELETED, ReplayState.EXPIRED):

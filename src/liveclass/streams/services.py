@@ -8,6 +8,7 @@ cancellation unable to deadlock each other on PostgreSQL.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,6 +44,8 @@ from liveclass.streams.models import (
 from liveclass.streams.selectors import PUBLIC_FIELDS, can_watch, is_open, owned_stream
 from liveclass.wallet import services as wallet
 from liveclass.wallet.models import EntryKind
+
+log = logging.getLogger(__name__)
 
 # A class's limits; the page form and the API schema declare the same ones from here.
 MAX_TITLE, MAX_DESCRIPTION = 200, 5000
@@ -341,9 +344,12 @@ def publish_target(user: User, stream_id: int, backend: MediaBackend | None = No
                          token=(backend or get_backend()).publish_token(stream.input_id, ends_at=ends_at))
 
 
-def record_publisher_event(input_id: str, *, connected: bool, at: datetime) -> bool:
+def record_publisher_event(input_id: str, *, connected: bool, at: datetime,
+                           backend: MediaBackend | None = None) -> bool:
     """Store the broadcaster's real connection state; older events never overwrite newer ones.
-    A connection also clears an error reported before it (`record_publisher_error`).
+    A connection also clears an error reported before it (`record_publisher_error`), and makes
+    sure the broadcast is recorded (`MediaBackend.record_input`: on Cloudflare, which records no
+    WebRTC input, the media server pulls it over WHEP; a failure is logged, never refused).
 
     Returns False when no stream has this input (the event is acknowledged and dropped).
     """
@@ -356,7 +362,20 @@ def record_publisher_event(input_id: str, *, connected: bool, at: datetime) -> b
         if connected:
             streams.filter(Q(publisher_error_changed_at__isnull=True) | Q(publisher_error_changed_at__lte=at)).update(
                 publisher_error_code="", publisher_error="", publisher_error_changed_at=at)
+    if connected and updated:
+        _record(input_id, backend)
     return bool(updated) or streams.exists()
+
+
+def _record(input_id: str, backend: MediaBackend | None) -> None:
+    stream = LiveStreamSession.objects.filter(input_id=input_id).first()
+    if stream is None or not is_open(stream):
+        return
+    ends_at = stream.scheduled_start + timedelta(minutes=stream.duration_minutes)
+    try:
+        (backend or get_backend()).record_input(input_id, whep_url=stream.whep_url, ends_at=ends_at)
+    except MediaBackendError as exc:
+        log.warning("stream %s: the broadcast cannot be recorded: %s", stream.pk, exc)
 
 
 def record_publisher_error(input_id: str, *, code: str, message: str, at: datetime) -> bool:
