@@ -207,11 +207,15 @@ class FakeCloudflareStream:
         api_token: str | None = None,
         customer_code: str | None = None,
         media: MediaServer | None = None,
+        customer_on_loopback: bool = False,
     ) -> None:
         self.account_id = account_id or secrets.token_hex(16)
         self.api_token = api_token or secrets.token_urlsafe(30)
         self.customer_code = customer_code or secrets.token_hex(8)
         self.media = media
+        # True: the customer domain is this server's own origin (CLOUDFLARE_CUSTOMER_BASE), so a
+        # browser or the recorder reach WHIP, WHEP and HLS URLs as they are handed out.
+        self.customer_on_loopback = customer_on_loopback
         # Cloudflare's own key, which signs what `/token` returns (never shown to the account).
         self._token_key = _new_rsa_key()
         self._token_kid = secrets.token_hex(16)
@@ -279,6 +283,8 @@ class FakeCloudflareStream:
 
     @property
     def customer_base(self) -> str:
+        if self.customer_on_loopback:
+            return self.origin
         return f"https://customer-{self.customer_code}.cloudflarestream.com"
 
     def loopback(self, url: str) -> str:

@@ -79,6 +79,10 @@ class WebConfig(_SharedMedia):
         "https://api.cloudflare.com/client/v4",
         description="Cloudflare API base; tests point it at a loopback fake.",
     )
+    CLOUDFLARE_CUSTOMER_BASE: str = Field(
+        "", description="Base URL of the customer domain (playback, WHIP, WHEP); empty: "
+        "https://customer-<CLOUDFLARE_STREAM_CUSTOMER_CODE>.cloudflarestream.com. Tests point it at a loopback fake."
+    )
     CLOUDFLARE_SIGNING_KEY_ID: str = Field(
         "", description="Id of the Stream signing key that signs viewers' WHEP URLs (liveclass cloudflare setup)."
     )
@@ -147,6 +151,8 @@ class WebConfig(_SharedMedia):
     def media_origin(self) -> str:
         """The origin pages fetch live and replay media from (their Content-Security-Policy names it)."""
         if self.MEDIA_BACKEND == "cloudflare":
+            if self.CLOUDFLARE_CUSTOMER_BASE:
+                return _origin(self.CLOUDFLARE_CUSTOMER_BASE)
             return f"https://customer-{self.CLOUDFLARE_STREAM_CUSTOMER_CODE}.cloudflarestream.com"
         return _origin(self.media_public_url)
 

@@ -188,12 +188,14 @@ class CloudflareBackend:
         recorder: EmbeddedBackend | None = None,
         tus_threshold: int = BASIC_UPLOAD_MAX,
         tus_chunk: int = TUS_CHUNK,
+        customer_base: str = "",
     ) -> None:
         if not 0 < play_ttl <= MAX_PLAYBACK_TOKEN_SECONDS:
             raise ValueError(f"play_ttl must be within 1..{MAX_PLAYBACK_TOKEN_SECONDS}")
         self.api_base = api_base.rstrip("/")
         self.account_id = account_id
         self.customer_code = customer_code
+        self.customer_base = (customer_base or f"https://customer-{customer_code}.cloudflarestream.com").rstrip("/")
         self.signing_key_id = signing_key_id
         self.play_ttl = play_ttl
         self._signing_key_pem = signing_key_pem
@@ -581,7 +583,7 @@ class CloudflareBackend:
 
     @property
     def _customer_base(self) -> str:
-        return f"https://customer-{self.customer_code}.cloudflarestream.com"
+        return self.customer_base
 
     # -- transport ---------------------------------------------------------------------
 

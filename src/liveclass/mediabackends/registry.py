@@ -34,6 +34,7 @@ def get_backend() -> MediaBackend:
             account_id=config.CLOUDFLARE_ACCOUNT_ID,
             api_token=config.CLOUDFLARE_API_TOKEN,
             customer_code=config.CLOUDFLARE_STREAM_CUSTOMER_CODE,
+            customer_base=config.CLOUDFLARE_CUSTOMER_BASE,
             signing_key_id=config.CLOUDFLARE_SIGNING_KEY_ID,
             signing_key_pem=config.CLOUDFLARE_SIGNING_KEY_PEM,
             play_ttl=config.PLAY_TOKEN_TTL,
