@@ -488,7 +488,14 @@ class FakeCloudflareStream:
     ) -> tuple[int, dict[str, str], bytes]:
         route_path, _, query = path.partition("?")
         if not route_path.startswith(API_PREFIX + "/"):
-            return self._customer(method, route_path, headers, raw_body)
+            # Browsers publish and play from the customer domain cross-origin (webrtc-beta.mdx's
+            # examples run in a page): CORS on every answer, and the preflight.
+            if method == "OPTIONS":
+                return 204, {**_CORS, "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
+                             "Access-Control-Allow-Headers": "Content-Type, Authorization, If-Match",
+                             "Access-Control-Max-Age": "600"}, b""
+            status, out_headers, payload = self._customer(method, route_path, headers, raw_body)
+            return status, {**_CORS, **out_headers}, payload
         out: dict[str, str] = {}
         status, body = self._api(method, route_path, headers, raw_body, query=query, out=out)
         return status, ({"Content-Type": "application/json"} if body else {}) | out, body
@@ -1039,7 +1046,34 @@ class FakeCloudflareStream:
                 self._state.sessions[session_id] = _Session(
                     media_url=str(httpx.URL(f"{self.media.url}/").join(location)), bearer=bearer)
             out["Location"] = f"/sessions/{session_id}"
+            if kind == "publish":
+                threading.Thread(target=self._announce_when_live, args=(uid, media_input), daemon=True).start()
         return response.status_code, out, response.content
+
+    def _announce_when_live(self, uid: str, media_input: str, timeout: float = 30.0) -> None:
+        """What Cloudflare does when a broadcaster connects (stream-live/webhooks.mdx): the input's
+        status becomes "connected" and a `live_input.connected` notification goes to every
+        destination. Here "connected" is when the engine says the input is live."""
+        assert self.media is not None
+        token = sign_token(self.media.signing_key, sub=media_input, role="operator", ttl=120)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._server is not None:
+            try:
+                state = self._media_client.get(f"{self.media.url}/inputs/{media_input}",
+                                               headers={"Authorization": f"Bearer {token}"}).json()
+            except (httpx.HTTPError, ValueError):
+                return
+            if state.get("live") is True:
+                with self._lock:
+                    if uid not in self._state.inputs or self._media_input(uid) != media_input:
+                        return
+                    self._state.inputs[uid]["status"] = "connected"
+                try:
+                    self.notify_live_input(uid, "live_input.connected")
+                except httpx.HTTPError:
+                    pass  # Notifications are best effort here as there
+                return
+            time.sleep(0.2)
 
     def _forward_session(
         self, method: str, session: _Session, headers: dict[str, str], body: bytes
@@ -1059,8 +1093,18 @@ class FakeCloudflareStream:
         if self.media is None:
             return
         token = sign_token(self.media.signing_key, sub=media_input, role="operator", ttl=60)
-        self._media_client.delete(f"{self.media.url}/inputs/{media_input}",
-                                  headers={"Authorization": f"Bearer {token}"})
+        ended = self._media_client.delete(f"{self.media.url}/inputs/{media_input}",
+                                          headers={"Authorization": f"Bearer {token}"})
+        closed = ended.json().get("sessions_closed") if ended.status_code == 200 else 0
+        if closed:  # a broadcaster was cut: Cloudflare says so (live_input.disconnected), off this request
+            uid = media_input.rsplit("g", 1)[0]
+            threading.Thread(target=self._notify_quietly, args=(uid, "live_input.disconnected"), daemon=True).start()
+
+    def _notify_quietly(self, uid: str, event_type: str) -> None:
+        try:
+            self.notify_live_input(uid, event_type)
+        except httpx.HTTPError:
+            pass
 
     # -- object factories --------------------------------------------------------------
 
@@ -1094,6 +1138,9 @@ class FakeCloudflareStream:
         if "defaultCreator" in fields:
             live_input["defaultCreator"] = fields["defaultCreator"]
         return live_input
+
+
+_CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Location, ETag, Link"}
 
 
 def _secret() -> str:
@@ -1274,7 +1321,7 @@ def _make_handler(fake: FakeCloudflareStream) -> type[BaseHTTPRequestHandler]:
             if payload and self.command != "HEAD":
                 self.wfile.write(payload)
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # keep test output quiet
