@@ -207,7 +207,12 @@ def test_local_replays_and_housekeeping_on_the_cloudflare_path(
                                      size=int(str(ready["size"])), location="", at=clock.now())
     assert recording is not None
     Recording.objects.filter(pk=recording.pk).update(in_catalog=False)
-    assert uploads.process(recording.pk, backend) in ("processing", "ready")
+    fake.fail_next(500, [{"code": 10002, "message": "Internal error"}])
+    assert uploads.process(recording.pk, backend) == "failed"  # Cloudflare failed: kept for a retry
+    failed = Recording.objects.get(pk=recording.pk)
+    assert failed.upload_attempts == 1 and "Internal error" in failed.upload_error and not fake.videos()
+    report = housekeeping.run()  # the durable retry
+    assert report.uploads.get(recording.pk) in ("processing", "ready"), report
     deadline = time.monotonic() + 30
     while uploads.process(recording.pk, backend) != "ready" and time.monotonic() < deadline:
         time.sleep(0.2)  # polling GET /stream/{uid} instead of the webhook
