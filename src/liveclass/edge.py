@@ -43,7 +43,7 @@ class ContentSecurityPolicyMiddleware(CSPMiddleware):
         parts = super().get_policy_parts(request, response, report_only)
         if not report_only:
             config = web_config()
-            origins = {"connect-src": [config.media_origin], "media-src": [config.media_origin]}
+            origins = {"connect-src": config.media_origins, "media-src": config.media_origins}
             if config.apple_configured:
                 origins["form-action"] = [config.apple_origin]
             parts.update = {**origins, **(parts.update or {})}

@@ -7,10 +7,11 @@ never used.
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
@@ -34,6 +35,17 @@ CHROMIUM_ARGS = [
 ]
 TIMEOUT_MS = 10_000
 MEDIA_TIMEOUT_MS = 25_000  # ICE + DTLS + the first keyframe, on a loaded CI machine
+
+
+T = TypeVar("T")
+
+
+def off_the_browser_loop(call: Callable[..., T], *args: Any) -> T:
+    """Run a domain service in a thread of its own: Playwright's sync API keeps an event loop
+    running in the test's thread, where services that publish to the channel layer
+    (`async_to_sync`, e.g. chat's "closed" on end or cancel) cannot run."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(call, *args).result(timeout=30)
 
 
 def new_context(browser: Browser, **options: object) -> BrowserContext:

@@ -22,7 +22,7 @@ from liveclass.accounts.models import User
 from liveclass.mediabackends.base import MediaBackend
 from liveclass.streams import services as streams
 from liveclass.streams.models import LiveStreamSession
-from tests.e2e.browser import MEDIA_TIMEOUT_MS, Classroom, start_broadcast
+from tests.e2e.browser import MEDIA_TIMEOUT_MS, Classroom, off_the_browser_loop, start_broadcast
 from tests.media.support import MediaServer
 
 
@@ -202,7 +202,7 @@ def test_watch_page_states_and_broadcast_access(
     expect(anonymous).to_have_url(re.compile(r"/accounts/login/\?next="))
 
     # Cancelled: a message instead of any player.
-    streams.cancel_stream(instructor, stream.pk)
+    off_the_browser_loop(streams.cancel_stream, instructor, stream.pk)
     page.goto(f"{base}/streams/{stream.pk}/watch")
     expect(page.get_by_test_id("cancelled-panel")).to_be_visible()
     expect(page.get_by_test_id("countdown-panel")).to_be_hidden()

@@ -74,6 +74,8 @@ def create_app(config: MediaConfig, *, sink: EventSink | None = None) -> Starlet
         finally:
             lag.cancel()
             await registry.close()
+            if http.pulls is not None:
+                await http.pulls.close()  # their recordings finish with the others below
             if recordings is not None:
                 await recordings.close()
             if isinstance(events, WebhookSink):  # give live_input.disconnected and recording.ready a moment
