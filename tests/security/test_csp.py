@@ -36,6 +36,18 @@ def test_cloudflare_streams_customer_origin(media_backend: Callable[..., MediaBa
     assert "https://customer-abc123.cloudflarestream.com" in policy["media-src"]
 
 
+@pytest.mark.parametrize("replays", ["cloudflare", "local"])
+def test_local_replays_on_the_cloudflare_path_add_the_media_servers_origin(
+        media_backend: Callable[..., MediaBackend], replays: str) -> None:
+    media_backend(MEDIA_BACKEND="cloudflare", CLOUDFLARE_STREAM_CUSTOMER_CODE="abc123",
+                  CLOUDFLARE_ACCOUNT_ID="acct", CLOUDFLARE_API_TOKEN="token", CLOUDFLARE_REPLAYS=replays,
+                  MEDIA_PUBLIC_URL="https://media.example.org:8443")
+    policy = _policy()
+    for directive in ("connect-src", "media-src"):
+        assert "https://customer-abc123.cloudflarestream.com" in policy[directive]
+        assert ("https://media.example.org:8443" in policy[directive]) == (replays == "local"), policy
+
+
 def test_sign_in_with_apple_may_redirect_a_form_to_apple() -> None:
     # The suite configures Sign in with Apple (tests/run.py) with Apple's own base URL.
     assert _policy()["form-action"] == ["'self'", "https://appleid.apple.com"]
