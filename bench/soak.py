@@ -74,7 +74,16 @@ from harness.fanout import (
     sink_peer,
     start_publisher,
 )
-from harness.procfs import drops_between, fd_count, load_average, machine_busy, rss_bytes, run_delay, udp_drops
+from harness.procfs import (
+    drops_between,
+    fd_count,
+    load_average,
+    machine_busy,
+    rss_anon_bytes,
+    rss_bytes,
+    run_delay,
+    udp_drops,
+)
 from harness.report import write_section
 
 LAG = "liveclass_media_loop_lag_seconds"
@@ -232,6 +241,7 @@ class Window:
     t: float  # seconds since the viewers joined, at the end of the window
     seconds: float
     rss_mb: float
+    rss_anon_mb: float
     fds: int
     server_cpu: float  # % of one core
     client_cpu: float  # publisher (this process) + viewers' process, % of one core
@@ -271,14 +281,23 @@ class Window:
         return 100 * self.lost / self.expected if self.expected else math.nan
 
 
-HEADER = ("    t s   RSS MB  fds  srv% wait%  cli% oth%  lag mean/p99</max< ms  gauge recv  dlv%  loss %  worst%  "
-          "srvdrop udpdrop s/c  nack  pli")
+HEADER = ("    t s   RSS MB  anon  fds  srv% wait%  cli% oth%  lag mean/p99</max< ms  gauge recv  dlv%  loss %  "
+          "worst%  srvdrop udpdrop s/c  nack  pli")
+
+
+def ms(bound: float) -> str:
+    """A lag bucket bound in ms; above the last bucket (1 s) is '>1000'."""
+    return ">1000" if math.isinf(bound) else f"{bound:.0f}"
+
+
+def upto(bound: float) -> str:
+    return "> 1000" if math.isinf(bound) else f"<= {bound:.0f}"
 
 
 def line(w: Window) -> str:
-    return (f"{w.t:7.0f} {w.rss_mb:8.1f} {w.fds:4d} {w.server_cpu:5.0f} {w.server_wait_pct:5.0f} {w.client_cpu:5.0f} "
-            f"{w.other_cpu:4.0f}  "
-            f"{w.lag_mean_ms:5.1f} / {w.lag_p99_le_ms:5.0f} / {w.lag_max_le_ms:5.0f}    "
+    return (f"{w.t:7.0f} {w.rss_mb:8.1f} {w.rss_anon_mb:5.1f} {w.fds:4d} {w.server_cpu:5.0f} {w.server_wait_pct:5.0f} "
+            f"{w.client_cpu:5.0f} {w.other_cpu:4.0f}  "
+            f"{w.lag_mean_ms:5.1f} / {ms(w.lag_p99_le_ms):>5} / {ms(w.lag_max_le_ms):>5}    "
             f"{w.viewers_gauge:5d} {w.receiving:4d} {w.delivered_pct:5.1f} {w.loss_pct:7.3f} "
             f"{w.worst_viewer_loss_pct:7.2f}  "
             f"{w.dropped:7d} {w.udp_drops_server:6d}/{w.udp_drops_clients:<6d} {w.nacks:5d} {w.plis:4d}")
@@ -406,7 +425,8 @@ def window(prev: dict[str, Any], now: dict[str, Any], sample: dict[str, Any], t0
     ours = (now["server_cpu"] - prev["server_cpu"]) + (now["client_cpu"] - prev["client_cpu"])
     _main_mean, main_max = lag.window()
     return Window(
-        t=now["wall"] - t0, seconds=wall, rss_mb=rss_bytes(server_pid) / 1e6, fds=fd_count(server_pid),
+        t=now["wall"] - t0, seconds=wall, rss_mb=rss_bytes(server_pid) / 1e6,
+        rss_anon_mb=rss_anon_bytes(server_pid) / 1e6, fds=fd_count(server_pid),
         server_cpu=100 * (now["server_cpu"] - prev["server_cpu"]) / wall,
         client_cpu=100 * (now["client_cpu"] - prev["client_cpu"]) / wall,
         other_cpu=100 * max(0.0, now["busy"] - prev["busy"] - ours) / wall,
@@ -464,6 +484,9 @@ def summarize(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any
         "rss_mb": {"first": windows[0].rss_mb, "last": windows[-1].rss_mb,
                    "min": min(w.rss_mb for w in after), "max": max(w.rss_mb for w in after),
                    **fit(minutes, [w.rss_mb for w in after])},
+        "rss_anon_mb": {"first": windows[0].rss_anon_mb, "last": windows[-1].rss_anon_mb,
+                        "min": min(w.rss_anon_mb for w in after), "max": max(w.rss_anon_mb for w in after),
+                        **fit(minutes, [w.rss_anon_mb for w in after])},
         "fds": {"first": windows[0].fds, "last": windows[-1].fds,
                 "min": min(w.fds for w in after), "max": max(w.fds for w in after),
                 **fit(minutes, [float(w.fds) for w in after])},
@@ -516,6 +539,7 @@ def verdict(s: dict[str, Any]) -> list[str]:
         *([] if lost_at is None else [f"THE PUBLISHER'S SESSION ENDED by t = {lost_at} s: every later window has no "
                                       "stream, so its figures are not a soak (see the consent lines below)"]),
         trend("RSS", s["rss_mb"], "MB"),
+        trend("  of which anonymous (heap)", s["rss_anon_mb"], "MB"),
         trend("fds", s["fds"], "fds"),
         f"loss: {loss['lost']} of {loss['expected']} packets ({loss['pct']:.4f} %), in {loss['windows_with_loss']} "
         f"window(s); worst window {loss['worst_window_pct']:.3f} %, worst viewer-window "
@@ -529,8 +553,8 @@ def verdict(s: dict[str, Any]) -> list[str]:
         f"viewers dropped: {viewers['dropped']} (gauge {viewers['gauge_min']}..{viewers['gauge_max']}; "
         f"publisher {'/'.join(viewers['publisher_states'])})",
         f"event-loop lag (0.1 s timer): mean {s['lag_ms']['mean']:.2f} ms, worst window mean "
-        f"{s['lag_ms']['worst_window_mean']:.2f} ms, p99 <= {s['lag_ms']['p99_le_max']:.0f} ms, "
-        f"max <= {s['lag_ms']['max_le']:.0f} ms",
+        f"{s['lag_ms']['worst_window_mean']:.2f} ms, worst window p99 {upto(s['lag_ms']['p99_le_max'])} ms, "
+        f"max {upto(s['lag_ms']['max_le'])} ms",
         f"CPU % of one core: server mean {s['cpu']['server_mean']:.0f} (max {s['cpu']['server_max']:.0f}), "
         f"clients {s['cpu']['client_mean']:.0f}, others on the machine {s['cpu']['other_mean']:.0f} "
         f"(max {s['cpu']['other_max']:.0f}), load1 max {s['cpu']['load1_max']:.1f}; the server's loop thread "
@@ -542,27 +566,29 @@ def verdict(s: dict[str, Any]) -> list[str]:
 
 def markdown(args: argparse.Namespace, result: dict[str, Any], command: str) -> str:
     s, windows = result["summary"], result["windows"]
-    rows = ["| t (s) | RSS MB | fds | server CPU % | server waits for CPU % | clients CPU % | others CPU % "
+    rows = ["| t (s) | RSS MB | anon MB | fds | server CPU % | server waits for CPU % | clients CPU % | others CPU % "
             "| loop lag mean / p99 ≤ / max ≤ ms | viewers (gauge / receiving) | loss % | server drops "
             "| UDP drops srv / cli |",
-            "|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|"]
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|"]
     shown = windows if len(windows) <= 8 else [*windows[:3], None, *windows[-3:]]
     for w in shown:
         if w is None:
-            rows.append("| … | | | | | | | | | | | |")
+            rows.append("| … | | | | | | | | | | | | |")
             continue
-        rows.append(f"| {w.t:.0f} | {w.rss_mb:.1f} | {w.fds} | {w.server_cpu:.0f} | {w.server_wait_pct:.0f} | "
-                    f"{w.client_cpu:.0f} | "
-                    f"{w.other_cpu:.0f} | {w.lag_mean_ms:.1f} / {w.lag_p99_le_ms:.0f} / {w.lag_max_le_ms:.0f} | "
+        rows.append(f"| {w.t:.0f} | {w.rss_mb:.1f} | {w.rss_anon_mb:.1f} | {w.fds} | {w.server_cpu:.0f} | "
+                    f"{w.server_wait_pct:.0f} | {w.client_cpu:.0f} | "
+                    f"{w.other_cpu:.0f} | {w.lag_mean_ms:.1f} / {ms(w.lag_p99_le_ms)} / {ms(w.lag_max_le_ms)} | "
                     f"{w.viewers_gauge} / {w.receiving} | {w.loss_pct:.3f} | {w.dropped} | "
                     f"{w.udp_drops_server} / {w.udp_drops_clients} |")
     for name, pick in (("min", min), ("max", max)):
         def col(attr: str, fmt: str, pick: Any = pick) -> str:
             return format(pick(getattr(w, attr) for w in windows), fmt)
 
-        rows.append(f"| **{name}** | {col('rss_mb', '.1f')} | {col('fds', 'd')} | {col('server_cpu', '.0f')} | "
-                    f"{col('server_wait_pct', '.0f')} | {col('client_cpu', '.0f')} | {col('other_cpu', '.0f')} | "
-                    f"{col('lag_mean_ms', '.1f')} / {col('lag_p99_le_ms', '.0f')} / {col('lag_max_le_ms', '.0f')} | "
+        rows.append(f"| **{name}** | {col('rss_mb', '.1f')} | {col('rss_anon_mb', '.1f')} | {col('fds', 'd')} | "
+                    f"{col('server_cpu', '.0f')} | {col('server_wait_pct', '.0f')} | {col('client_cpu', '.0f')} | "
+                    f"{col('other_cpu', '.0f')} | "
+                    f"{col('lag_mean_ms', '.1f')} / {ms(pick(w.lag_p99_le_ms for w in windows))} / "
+                    f"{ms(pick(w.lag_max_le_ms for w in windows))} | "
                     f"{col('viewers_gauge', 'd')} / {col('receiving', 'd')} | {col('loss_pct', '.3f')} | "
                     f"{col('dropped', 'd')} | {col('udp_drops_server', 'd')} / {col('udp_drops_clients', 'd')} |")
     teardown, start = result["after_teardown"], result["before_publisher"]
@@ -598,6 +624,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="replace the generated soak block of BENCHMARKS.md with this run")
     parser.add_argument("--tracemalloc", action="store_true",
                         help="run the server under tracemalloc and print what grew after the warm-up")
+    parser.add_argument("--tracemalloc-frames", type=int, default=1,
+                        help="frames kept per allocation under --tracemalloc (more is slower)")
     parser.add_argument("--sink-client", nargs=4, metavar=("BASE", "INPUT", "N", "IDLE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     # Either side's ICE agent says here if it gives up on the other (consent expiry, RFC 7675).
@@ -626,6 +654,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.tracemalloc:
             trace_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="liveclass-soak-trace-")))
             env["LIVECLASS_BENCH_TRACEMALLOC"] = str(trace_dir)
+            env["LIVECLASS_BENCH_TRACEMALLOC_FRAMES"] = str(args.tracemalloc_frames)
             entry = (str(ROOT / "bench" / "harness" / "traced_media.py"),)
         log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="liveclass-soak-")))
         # Its own state and recordings (a class is recorded, as in production, unless --no-recording):
@@ -646,7 +675,10 @@ def main(argv: list[str] | None = None) -> int:
             from harness.traced_media import top_growth
 
             print("\ntracemalloc: what grew between the end of the warm-up and the end")
-            print("\n".join(top_growth(trace_dir / "snapshot-1.pickle", trace_dir / "snapshot-2.pickle")))
+            growth = top_growth(trace_dir / "snapshot-1.pickle", trace_dir / "snapshot-2.pickle", limit=25)
+            print("\n".join(growth))
+    if trace_dir is not None:
+        result["tracemalloc_growth"] = growth
     result["started"] = started.strftime("%Y-%m-%d %H:%M")
     result["cpus"] = os.cpu_count()
     result["summary"] = summarize(args, result)

@@ -18,6 +18,18 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def rss_anon_bytes(pid: int) -> int:
+    """The anonymous part of the RSS (RssAnon: heap and stacks, where a leak shows), in bytes;
+    the rest is file pages (code and libraries paged in as they are first used) and shmem."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def fd_count(pid: int) -> int:
     """Open file descriptors of `pid` (entries of /proc/<pid>/fd)."""
     try:
