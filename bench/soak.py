@@ -597,12 +597,17 @@ def markdown(args: argparse.Namespace, result: dict[str, Any], command: str) -> 
         f"viewers and whatever else ran: `others CPU %` below). Warm-up {args.warmup} min "
         f"(excluded from the slopes), {s['windows']} windows of {args.interval:.0f} s; "
         f"{result['joins']['joined']} of {args.viewers} viewers joined (join p50 "
-        f"{result['joins']['p50_ms']:.0f} ms, max {result['joins']['max_ms']:.0f} ms).",
+        f"{result['joins']['p50_ms']:.0f} ms, max {result['joins']['max_ms']:.0f} ms); the broadcast "
+        f"{'was not' if args.no_recording else 'was'} recorded"
+        f"{'; the server ran under tracemalloc (its RSS includes the tracing)' if args.tracemalloc else ''}.",
         "", *rows, "",
         *[f"- {v}" for v in verdict(s)],
         f"- after the viewers and the publisher left: sessions {teardown['sessions']:.0f}, RSS "
         f"{teardown['rss_mb']:.1f} MB, fds {teardown['fds']} (before the publisher: "
-        f"{start['rss_mb']:.1f} MB, {start['fds']} fds)",
+        f"{start['rss_mb']:.1f} MB, {start['fds']} fds; the recording keeps its last segment open for "
+        "MEDIA_RECORDING_GRACE_SECONDS)",
+        *(["", "tracemalloc, largest growth of live allocations after the warm-up:", "", "```",
+           *result["tracemalloc_growth"][:20], "```"] if result.get("tracemalloc_growth") else []),
     ])
 
 
