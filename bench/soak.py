@@ -8,7 +8,9 @@ time, sampled every --interval seconds, to see whether anything grows or degrade
 All on 127.0.0.1, with the peers of bench/sfu_fanout.py (bench/harness/fanout.py):
 
 1. pre-encodes `--clip` seconds of 1280x720 30 fps H.264 (~2.5 Mbit/s, GOP 30) once;
-2. starts the media server (`python -m liveclass.media`) as a child and keeps its PID;
+2. starts the media server (`python -m liveclass.media`) as a child and keeps its PID; it
+   records the broadcast, as in production (`--no-recording` to not), into its own temporary
+   MEDIA_RECORDINGS_DIR and MEDIA_STATE_DIR;
 3. publishes over WHIP with an aiortc peer replaying the clip (looping), paced as a browser
    paces (sfu_fanout's pacer), in this process;
 4. joins N sink viewers in one separate client process: real WHEP sessions (ICE, DTLS,

@@ -9,7 +9,12 @@ their sys.path[0]):
   FFmpeg, replayed by an aiortc publisher in real time: no encoder in the client) and
   its WHIP publish;
 - `harness.report`: percentiles and the BENCHMARKS.md writer (each bench owns one marked,
-  generated section).
+  generated section);
+- `harness.fanout`: the media-server benches' peers (paced replay publisher, probe and sink
+  WHEP viewers, loopback-only ICE, sequence loss);
+- `harness.procfs`: RSS, fds, UDP receive drops, run-queue wait of a process, machine load;
+- `harness.prom`: GET /metrics parsed, histogram windows;
+- `harness.traced_media`: the media server under tracemalloc, snapshots on SIGUSR1.
 """
 
 from __future__ import annotations
