@@ -1059,3 +1059,38 @@ def test_fake_video_goes_from_processing_to_ready_and_tells_the_webhook(
     hold.set()
     assert _ready(fake_backend, uid).ready
     fake_backend.delete_video(uid)
+
+
+def test_a_form_upload_whose_edit_fails_leaves_no_video_behind(
+    fake: FakeCloudflareStream, fake_backend: CloudflareBackend, mp4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The basic upload takes no options (upload-video-file.mdx), so the video is unnamed and
+    unsigned until `POST /stream/{uid}` edits it: if that edit fails, the video is deleted
+    rather than left playable by anyone with its uid, where a retry could not find it."""
+    before = {video["uid"] for video in fake.videos()}
+
+    def refused(uid: str, **_: object) -> None:
+        raise MediaBackendError("edit refused")
+
+    monkeypatch.setattr(fake_backend, "edit_video", refused)
+    with pytest.raises(MediaBackendError, match="edit refused"):
+        fake_backend.upload_video(mp4, meta={"name": "edit fails"})
+    assert {video["uid"] for video in fake.videos()} == before
+
+
+def test_a_tus_upload_url_on_another_host_gets_no_api_token(
+    fake: FakeCloudflareStream, fake_backend: CloudflareBackend, mp4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tus's `Location` is where the bytes go; the API token is sent only to the API's host."""
+    original = fake_backend._send
+
+    def elsewhere(method: str, url: str, **kwargs: object) -> httpx.Response:
+        response = original(method, url, **kwargs)
+        if method == "POST" and response.status_code == 201:
+            response.headers["location"] = "https://uploads.elsewhere.invalid/tus/1"
+        return response
+
+    monkeypatch.setattr(fake_backend, "_send", elsewhere)
+    monkeypatch.setattr(fake_backend, "tus_threshold", 1)
+    with pytest.raises(MediaBackendError, match="another host"):
+        fake_backend.upload_video(mp4, meta={"name": "tus elsewhere"})

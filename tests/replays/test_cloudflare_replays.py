@@ -232,3 +232,12 @@ def test_local_replays_and_housekeeping_on_the_cloudflare_path(
     assert report.deleted == [recording.pk]
     assert fake.video(recording.video_uid) is None  # the Stream video went with it
     assert not (Path(recorder.config.MEDIA_RECORDINGS_DIR) / recording.recording_id).exists()
+
+
+def test_an_upload_error_never_keeps_the_replay_token() -> None:
+    """PyAV quotes the source URL in its errors; the recording's replay token is in its query."""
+    from liveclass.replays.uploads import _without_queries
+
+    message = "[Errno 111] Connection refused: 'http://127.0.0.1:8001/recordings/r1/index.m3u8?token=SECRET.x.y'"
+    assert "SECRET" not in _without_queries(message)
+    assert "/recordings/r1/index.m3u8" in _without_queries(message)

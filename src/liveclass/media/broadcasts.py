@@ -283,8 +283,7 @@ class Registry:
                 self.recordings.detached(broadcast.id)
             if broadcast.announced:
                 broadcast.announced = False
-                self.sink.publish(DISCONNECTED, broadcast.id)
-                self.announced_live.discard(broadcast.id)
+                self._announce_disconnected(broadcast.id)
         broadcast.viewers.pop(session_id, None)
         broadcast.pending.pop(session_id, None)
         if broadcast.publisher is None and not broadcast.viewers and not broadcast.pending:
@@ -299,9 +298,19 @@ class Registry:
         for input_id in gone:
             log.warning("input %s was live when the media server last stopped without closing it: "
                         "announcing it disconnected", input_id)
-            self.sink.publish(DISCONNECTED, input_id)
-            self.announced_live.discard(input_id)
+            self._announce_disconnected(input_id)
         return gone
+
+    def _announce_disconnected(self, input_id: str) -> None:
+        """`live_input.disconnected`; the input leaves `announced_live` only once web has it
+        (web down now and a crash later: the next start says it again)."""
+
+        def delivered() -> None:
+            broadcast = self.broadcasts.get(input_id)
+            if broadcast is None or not broadcast.announced:  # not live again in the meantime
+                self.announced_live.discard(input_id)
+
+        self.sink.publish(DISCONNECTED, input_id, delivered=delivered)
 
     async def end_input(self, input_id: str) -> int:
         """Disconnect the publisher and every viewer; refuse publishers from now on."""

@@ -451,7 +451,7 @@ class MediaHttp:
             raise HttpError(400, "whep_url must be an http(s) URL")
         if ends_at is not None and (isinstance(ends_at, bool) or not isinstance(ends_at, int | float)):
             raise HttpError(400, "ends_at must be a Unix time")
-        pull, started = pulls.start(request.path_params["input_id"], whep_url,
+        pull, started = await pulls.start(request.path_params["input_id"], whep_url,
                                     ends_at=float(ends_at) if ends_at is not None else None)
         return json_response({**pull.describe(), "started": started}, 202 if started else 200)
 

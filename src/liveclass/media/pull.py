@@ -41,6 +41,7 @@ CONNECT_SECONDS = 15.0  # ICE + DTLS after the answer
 RETRY_SECONDS = 1.0
 HTTP_TIMEOUT = 10.0
 WATCH_INTERVAL = 0.5
+STALE_SECONDS = 5.0  # a recording pull silent this long is replaced when the publisher connects again
 
 
 class PullRefused(Exception):
@@ -78,12 +79,17 @@ class Pulls:
     def get(self, input_id: str) -> Pull | None:
         return self.pulls.get(input_id)
 
-    def start(self, input_id: str, whep_url: str, *, ends_at: float | None) -> tuple[Pull, bool]:
-        """Start pulling `input_id` (in the background); (pull, started). Idempotent: a running
-        pull of the input is kept (Cloudflare may repeat `connected`), not doubled."""
+    async def start(self, input_id: str, whep_url: str, *, ends_at: float | None) -> tuple[Pull, bool]:
+        """Start pulling `input_id` (in the background); (pull, started). Idempotent: a pull of
+        the input that is receiving is kept (Cloudflare may repeat `connected`), not doubled;
+        one silent for STALE_SECONDS (the publisher reconnected and Cloudflare's old WHEP
+        session may carry nothing of the new one) is replaced, and its recording continues."""
         current = self.pulls.get(input_id)
         if current is not None and current.state != "ended":
-            return current, False
+            if current.state != "recording" or time.monotonic() - current.last_packet < STALE_SECONDS:
+                return current, False
+            current.reason = "silent when the publisher connected again: replaced"
+            await self.stop(input_id, finish=False)
         pull = Pull(input_id, whep_url, ends_at, InputForwarder(self.metrics))
         self.pulls[input_id] = pull
         pull.task = asyncio.ensure_future(self._run(pull))
@@ -94,7 +100,8 @@ class Pulls:
         pull = self.pulls.get(input_id)
         if pull is not None and pull.task is not None and not pull.task.done():
             pull.reason = pull.reason or "stopped by web"
-            pull.task.cancel()
+            if pull.state != "ended":  # already cleaning up: let it finish, a cancel would cut it short
+                pull.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pull.task
         if finish:
@@ -154,13 +161,17 @@ class Pulls:
         except httpx.HTTPError as exc:
             pull.reason = f"WHEP endpoint unreachable: {exc}"
             log.warning("input %s: %s", pull.input_id, pull.reason)
+        except Exception as exc:  # a bad answer (SDP aiortc refuses...): end this pull, say why
+            pull.reason = f"failed: {exc}"
+            log.exception("input %s: WHEP pull failed", pull.input_id)
         finally:
             pull.state = "ended"
             pull.forwarder.clear_source()
             if attached:
                 # The recording ends after the grace period unless a publisher (a new pull) returns.
                 self.recordings.detached(pull.input_id)
-            with contextlib.suppress(Exception):
+            # a stop may cancel this task here too: the peer connection and client close anyway
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 if pull.session_url is not None:
                     await asyncio.wait_for(client.delete(pull.session_url), 3)
             with contextlib.suppress(Exception):

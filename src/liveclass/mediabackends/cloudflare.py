@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import threading
 import time
@@ -498,7 +499,13 @@ class CloudflareBackend:
             raise MediaBackendError(f"nothing to upload: {path.name} is empty")
         if size < self.tus_threshold:
             uid = self._upload_form(path)
-            self.edit_video(uid, meta=meta, scheduled_deletion=scheduled_deletion)
+            try:
+                self.edit_video(uid, meta=meta, scheduled_deletion=scheduled_deletion)
+            except MediaBackendError:
+                # Unnamed and not yet signed: a retry could neither find it nor protect it.
+                with contextlib.suppress(MediaBackendError):
+                    self.delete_video(uid)
+                raise
             return uid
         return self._upload_tus(path, size, meta, scheduled_deletion)
 
@@ -525,6 +532,9 @@ class CloudflareBackend:
         if created.status_code != 201 or not location or not uid:
             raise _failure(what, created.status_code, _error_list(_decode_envelope(created)), False)
         upload_url = str(httpx.URL(self._stream_base).join(location))
+        if httpx.URL(upload_url).host != httpx.URL(self._stream_base).host:
+            # the API token goes only to the API's own host
+            raise MediaBackendError(f"Cloudflare Stream API error ({what}): upload URL on another host")
         offset, attempts = 0, 0
         with path.open("rb") as handle:
             while offset < size:

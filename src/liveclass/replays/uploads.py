@@ -23,7 +23,9 @@ repeated); the uid is stored the moment Cloudflare returns it, and later runs on
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import tempfile
 import threading
 import time
@@ -122,7 +124,8 @@ def process(recording_pk: int, backend: CloudflareBackend) -> str:
         Q(video_state="") | Q(video_state="failed", upload_attempts__lt=MAX_ATTEMPTS)
         | Q(video_state="uploading", upload_claimed_at__lt=now - LEASE),
         pk=recording_pk, files_deleted_at__isnull=True,
-    ).update(video_state="uploading", upload_claimed_at=now, upload_attempts=F("upload_attempts") + 1)
+    ).exclude(stream__status=StreamStatus.CANCELLED).update(
+        video_state="uploading", upload_claimed_at=now, upload_attempts=F("upload_attempts") + 1)
     if not claimed:
         return Recording.objects.get(pk=recording_pk).video_state
     name = video_name(recording)
@@ -134,13 +137,27 @@ def process(recording_pk: int, backend: CloudflareBackend) -> str:
         else:
             uid = _upload(recording, backend, name)
     except (MediaBackendError, av.FFmpegError, OSError, ValueError) as exc:
-        log.warning("recording %s: upload failed: %s", recording_pk, exc)
-        Recording.objects.filter(pk=recording_pk, video_state="uploading").update(
-            video_state="failed", upload_error=str(exc)[:500])
+        reason = _without_queries(str(exc))  # PyAV quotes the source URL, replay token included
+        log.warning("recording %s: upload failed: %s", recording_pk, reason)
+        Recording.objects.filter(pk=recording_pk, video_state="uploading", upload_claimed_at=now).update(
+            video_state="failed", upload_error=reason[:500])
         return "failed"
-    Recording.objects.filter(pk=recording_pk).update(video_uid=uid, video_state="processing", upload_error="")
+    # Only if this claim still holds: housekeeping may have deleted the recording (a cancelled
+    # class) or another uploader taken over an expired lease; the video is then nobody's.
+    kept = Recording.objects.filter(pk=recording_pk, video_state="uploading", upload_claimed_at=now,
+                                    files_deleted_at__isnull=True).update(
+        video_uid=uid, video_state="processing", upload_error="")
+    if not kept:
+        log.warning("recording %s: claim lost during the upload; video %s deleted", recording_pk, uid)
+        with contextlib.suppress(MediaBackendError):
+            backend.delete_video(uid)
+        return Recording.objects.get(pk=recording_pk).video_state
     recording.video_uid, recording.video_state = uid, "processing"
     return poll(recording, backend)
+
+
+def _without_queries(text: str) -> str:
+    return re.sub(r"\?[^\s'\"]*", "?…", text)
 
 
 def _upload(recording: Recording, backend: CloudflareBackend, name: str) -> str:
