@@ -6,7 +6,10 @@ looks the same whichever way it was asked."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
+
+log = logging.getLogger(__name__)
 
 
 class DomainError(Exception):
@@ -132,13 +135,15 @@ class DatabaseUnavailable(DomainError):
         return {"Retry-After": str(self.retry_after)}
 
 
-def database_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
+def database_unavailable(exc: BaseException, during: str = "") -> DatabaseUnavailable | None:
     """The refusal for a database failure `exc` that a retry can get past, else None. The one
     place that decides which driver errors mean "unavailable" (connection refused, closed or
-    terminated, pool timeout: Django's OperationalError and InterfaceError); the adapters
-    answer it like any domain error."""
+    terminated, pool timeout: Django's OperationalError and InterfaceError) and logs them
+    (`during`: what was being served, e.g. "GET /path"); the adapters answer it like any
+    domain error."""
     from django.db import InterfaceError, OperationalError  # this module stays importable without Django
 
     if not isinstance(exc, OperationalError | InterfaceError):
         return None
+    log.warning("%s: database unavailable: %s", during or "a request", exc)
     return DatabaseUnavailable("The database is unavailable for a moment; retry shortly.")

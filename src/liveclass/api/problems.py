@@ -8,14 +8,11 @@ same body, so every 4xx a client sees has a machine-readable `type` and a human 
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
 from liveclass import errors
-
-log = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -79,10 +76,9 @@ def install(api: Any) -> None:
         return problem(400, "bad-request", "Bad request", f"The request body could not be parsed: {exc}")
 
     def database(request: HttpRequest, exc: Exception) -> HttpResponse:
-        refusal = errors.database_unavailable(exc)
+        refusal = errors.database_unavailable(exc, f"{request.method} {request.path}")
         if refusal is None:
             raise exc
-        log.warning("%s %s: database unavailable: %s", request.method, request.path, exc)
         return from_domain_error(refusal)
 
     api.add_exception_handler(SuspiciousOperation, bad_request)

@@ -7,7 +7,6 @@ whether a view lets it through `shows_errors` or it reaches `server_error`."""
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -19,8 +18,6 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 
 from liveclass.errors import DatabaseUnavailable, DomainError, database_unavailable
-
-log = logging.getLogger(__name__)
 
 PAGES = {404: "pages/not_found.html", 403: "pages/forbidden.html"}  # any other status: pages/error.html
 
@@ -49,10 +46,9 @@ def shows_errors(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
         except DomainError as exc:
             return refused(request, exc)
         except Exception as exc:
-            refusal = database_unavailable(exc)
+            refusal = database_unavailable(exc, f"{request.method} {request.path}")
             if refusal is None:
                 raise
-            log.warning("%s %s: database unavailable: %s", request.method, request.path, exc)
             return refused(request, refusal)
 
     return wrapper
@@ -63,7 +59,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
     exception is at hand: a database that is unavailable answers 503 with Retry-After
     (retry, nothing was half-done), anything else the plain 500 error page."""
     exc = sys.exc_info()[1]
-    refusal = database_unavailable(exc) if exc is not None else None
+    refusal = database_unavailable(exc, f"{request.method} {request.path}") if exc is not None else None
     if refusal is not None:
         return refused(request, refusal)
     return render(None, "pages/error.html", {"title": "Server error",
