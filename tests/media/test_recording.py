@@ -406,7 +406,7 @@ def test_recording_ready_webhook_is_signed_and_parsed_by_web() -> None:
                 ready = [b for b in bodies if b["event"] == RECORDING_READY]
                 assert len(ready) == 1, bodies
                 headers, raw = next((h, b) for h, b in receiver.requests if json.loads(b)["event"] == RECORDING_READY)
-                event = webhooks.parse(SECRET, raw, headers)
+                event = webhooks.parse(webhooks.Secrets(media=SECRET), raw, headers)
                 assert isinstance(event, webhooks.RecordingReady)
                 assert event.input_id == input_id and event.location == f"{event.recording_id}/index.m3u8"
                 assert event.duration > 2 and event.size > 0

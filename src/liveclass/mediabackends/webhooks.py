@@ -82,11 +82,8 @@ class VideoIgnored:
 WebhookEvent = MediaEvent | PublisherErrored | NotificationTest | VideoIgnored
 
 
-def parse(secrets: Secrets | str, body: bytes, headers: dict[str, str], *, now: float | None = None) -> WebhookEvent:
-    """Authenticate and parse one delivery; raise WebhookRejected (401) or InvalidInput (400).
-    A bare string is the embedded media server's secret alone (its own tests)."""
-    if isinstance(secrets, str):
-        secrets = Secrets(media=secrets)
+def parse(secrets: Secrets, body: bytes, headers: dict[str, str], *, now: float | None = None) -> WebhookEvent:
+    """Authenticate and parse one delivery; raise WebhookRejected (401) or InvalidInput (400)."""
     lowered = {k.lower(): v for k, v in headers.items()}
     signature = lowered.get(events.SIGNATURE_HEADER.lower())
     if signature is not None:
