@@ -8,6 +8,8 @@ never used.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 if TYPE_CHECKING:  # bench/glass_to_glass.py imports this module without setting up Django
     from liveclass.accounts.models import User
     from liveclass.streams.models import LiveStreamSession
+    from tests.media.support import MediaServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -86,3 +89,20 @@ class Classroom:
 
     def watcher(self, **options: Any) -> Page:
         return self.sign_in(self.viewer, **options).new_page()
+
+
+def poll(predicate: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
+    """Wait for a condition (e.g. a row the live server writes), bounded: its last value."""
+    deadline = time.monotonic() + timeout
+    tick = threading.Event()
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        tick.wait(interval)
+
+
+def recorded_segments(server: MediaServer, input_id: str) -> int:
+    """Segments the in-process media server has written for the input's running recording."""
+    recorder = server.app.state.recordings.active.get(input_id)
+    return len(recorder.segmenter.playlist.segments) if recorder is not None else 0

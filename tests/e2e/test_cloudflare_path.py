@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -33,7 +31,7 @@ from liveclass.config import web_config
 from liveclass.mediabackends.base import MediaBackend
 from liveclass.mediabackends.cloudflare import CloudflareBackend, signed_whep_url
 from liveclass.replays.models import Recording
-from tests.e2e.browser import MEDIA_TIMEOUT_MS, Classroom, start_broadcast
+from tests.e2e.browser import MEDIA_TIMEOUT_MS, Classroom, poll, recorded_segments, start_broadcast
 from tests.e2e.test_broadcast_watch import assert_playing
 from tests.fakes.cloudflare import FakeCloudflareStream
 from tests.fakes.cloudflare import MediaServer as EngineRef
@@ -87,21 +85,6 @@ def backend(fake: FakeCloudflareStream, media_server: MediaServer, live_server: 
         MEDIA_PUBLIC_URL=media_server.url, MEDIA_INTERNAL_URL=media_server.url, MEDIA_SIGNING_KEY=KEY,
         PLAY_TOKEN_TTL="120",
     )
-
-
-def poll(predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    tick = threading.Event()
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        tick.wait(interval)
-
-
-def recorded_segments(server: MediaServer, input_id: str) -> int:
-    recorder = server.app.state.recordings.active.get(input_id)
-    return len(recorder.segmenter.playlist.segments) if recorder is not None else 0
 
 
 def whep_status(url: str) -> int:

@@ -10,12 +10,9 @@ playlist URL and the media server checking its token on every request are all re
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -28,7 +25,7 @@ from liveclass.config import web_config
 from liveclass.mediabackends.base import MediaBackend
 from liveclass.replays.models import Recording
 from liveclass.streams.models import LiveStreamSession
-from tests.e2e.browser import MEDIA_TIMEOUT_MS, Classroom, start_broadcast
+from tests.e2e.browser import MEDIA_TIMEOUT_MS, Classroom, poll, recorded_segments, start_broadcast
 from tests.media.support import MediaServer, loopback_config, running_server
 
 SEGMENT_SECONDS = 2.0
@@ -45,22 +42,6 @@ def media_server(live_server: LiveServer, tmp_path_factory: pytest.TempPathFacto
     )
     with running_server(config, use_config_sink=True) as server:
         yield server
-
-
-def poll(predicate: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-    """Wait for a condition (e.g. a row the live server writes), bounded."""
-    deadline = time.monotonic() + timeout
-    tick = threading.Event()
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        tick.wait(interval)
-
-
-def recorded_segments(server: MediaServer, input_id: str) -> int:
-    recorder = server.app.state.recordings.active.get(input_id)
-    return len(recorder.segmenter.playlist.segments) if recorder is not None else 0
 
 
 def broadcast_record_and_end(studio: Page, base: str, stream: LiveStreamSession, server: MediaServer,

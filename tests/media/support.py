@@ -348,3 +348,19 @@ class Viewer:
         for task in self._tasks:
             task.cancel()
         await self.pc.close()
+
+
+async def publish_pattern(url: str, *, connected_within: float | None = None) -> RTCPeerConnection:
+    """An aiortc publisher (moving pattern + tone) POSTed to the WHIP `url` (no bearer: the
+    URL carries the secret, as Cloudflare's does); with `connected_within`, wait for ICE + DTLS."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(PatternVideo())
+    pc.addTrack(AudioStreamTrack())
+    await pc.setLocalDescription(await pc.createOffer())
+    async with httpx.AsyncClient(timeout=15) as client:
+        answer = await client.post(url, content=pc.localDescription.sdp, headers={"Content-Type": "application/sdp"})
+    assert answer.status_code == 201, answer.text
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.text, type="answer"))
+    if connected_within is not None:
+        await wait_state(pc, "connected", connected_within)
+    return pc

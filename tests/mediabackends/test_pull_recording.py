@@ -13,14 +13,13 @@ from pathlib import Path
 import av
 import httpx
 import pytest
-from aiortc import AudioStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from liveclass.media.events import RECORDING_READY
 from liveclass.mediabackends.cloudflare import CloudflareBackend
 from tests.fakes.cloudflare import FakeCloudflareStream, MediaServer
 from tests.media.support import KEY as MEDIA_KEY
 from tests.media.support import MediaServer as RunningMedia
-from tests.media.support import PatternVideo, loopback_config, running_server, token, wait_state
+from tests.media.support import loopback_config, publish_pattern, running_server, token
 
 
 @pytest.fixture
@@ -49,19 +48,6 @@ def _operator(input_id: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(input_id, 'operator', 60)}"}
 
 
-async def _publish(url: str) -> RTCPeerConnection:
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTrack(PatternVideo())
-    pc.addTrack(AudioStreamTrack())
-    await pc.setLocalDescription(await pc.createOffer())
-    async with httpx.AsyncClient(timeout=15) as client:
-        answer = await client.post(url, content=pc.localDescription.sdp, headers={"Content-Type": "application/sdp"})
-    assert answer.status_code == 201, answer.text
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.text, type="answer"))
-    await wait_state(pc, "connected", 15)
-    return pc
-
-
 def test_a_class_pulled_over_signed_whep_is_recorded_and_ends_with_the_input(
     engine: tuple[FakeCloudflareStream, CloudflareBackend], recorder: RunningMedia
 ) -> None:
@@ -70,7 +56,7 @@ def test_a_class_pulled_over_signed_whep_is_recorded_and_ends_with_the_input(
     signed = backend.play_target(live.input_id, whep_url=live.whep_url, user_id="recorder").whep_url
 
     async def scenario() -> None:
-        publisher = await _publish(fake.loopback(live.whip_url))
+        publisher = await publish_pattern(fake.loopback(live.whip_url), connected_within=15)
         try:
             async with httpx.AsyncClient(timeout=10) as client:
                 body = {"whep_url": fake.loopback(signed), "ends_at": time.time() + 3600}

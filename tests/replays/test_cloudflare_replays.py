@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import av
-import httpx
 import pytest
-from aiortc import AudioStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from liveclass import clock
 from liveclass.media.events import RECORDING_READY, sign_webhook
@@ -33,7 +31,7 @@ from liveclass.streams import services as streams
 from tests.fakes.cloudflare import FakeCloudflareStream, MediaServer
 from tests.media.support import KEY as MEDIA_KEY
 from tests.media.support import MediaServer as RunningMedia
-from tests.media.support import PatternVideo, loopback_config, running_server
+from tests.media.support import loopback_config, publish_pattern, running_server
 
 MEDIA_WEBHOOK_SECRET = "test-webhook-secret"  # tests/run.py
 NOTIFICATIONS_SECRET = "n" * 40
@@ -74,18 +72,6 @@ def cloudflare(tmp_path: Path, media_backend: Callable[..., Any]) -> Iterator[tu
         yield fake, backend, recorder
 
 
-async def _publish(url: str) -> RTCPeerConnection:
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTrack(PatternVideo())
-    pc.addTrack(AudioStreamTrack())
-    await pc.setLocalDescription(await pc.createOffer())
-    async with httpx.AsyncClient(timeout=15) as client:
-        answer = await client.post(url, content=pc.localDescription.sdp, headers={"Content-Type": "application/sdp"})
-    assert answer.status_code == 201, answer.text
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.text, type="answer"))
-    return pc
-
-
 def _segments(recorder: RunningMedia, input_id: str) -> int:
     active = recorder.app.state.recordings.active.get(input_id)
     return len(active.segmenter.playlist.segments) if active is not None else 0
@@ -115,7 +101,7 @@ def test_a_cloudflare_class_is_recorded_by_pull_uploaded_once_and_replayed_throu
     fan, stranger = make_user(tokens=10), make_user(tokens=10)
     streams.enroll(fan, stream.pk)
     streams.start_stream(instructor, stream.pk)
-    publisher = asyncio.run_coroutine_threadsafe(_publish(fake.loopback(stream.whip_url)), loop).result(20)
+    publisher = asyncio.run_coroutine_threadsafe(publish_pattern(fake.loopback(stream.whip_url)), loop).result(20)
     try:
         # Cloudflare's notification that the broadcaster connected: web starts the recorder's pull.
         connected = client.post("/api/media/events", data=fake.live_input_notification(
@@ -190,7 +176,7 @@ def test_local_replays_and_housekeeping_on_the_cloudflare_path(
     fan = make_user(tokens=5)
     streams.enroll(fan, stream.pk)
     streams.start_stream(instructor, stream.pk)
-    publisher = asyncio.run_coroutine_threadsafe(_publish(fake.loopback(stream.whip_url)), loop).result(20)
+    publisher = asyncio.run_coroutine_threadsafe(publish_pattern(fake.loopback(stream.whip_url)), loop).result(20)
     try:
         streams.record_publisher_event(stream.input_id, connected=True, at=clock.now())  # the notification's effect
         assert recorder.wait_until(lambda: _segments(recorder, stream.input_id) >= 2, timeout=30)
