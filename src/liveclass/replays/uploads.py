@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import av
-from django.db import close_old_connections, transaction
+from django.db import connections, transaction
 from django.db.models import F, Q, QuerySet
 
 from liveclass import clock
@@ -93,7 +93,7 @@ def _background(recording_pk: int) -> None:
     except Exception:
         log.exception("recording %s: background upload failed; housekeeping retries", recording_pk)
     finally:
-        close_old_connections()
+        connections.close_all()  # this thread's own connections: it ends here, they would stay open
 
 
 def pending(now: datetime | None = None) -> QuerySet[Recording]:
