@@ -27,18 +27,17 @@ from playwright.sync_api import Page, Request, expect
 from pytest_django.live_server_helper import LiveServer
 
 from liveclass import clock
-from liveclass.config import web_config
 from liveclass.mediabackends.base import MediaBackend
 from liveclass.mediabackends.cloudflare import CloudflareBackend, signed_whep_url
 from liveclass.replays.models import Recording
 from tests.e2e.browser import MEDIA_TIMEOUT_MS, Classroom, poll, recorded_segments, start_broadcast
+from tests.e2e.recording import SEGMENT_SECONDS, recorded_media_server  # noqa: F401 (this module's media_server)
 from tests.e2e.test_broadcast_watch import assert_playing
 from tests.fakes.cloudflare import FakeCloudflareStream
 from tests.fakes.cloudflare import MediaServer as EngineRef
 from tests.media.support import KEY, MediaServer, loopback_config, running_server
 
 NOTIFICATIONS_SECRET = "e2e-notifications-secret-0123456789abcdef"
-SEGMENT_SECONDS = 2.0
 UPLOAD_TIMEOUT = 60.0  # End Stream → recording.ready → upload → processing → video webhook
 
 
@@ -46,18 +45,6 @@ UPLOAD_TIMEOUT = 60.0  # End Stream → recording.ready → upload → processin
 def engine() -> Iterator[MediaServer]:
     """Cloudflare's engine behind the fake: serves WHIP/WHEP, records nothing."""
     with running_server(loopback_config()) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def media_server(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
-    """The recorder: the studio's own media server, recording what it pulls, events to web."""
-    config = loopback_config(
-        MEDIA_RECORDING_ENABLED=True, MEDIA_RECORDINGS_DIR=tmp_path_factory.mktemp("recordings"),
-        MEDIA_RECORDING_SEGMENT_SECONDS=SEGMENT_SECONDS, MEDIA_RECORDING_GRACE_SECONDS=2.0,
-        MEDIA_WEBHOOK_URL=f"{live_server.url}/api/media/events", MEDIA_WEBHOOK_SECRET=web_config().MEDIA_WEBHOOK_SECRET,
-    )
-    with running_server(config, use_config_sink=True) as server:
         yield server
 
 

@@ -10,7 +10,7 @@ playlist URL and the media server checking its token on every request are all re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -18,7 +18,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from playwright.sync_api import Page, Request, expect
-from pytest_django.live_server_helper import LiveServer
 
 from liveclass import clock
 from liveclass.config import web_config
@@ -26,22 +25,10 @@ from liveclass.mediabackends.base import MediaBackend
 from liveclass.replays.models import Recording
 from liveclass.streams.models import LiveStreamSession
 from tests.e2e.browser import MEDIA_TIMEOUT_MS, Classroom, poll, recorded_segments, start_broadcast
-from tests.media.support import MediaServer, loopback_config, running_server
+from tests.e2e.recording import SEGMENT_SECONDS, recorded_media_server  # noqa: F401 (this module's media_server)
+from tests.media.support import MediaServer
 
-SEGMENT_SECONDS = 2.0
 READY_TIMEOUT = 30.0  # End Stream → finalize → webhook → Recording row
-
-
-@pytest.fixture(scope="module")
-def media_server(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
-    """Here the media server runs as `make run` starts it: recording on, events to the web app."""
-    config = loopback_config(
-        MEDIA_RECORDING_ENABLED=True, MEDIA_RECORDINGS_DIR=tmp_path_factory.mktemp("recordings"),
-        MEDIA_RECORDING_SEGMENT_SECONDS=SEGMENT_SECONDS, MEDIA_RECORDING_GRACE_SECONDS=2.0,
-        MEDIA_WEBHOOK_URL=f"{live_server.url}/api/media/events", MEDIA_WEBHOOK_SECRET=web_config().MEDIA_WEBHOOK_SECRET,
-    )
-    with running_server(config, use_config_sink=True) as server:
-        yield server
 
 
 def broadcast_record_and_end(studio: Page, base: str, stream: LiveStreamSession, server: MediaServer,
