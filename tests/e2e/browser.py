@@ -43,12 +43,12 @@ MEDIA_TIMEOUT_MS = 25_000  # ICE + DTLS + the first keyframe, on a loaded CI mac
 T = TypeVar("T")
 
 
-def off_the_browser_loop(call: Callable[..., T], *args: Any) -> T:
-    """Run a domain service in a thread of its own: Playwright's sync API keeps an event loop
-    running in the test's thread, where services that publish to the channel layer
-    (`async_to_sync`, e.g. chat's "closed" on end or cancel) cannot run."""
+def off_the_browser_loop(call: Callable[..., T], *args: Any, timeout: float = 30) -> T:
+    """Run `call` in a thread of its own: Playwright's sync API keeps an event loop running in
+    the test's thread, where neither `asyncio.run` nor services that publish to the channel
+    layer (`async_to_sync`, e.g. chat's "closed" on end or cancel) can run."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(call, *args).result(timeout=30)
+        return pool.submit(call, *args).result(timeout=timeout)
 
 
 def new_context(browser: Browser, **options: object) -> BrowserContext:

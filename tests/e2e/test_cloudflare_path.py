@@ -14,7 +14,6 @@ requests, the Content-Security-Policy and the recorder all see the URLs web hand
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -30,7 +29,14 @@ from liveclass import clock
 from liveclass.mediabackends.base import MediaBackend
 from liveclass.mediabackends.cloudflare import CloudflareBackend, signed_whep_url
 from liveclass.replays.models import Recording
-from tests.e2e.browser import MEDIA_TIMEOUT_MS, Classroom, poll, recorded_segments, start_broadcast
+from tests.e2e.browser import (
+    MEDIA_TIMEOUT_MS,
+    Classroom,
+    off_the_browser_loop,
+    poll,
+    recorded_segments,
+    start_broadcast,
+)
 from tests.e2e.recording import SEGMENT_SECONDS, recorded_media_server  # noqa: F401 (this module's media_server)
 from tests.e2e.test_broadcast_watch import assert_playing
 from tests.fakes.cloudflare import FakeCloudflareStream
@@ -85,9 +91,7 @@ def whep_status(url: str) -> int:
         await pc.close()
         return sdp
 
-    # Playwright's sync API keeps a loop running in this thread: make the offer in another.
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        sdp = pool.submit(asyncio.run, offer()).result(timeout=20)
+    sdp = off_the_browser_loop(asyncio.run, offer(), timeout=20)
     return httpx.post(url, content=sdp, headers={"Content-Type": "application/sdp"}, timeout=10).status_code
 
 

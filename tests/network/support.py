@@ -6,7 +6,6 @@ publisher, reading a watch page's player and a broadcast page's sender from the 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import os
 import socket
@@ -27,6 +26,7 @@ from aioice import stun
 from playwright.sync_api import Page
 
 from liveclass.media import whip
+from tests.e2e.browser import off_the_browser_loop
 from tests.media.support import KEY, token
 from tests.run import serve
 
@@ -134,9 +134,7 @@ def turn_permission_error(address: str, port: int, peer: str) -> int | None:
         finally:
             await client.delete()
 
-    # In a thread of its own: Playwright's sync API already runs an event loop in this one.
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, ask()).result(timeout=30)
+    return off_the_browser_loop(asyncio.run, ask())
 
 
 @contextlib.contextmanager
