@@ -126,6 +126,18 @@ class MediaConfig(_SharedMedia):
         description="Seconds a WHIP/WHEP session may take to connect (ICE + DTLS) before it is closed "
         "and its ports freed.",
     )
+    MEDIA_TRANSPORT_CC: bool = Field(
+        True, description="Negotiate transport-wide congestion control with publishers that offer it (the server "
+        "sends transport feedback; the browser's send-side estimator and probing run); off: REMB only.",
+    )
+    MEDIA_SIMULCAST: bool = Field(
+        True, description="Accept simulcast (RFC 8853 rid layers) from publishers and give each viewer the layer "
+        "its link carries; off: the answer accepts one layer.",
+    )
+    MEDIA_AUDIO_BITRATE: int = Field(
+        128000, ge=32000, le=510000,
+        description="Opus stereo bitrate asked of publishers (maxaveragebitrate); the recording's AAC uses the same.",
+    )
     MEDIA_MAX_BODY_BYTES: int = Field(64 * 1024, ge=1024, description="Largest SDP body accepted (413 above).")
     MEDIA_RATE_LIMIT: float = Field(5.0, gt=0, description="POST/PATCH/DELETE per second per client address.")
     MEDIA_RATE_BURST: int = Field(20, ge=1, description="Burst allowance for MEDIA_RATE_LIMIT.")
