@@ -1,6 +1,7 @@
 """Recording audio: Opus (as WebRTC carries it) to AAC-LC in ADTS frames (as MPEG-TS
-carries it), on a 48 kHz clock. Lost packets become silence, so audio stays aligned
-with video."""
+carries it), on a 48 kHz clock, in stereo at the rate asked of publishers (MEDIA_AUDIO_BITRATE:
+a class's music keeps its stereo image and its detail). Lost packets become silence, so
+audio stays aligned with video."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from liveclass.media.recording.segmenter import TB48
 OPUS_FRAME = 960  # 20 ms at 48 kHz: a gap longer than this is a lost packet
 LATE = 2880  # samples: a packet this far behind is a duplicate or too late
 AAC_FRAME = 1024  # samples per AAC-LC frame
+AUDIO_BITRATE = 128000  # bit/s: MEDIA_AUDIO_BITRATE's default
 RESYNC = 48000  # samples: a gap this long (1 s) is a jump, not loss to fill: the AAC clock jumps too
 
 
@@ -34,18 +36,24 @@ def silence(samples: int) -> av.AudioFrame:
 
 
 class OpusToAac:
-    """Opus packets in, `mux(adts_frame, pts48)` calls out (1024-sample AAC frames, 128 kbit/s)."""
+    """Opus packets in, `mux(adts_frame, pts48)` calls out: 1024-sample stereo AAC-LC frames at
+    `bitrate` bit/s."""
 
-    def __init__(self, mux: Callable[[bytes, int], None]) -> None:
+    def __init__(self, mux: Callable[[bytes, int], None], *, bitrate: int = AUDIO_BITRATE) -> None:
         self._mux = mux
-        self._opus: Any = av.CodecContext.create("opus", "r")
+        opus: Any = av.CodecContext.create("opus", "r")
+        # WebRTC signals no Opus header (RFC 7587): say stereo, so that a stereo stream decodes
+        # to its two channels and a mono one (TOC stereo bit clear) is spread to both.
+        opus.layout = "stereo"
+        opus.sample_rate = 48000
+        self._opus = opus
         self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=48000, frame_size=AAC_FRAME)
         aac: Any = av.CodecContext.create("aac", "w")
         aac.sample_rate = 48000
         aac.layout = "stereo"
         aac.format = "fltp"
         aac.time_base = TB48
-        aac.bit_rate = 128000
+        aac.bit_rate = bitrate
         aac.open()
         self._aac = aac
         self._next: int | None = None  # where the next decoded sample belongs (48 kHz)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from liveclass.media.events import RECORDING_READY
 from liveclass.media.recording import hls
+from liveclass.media.recording.audio import AUDIO_BITRATE
 from liveclass.media.recording.hls import RecordingInfo, finalize_directory
 from liveclass.media.recording.recorder import Recorder
 from liveclass.media.sinks import EventSink
@@ -41,13 +42,15 @@ class RecordingManager:
     """Which input records into which recording; grace timers; recovery; deletion."""
 
     def __init__(self, root: Path, sink: EventSink, *, segment_seconds: float = 2.0,
-                 grace_seconds: float = 60.0, max_queue: int = QUEUE_PACKETS, min_free_mb: int = 0) -> None:
+                 grace_seconds: float = 60.0, max_queue: int = QUEUE_PACKETS, min_free_mb: int = 0,
+                 audio_bitrate: int = AUDIO_BITRATE) -> None:
         self.root = Path(root)
         self.sink = sink
         self.segment_seconds = segment_seconds
         self.grace_seconds = grace_seconds
         self.max_queue = max_queue
         self.min_free_mb = min_free_mb  # MEDIA_RECORDINGS_MIN_FREE_MB
+        self.audio_bitrate = audio_bitrate  # MEDIA_AUDIO_BITRATE: the recordings' AAC rate
         self.active: dict[str, Recorder] = {}  # input id -> its current recording's recorder
         self.running: dict[str, Recorder] = {}  # recording id -> recorder not finished yet
         self._grace: dict[str, asyncio.TimerHandle] = {}
@@ -80,7 +83,7 @@ class RecordingManager:
             if playlist is not None and playlist.segments and self._refusal(input_id) is None:
                 recorder = Recorder(self.root, input_id, info.recording_id, segment_seconds=self.segment_seconds,
                                     max_queue=self.max_queue, on_done=self._done_threadsafe, loop=loop,
-                                    resume=playlist)
+                                    resume=playlist, audio_bitrate=self.audio_bitrate)
                 self.active[input_id] = recorder
                 self.running[info.recording_id] = recorder
                 log.info("input %s: recording %s continued after the restart", input_id, info.recording_id)
@@ -98,7 +101,8 @@ class RecordingManager:
             self.refused.pop(input_id, None)
             recording_id = secrets.token_urlsafe(12)
             recorder = Recorder(self.root, input_id, recording_id, segment_seconds=self.segment_seconds,
-                                max_queue=self.max_queue, on_done=self._done_threadsafe, loop=loop)
+                                max_queue=self.max_queue, on_done=self._done_threadsafe, loop=loop,
+                                audio_bitrate=self.audio_bitrate)
             self.active[input_id] = recorder
             self.running[recording_id] = recorder
             log.info("input %s: recording %s started", input_id, recording_id)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from liveclass.media.codecs import vp8_frame, vp8_is_keyframe
 from liveclass.media.recording import hls
-from liveclass.media.recording.audio import OpusToAac
+from liveclass.media.recording.audio import AUDIO_BITRATE, OpusToAac
 from liveclass.media.recording.depacketize import FrameAssembler, RtpClock
 from liveclass.media.recording.segmenter import ORIGIN, Segmenter
 from liveclass.media.recording.video import H264Remux, Vp8ToH264
@@ -48,9 +48,10 @@ class Recorder:
     def __init__(self, root: Path, input_id: str, recording_id: str, *, segment_seconds: float,
                  max_queue: int, on_done: Callable[[Recorder, hls.RecordingInfo | None], None],
                  loop: asyncio.AbstractEventLoop, clock: Callable[[], float] = time.monotonic,
-                 resume: hls.Playlist | None = None) -> None:
+                 resume: hls.Playlist | None = None, audio_bitrate: int = AUDIO_BITRATE) -> None:
         """`resume`: the finished segments of this recording, which a crash interrupted (its
-        directory and meta exist): the recording goes on after them."""
+        directory and meta exist): the recording goes on after them. `audio_bitrate`: the AAC
+        rate (bit/s), MEDIA_AUDIO_BITRATE."""
         self.input_id = input_id
         self.id = recording_id
         self.dir = root / recording_id
@@ -60,6 +61,7 @@ class Recorder:
                                       "started_at": time.time(), "announced": False})
         self.segment_seconds = segment_seconds
         self.max_queue = max_queue
+        self.audio_bitrate = audio_bitrate
         self.on_done = on_done
         self.loop = loop
         self.forwarder: InputForwarder | None = None
@@ -246,7 +248,7 @@ class Recorder:
         if pts90 is None or pts90 < self._epoch_offset:
             return
         if self._audio is None:
-            self._audio = OpusToAac(self.segmenter.write_audio)
+            self._audio = OpusToAac(self.segmenter.write_audio, bitrate=self.audio_bitrate)
         self._audio.packet(payload, pts90 * 48000 // 90000)
 
     def _flush_audio(self) -> None:
