@@ -3,9 +3,36 @@
 // Mark as Live / End Stream, and automatic reconnection: first an ICE restart on the same
 // WHIP session (wish.js: network changes, lost paths; the ICE servers of the media server's
 // 201, TURN included), then a new WHIP session (the media server lets the new publisher
-// take over, so viewers keep playing).
+// take over, so viewers keep playing). Video goes out as three simulcast layers (RFC 8853)
+// when the browser can and the media server's answer accepts them; audio defaults to music
+// mode (no voice processing, stereo), switchable to talking mode without reconnecting.
 import { api, backoff, formatBitrate, $ } from "./common.js";
 import { IceRecovery, MediaRefusal, WishSession, knownIceServers } from "./wish.js";
+
+// Simulcast layers, highest first: a media server that refuses simulcast (no a=simulcast in
+// its answer) gets the first encoding only, so the fallback is the full picture. The rids
+// name the layer: full, half and quarter of the camera's resolution (720p, 360p, 180p).
+const LAYERS = [
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 2_500_000 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 700_000 },
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 200_000 },
+];
+const LAYER_NAMES = { f: "High", h: "Medium", q: "Low" };
+
+// Music mode (classes): no voice processing that would pump or cut the music, stereo.
+// Talking mode: the browser's echo cancellation, noise suppression and gain control, mono.
+const AUDIO_MODES = {
+  music: { echoCancellation: false, noiseSuppression: false, autoGainControl: false, channelCount: { ideal: 2 } },
+  talking: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: { ideal: 1 } },
+};
+
+// What limits the picture, in the words of qualityLimitationReason (webrtc-stats).
+const LIMITS = {
+  none: "Full quality",
+  bandwidth: "Your upload is limiting quality",
+  cpu: "Your computer is busy: quality lowered",
+  other: "The browser lowered quality",
+};
 
 const root = document.getElementById("broadcast");
 if (root) main(root);
@@ -29,6 +56,11 @@ function main(root) {
     viewers: $(root, "stat-viewers"),
     publisherError: $(root, "publisher-error"),
     codec: $(root, "stat-codec"),
+    estimate: $(root, "stat-estimate"),
+    limit: $(root, "stat-limit"),
+    layers: $(root, "layer-rows"),
+    audioModes: [...root.querySelectorAll('input[name="audio-mode"]')],
+    audioMode: $(root, "audio-mode-state"),
     meter: $(root, "mic-meter"),
   };
 
@@ -44,6 +76,9 @@ function main(root) {
     connecting: false,
     generation: 0, // bumps on every new peer connection; stale callbacks check it
     lastBytes: null,
+    lastLayers: new Map(), // outbound-rtp id -> { bytes, at }: each layer's bitrate
+    audioMode: "music", // music | talking (AUDIO_MODES)
+    simulcast: false, // the media server accepted our layers (a=simulcast in its answer)
     // Read-only counts for troubleshooting and the network tests: WHIP sessions opened
     // (201s), ICE restarts tried, restarts that did not bring the connection back.
     counters: { sessions: 0, iceRestarts: 0, iceRestartFailures: 0 },
@@ -112,12 +147,13 @@ function main(root) {
         ...(cam ? { deviceId: { exact: cam } } : {}),
         width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30, max: 30 },
       },
-      audio: {
-        ...(mic ? { deviceId: { exact: mic } } : {}),
-        // Music matters in a dance class: no voice processing that would pump the track.
-        echoCancellation: false, noiseSuppression: false, autoGainControl: false,
-      },
+      audio: audioConstraints(),
     };
+  }
+
+  function audioConstraints() {
+    const mic = ui.mic.value;
+    return { ...(mic ? { deviceId: { exact: mic } } : {}), ...AUDIO_MODES[state.audioMode] };
   }
 
   async function openDevices() {
@@ -137,6 +173,7 @@ function main(root) {
       if (previous) previous.getTracks().forEach((t) => t.stop());
       watchMic(media);
       await listDevices();
+      renderAudioMode();
       if (!state.wanted) say("");
     } catch (err) {
       const why = {
@@ -174,6 +211,63 @@ function main(root) {
     } catch (_) { /* the meter is decoration */ }
   }
 
+  // ------------------------------------------------------------------ music / talking
+
+  function processingMatches(settings, mode) {
+    const want = AUDIO_MODES[mode];
+    return ["echoCancellation", "noiseSuppression", "autoGainControl"]
+      .every((key) => settings[key] === undefined || settings[key] === want[key]);
+  }
+
+  function renderAudioMode() {
+    ui.audioModes.forEach((input) => { input.checked = input.value === state.audioMode; });
+    const track = state.media && state.media.getAudioTracks()[0];
+    const settings = track && track.getSettings ? track.getSettings() : {};
+    if (ui.audioMode) {
+      ui.audioMode.dataset.mode = state.audioMode;
+      ui.audioMode.textContent = state.audioMode === "music"
+        ? `Music mode: ${settings.channelCount === 2 ? "stereo" : "mono"}, no echo cancellation or noise suppression. Use headphones.`
+        : "Talking mode: echo cancellation, noise suppression and automatic volume on (mono).";
+    }
+  }
+
+  // Switch the microphone's processing without touching the WHIP session: applyConstraints
+  // where the browser can change a running track, else (Chrome fixes voice processing when
+  // the microphone opens) open it again and swap the track into the sender.
+  async function setAudioMode(mode) {
+    if (!AUDIO_MODES[mode] || mode === state.audioMode) return;
+    state.audioMode = mode;
+    renderAudioMode();
+    const old = state.media && state.media.getAudioTracks()[0];
+    if (!old) return;
+    try {
+      await old.applyConstraints(audioConstraints());
+    } catch (_) { /* reopened below */ }
+    if (mode !== state.audioMode) return; // switched again meanwhile
+    if (!processingMatches(old.getSettings(), mode)) {
+      let fresh;
+      try {
+        fresh = await openMic();
+      } catch (_) {
+        old.stop(); // a microphone some systems open only once
+        try { fresh = await openMic(); } catch (err) { say(`Could not switch the microphone: ${err.message}`, "error"); return; }
+      }
+      if (mode !== state.audioMode || !state.media.getAudioTracks().includes(old)) { fresh.stop(); return; }
+      const sender = state.pc && state.pc.getSenders().find((s) => s.track && s.track.kind === "audio");
+      if (sender) await sender.replaceTrack(fresh);
+      state.media.removeTrack(old);
+      state.media.addTrack(fresh);
+      old.stop();
+      watchMic(state.media);
+    }
+    renderAudioMode();
+  }
+
+  async function openMic() {
+    const media = await navigator.mediaDevices.getUserMedia({ audio: audioConstraints() });
+    return media.getAudioTracks()[0];
+  }
+
   // ------------------------------------------------------------------ WHIP
 
   function preferH264(transceiver) {
@@ -194,6 +288,43 @@ function main(root) {
     try { transceiver.setCodecPreferences(sorted); } catch (_) { /* keep the browser's order */ }
   }
 
+  /** The video transceiver: three simulcast layers where the browser takes sendEncodings, else one. */
+  function addVideo(pc, track) {
+    const init = { direction: "sendonly", streams: [state.media] };
+    if (window.RTCRtpTransceiver && window.RTCRtpSender && RTCRtpSender.prototype.getParameters) {
+      try {
+        return pc.addTransceiver(track, { ...init, sendEncodings: LAYERS.map((layer) => ({ ...layer })) });
+      } catch (_) { /* no simulcast in this browser: one layer below */ }
+    }
+    return pc.addTransceiver(track, init);
+  }
+
+  /** After the answer: what the media server accepted, and the senders' bitrates to match it. */
+  async function tuneSenders(pc, answer) {
+    const video = answer.split(/\r\n(?=m=)/).find((m) => m.startsWith("m=video")) || "";
+    state.simulcast = /\r\na=simulcast:/.test(video);
+    root.dataset.simulcast = String(state.simulcast);
+    for (const sender of pc.getSenders()) {
+      if (!sender.track || !sender.getParameters || !sender.setParameters) continue;
+      const params = sender.getParameters();
+      if (!params.encodings || !params.encodings.length) continue;
+      if (sender.track.kind === "video" && params.encodings.length === 1) {
+        // Simulcast refused: the one layer left is the full picture at the top rate.
+        params.encodings[0].scaleResolutionDownBy = 1;
+        params.encodings[0].maxBitrate = LAYERS[0].maxBitrate;
+      } else if (sender.track.kind === "audio") {
+        // Opus's rate is the answer's maxaveragebitrate (music: stereo at a class-worthy rate).
+        const pt = /a=rtpmap:(\d+) opus\/48000/i.exec(answer);
+        const rate = pt && new RegExp(`a=fmtp:${pt[1]} [^\\r\\n]*maxaveragebitrate=(\\d+)`).exec(answer);
+        if (!rate) continue;
+        params.encodings[0].maxBitrate = Number(rate[1]);
+      } else {
+        continue;
+      }
+      try { await sender.setParameters(params); } catch (_) { /* keep the browser's choice */ }
+    }
+  }
+
   async function publishTarget() {
     return api(`/api/instructor/streams/${streamId}/publish`);
   }
@@ -210,8 +341,8 @@ function main(root) {
       closePeer();
       state.pc = pc;
       for (const track of state.media.getTracks()) {
-        const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [state.media] });
-        if (track.kind === "video") preferH264(transceiver);
+        if (track.kind === "video") preferH264(addVideo(pc, track));
+        else pc.addTransceiver(track, { direction: "sendonly", streams: [state.media] });
       }
       pc.addEventListener("connectionstatechange", () => onConnectionState(pc, generation));
       const whip = new WishSession(pc, target.whip_url, target.token);
@@ -226,6 +357,7 @@ function main(root) {
       }
       if (generation !== state.generation) return;
       state.counters.sessions++;
+      await tuneSenders(pc, pc.remoteDescription ? pc.remoteDescription.sdp : "");
       state.session = whip.url ? { url: whip.url, token: target.token } : null;
       state.recovery = new IceRecovery(whip, {
         counters: state.counters,
@@ -355,7 +487,16 @@ function main(root) {
     delete root.dataset.connectionState;
     ui.bitrate.textContent = ui.fps.textContent = ui.resolution.textContent = "–";
     if (ui.codec) ui.codec.textContent = "–";
+    for (const el of [ui.estimate, ui.limit]) {
+      if (!el) continue;
+      el.textContent = "–";
+      delete el.dataset.bps;
+      delete el.dataset.reason;
+    }
+    if (ui.layers) ui.layers.replaceChildren();
+    delete ui.bitrate.dataset.bps;
     state.lastBytes = null;
+    state.lastLayers = new Map();
     render();
   }
 
@@ -366,25 +507,99 @@ function main(root) {
     if (!pc || pc.connectionState !== "connected") return;
     const report = await pc.getStats();
     let bytes = 0;
-    let video = null;
+    const layers = [];
+    let pair = null;
     report.forEach((s) => {
       if (s.type === "outbound-rtp") {
         bytes += s.bytesSent || 0;
-        if (s.kind === "video") video = s;
+        if (s.kind === "video") layers.push(s);
+      } else if (s.type === "transport" && s.selectedCandidatePairId) {
+        pair = report.get(s.selectedCandidatePairId) || pair;
+      } else if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded" && !pair) {
+        pair = s; // browsers without transport stats
       }
     });
     const now = performance.now();
     if (state.lastBytes) {
       const seconds = (now - state.lastBytes.at) / 1000;
-      if (seconds > 0) ui.bitrate.textContent = formatBitrate(((bytes - state.lastBytes.bytes) * 8) / seconds);
+      if (seconds > 0) setNumber(ui.bitrate, ((bytes - state.lastBytes.bytes) * 8) / seconds, formatBitrate);
     }
     state.lastBytes = { bytes, at: now };
-    if (video) {
-      ui.fps.textContent = video.framesPerSecond != null ? `${Math.round(video.framesPerSecond)} fps` : "–";
-      ui.resolution.textContent = video.frameWidth ? `${video.frameWidth}×${video.frameHeight}` : "–";
-      const codec = video.codecId && report.get(video.codecId);
+    if (pair && pair.availableOutgoingBitrate != null) setNumber(ui.estimate, pair.availableOutgoingBitrate, formatBitrate);
+
+    // Highest layer first. Without simulcast only the one encoding left sends (Chrome keeps
+    // stats for the layers the answer refused): show it alone, as a single layer.
+    if (!state.simulcast && layers.length > 1) {
+      const sending = layers.reduce((a, b) => ((b.bytesSent || 0) > (a.bytesSent || 0) ? b : a));
+      layers.splice(0, layers.length, sending);
+    }
+    layers.sort((a, b) => (b.frameWidth || 0) - (a.frameWidth || 0) || order(a.rid) - order(b.rid));
+    const rows = layers.map((s) => layerRow(s, now));
+    state.lastLayers = new Map(rows.map((r) => [r.id, { bytes: r.bytes, at: now }]));
+    renderLayers(rows);
+    const top = rows.find((r) => r.sending) || rows[0];
+    if (top) {
+      ui.fps.textContent = top.fps != null ? `${Math.round(top.fps)} fps` : "–";
+      ui.resolution.textContent = top.width ? `${top.width}×${top.height}` : "–";
+      const codec = top.stat.codecId && report.get(top.stat.codecId);
       if (ui.codec && codec) ui.codec.textContent = codec.mimeType.replace(/^video\//, "");
     }
+    renderLimit(rows);
+  }
+
+  function order(rid) {
+    const index = LAYERS.findIndex((l) => l.rid === rid);
+    return index < 0 ? LAYERS.length : index;
+  }
+
+  function setNumber(el, value, format) {
+    if (!el) return;
+    el.textContent = format(value);
+    el.dataset.bps = String(Math.round(value));
+  }
+
+  function layerRow(s, now) {
+    const last = state.lastLayers.get(s.id);
+    const seconds = last ? (now - last.at) / 1000 : 0;
+    const bps = seconds > 0 ? ((s.bytesSent - last.bytes) * 8) / seconds : null;
+    // A layer the browser switched off (too little bandwidth or CPU) sends nothing.
+    const sending = s.active !== false && (bps === null ? (s.framesPerSecond || 0) > 0 : bps > 0);
+    return {
+      id: s.id, stat: s, rid: state.simulcast ? s.rid || "" : "", bytes: s.bytesSent || 0, bps, sending,
+      width: s.frameWidth || 0, height: s.frameHeight || 0, fps: s.framesPerSecond,
+      reason: s.qualityLimitationReason || "none",
+    };
+  }
+
+  function renderLayers(rows) {
+    if (!ui.layers) return;
+    ui.layers.replaceChildren(...rows.map((r) => {
+      const tr = document.createElement("tr");
+      tr.dataset.testid = "layer-row";
+      tr.dataset.rid = r.rid;
+      tr.dataset.width = String(r.width);
+      tr.dataset.height = String(r.height);
+      tr.dataset.fps = r.fps != null ? String(Math.round(r.fps)) : "";
+      tr.dataset.active = String(r.sending);
+      const name = r.rid ? LAYER_NAMES[r.rid] || r.rid : "Single";
+      const cells = [
+        name,
+        r.sending && r.width ? `${r.width}×${r.height}` : "paused",
+        r.sending && r.fps != null ? `${Math.round(r.fps)} fps` : "–",
+        r.bps != null ? formatBitrate(r.bps) : "–",
+      ];
+      tr.replaceChildren(...cells.map((text) => { const td = document.createElement("td"); td.textContent = text; return td; }));
+      return tr;
+    }));
+  }
+
+  function renderLimit(rows) {
+    if (!ui.limit) return;
+    // The worst reason of any layer: Chrome reports the same one on every layer of an encoder.
+    const reasons = rows.map((r) => r.reason);
+    const reason = ["bandwidth", "cpu", "other"].find((r) => reasons.includes(r)) || (rows.length ? "none" : "");
+    ui.limit.dataset.reason = reason;
+    ui.limit.textContent = reason ? LIMITS[reason] : "–";
   }
 
   // The media engine's own report (Cloudflare's live_input.errored): its message as it sent
@@ -454,6 +669,9 @@ function main(root) {
   ui.end.addEventListener("click", endStream);
   ui.camera.addEventListener("change", openDevices);
   ui.mic.addEventListener("change", openDevices);
+  ui.audioModes.forEach((input) => input.addEventListener("change", () => {
+    if (input.checked) setAudioMode(input.value).catch((err) => say(`Could not switch the microphone: ${err.message}`, "error"));
+  }));
   window.addEventListener("beforeunload", (ev) => {
     if (state.wanted) {
       ev.preventDefault();
@@ -476,5 +694,21 @@ function main(root) {
   }
   openDevices();
   // Exposed for tests and troubleshooting from the console.
-  window.liveclassBroadcast = { state, counters: state.counters, stats: () => (state.pc ? state.pc.getStats() : null) };
+  window.liveclassBroadcast = {
+    state, counters: state.counters,
+    stats: () => (state.pc ? state.pc.getStats() : null),
+    // The microphone as captured (music mode: no echo cancellation, 2 channels) and sent.
+    audioSettings: () => {
+      const track = state.media && state.media.getAudioTracks()[0];
+      return track ? track.getSettings() : null;
+    },
+    sentAudioSettings: () => {
+      const sender = state.pc && state.pc.getSenders().find((s) => s.track && s.track.kind === "audio");
+      return sender ? { ...sender.track.getSettings(), id: sender.track.id, maxBitrate: sender.getParameters().encodings[0]?.maxBitrate ?? null } : null;
+    },
+    videoEncodings: () => {
+      const sender = state.pc && state.pc.getSenders().find((s) => s.track && s.track.kind === "video");
+      return sender ? sender.getParameters().encodings.map((e) => ({ rid: e.rid || "", scaleResolutionDownBy: e.scaleResolutionDownBy, maxBitrate: e.maxBitrate, active: e.active })) : null;
+    },
+  };
 }
