@@ -34,6 +34,7 @@ import contextlib
 import ctypes
 import fcntl
 import ipaddress
+import json
 import os
 import secrets
 import shutil
@@ -233,6 +234,25 @@ def _free_block() -> ipaddress.IPv4Network:
     raise NetnsError("no free /24 left in 10.77.0.0/16")
 
 
+@dataclass(frozen=True)
+class QdiscCounts:
+    """A qdisc's counters (tc -s): bytes and packets sent, packets dropped, times over its limit."""
+
+    bytes: int
+    packets: int
+    drops: int
+    overlimits: int
+
+    def __sub__(self, other: QdiscCounts) -> QdiscCounts:
+        return QdiscCounts(self.bytes - other.bytes, self.packets - other.packets, self.drops - other.drops,
+                           self.overlimits - other.overlimits)
+
+    @property
+    def loss(self) -> float:
+        """Dropped share of what reached the qdisc."""
+        return self.drops / (self.packets + self.drops) if self.packets + self.drops else 0.0
+
+
 @dataclass
 class Link:
     """A veth pair: `outer` in the root namespace, `inner` in the namespace. Through a wire,
@@ -378,6 +398,21 @@ class Namespace:
 
     def unshape(self, link: Link) -> None:
         self.run(TC, "qdisc", "del", "dev", link.inner, "root", check=False)
+
+    def tbf_down(self, link: Link, *, rate: str, burst: str = "32kbit", latency: str = "50ms") -> None:
+        """Cap the namespace's downstream on `link`: a token bucket on the root side of the
+        pair (what the root namespace sends toward the namespace); gone with the link."""
+        run([TC, "qdisc", "replace", "dev", link.outer, "root", "tbf", "rate", rate, "burst", burst,
+             "latency", latency])
+
+    def qdisc_counts(self, link: Link, *, down: bool = False) -> QdiscCounts:
+        """What the root qdisc of `link` has passed and dropped so far: the namespace's upstream
+        (its side of the pair), or with `down` its downstream (the root side)."""
+        cmd = [TC, "-s", "-j", "qdisc", "show", "dev", link.outer if down else link.inner]
+        out = run(cmd).stdout if down else self.run(*cmd).stdout
+        root = next(q for q in json.loads(out) if q.get("root"))
+        return QdiscCounts(int(root.get("bytes", 0)), int(root.get("packets", 0)), int(root.get("drops", 0)),
+                           int(root.get("overlimits", 0)))
 
     # ---------------------------------------------------------------- firewall (nftables)
 

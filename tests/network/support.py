@@ -268,3 +268,122 @@ def wait_player(page: Page, what: str, predicate: Callable[[dict[str, Any]], boo
         page.wait_for_timeout(step_ms)
         state = player(page)
     return state
+
+
+def camera_source(directory: Path, *, seconds: float = 3.0, hard: bool = True) -> Path:
+    """A 1280x720 30 fps .y4m for Chromium's fake camera (`--use-file-for-fake-video-capture`,
+    looped). `hard`: a fast-rotating test pattern under strong temporal noise, every frame
+    different everywhere (more than any uplink here carries); else the plain moving pattern."""
+    path = directory / ("hard-720p30.y4m" if hard else "plain-720p30.y4m")
+    graph = "testsrc2=size=1280x720:rate=30"
+    if hard:
+        graph += ",rotate=a=2*PI*t/3:fillcolor=gray,noise=alls=40:allf=t+u"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+                    "-i", f"{graph},format=yuv420p", "-t", str(seconds), "-f", "yuv4mpegpipe", str(path)],
+                   check=True, timeout=120)
+    return path
+
+
+# The publisher's side in detail: every outbound-rtp (video per rid), the remote-inbound-rtp
+# reports the media server sent back about them (loss), and Chrome's send-side estimate.
+# Works on the broadcast page (liveclassBroadcast) and on a bare page with window.benchPc.
+OUTBOUND_JS = """async () => {
+    const b = window.liveclassBroadcast;
+    const report = b ? await b.stats() : window.benchPc ? await window.benchPc.getStats() : null;
+    const out = {streams: [], remote: [], available: null, bytes: 0};
+    if (!report) return out;
+    let pairId = null;
+    report.forEach((s) => {
+        if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+    });
+    report.forEach((s) => {
+        if (s.type === 'outbound-rtp') {
+            const bytes = (s.bytesSent || 0) + (s.headerBytesSent || 0);
+            out.bytes += bytes;
+            out.streams.push({kind: s.kind, rid: s.rid || '', ssrc: s.ssrc, bytes, packetsSent: s.packetsSent || 0,
+                              width: s.frameWidth || 0, height: s.frameHeight || 0, fps: s.framesPerSecond || 0,
+                              reason: s.qualityLimitationReason || '', active: s.active !== false,
+                              framesSent: s.framesSent || 0, pliCount: s.pliCount || 0,
+                              nackCount: s.nackCount || 0, keyFramesEncoded: s.keyFramesEncoded || 0});
+        }
+        if (s.type === 'remote-inbound-rtp') {
+            out.remote.push({kind: s.kind, ssrc: s.ssrc, packetsLost: s.packetsLost || 0,
+                             fractionLost: s.fractionLost || 0, rtt: s.roundTripTime ?? null});
+        }
+        if (s.type === 'candidate-pair' && (s.id === pairId || (!pairId && s.nominated))) {
+            out.available = s.availableOutgoingBitrate ?? null;
+        }
+    });
+    return out;
+}"""
+
+
+def outbound(page: Page) -> dict[str, Any]:
+    """The publisher's outbound streams, the server's reports on them and Chrome's estimate."""
+    result: dict[str, Any] = page.evaluate(OUTBOUND_JS)
+    return result
+
+
+# A viewer's video, frame by frame: requestVideoFrameCallback on the page's <video> notes every
+# presented frame, the longest gap between two since the last reset (a freeze as the viewer
+# sees it, not as a poll happens to catch it) and the sizes presented. Installed once per page.
+FRAME_WATCH_JS = """() => {
+    if (window.__frames) return;
+    const f = window.__frames = {count: 0, last: 0, maxGap: 0, sizes: {}, since: performance.now()};
+    const video = document.querySelector('video');
+    const step = (now, meta) => {
+        if (f.last) f.maxGap = Math.max(f.maxGap, now - f.last);
+        f.last = now; f.count++;
+        const size = `${meta.width}x${meta.height}`;
+        f.sizes[size] = (f.sizes[size] || 0) + 1;
+        video.requestVideoFrameCallback(step);
+    };
+    video.requestVideoFrameCallback(step);
+}"""
+
+FRAME_READ_JS = """(reset) => {
+    const f = window.__frames;
+    const now = performance.now();
+    // A freeze still going on counts too: the time since the last frame.
+    const out = {count: f.count, maxGapMs: Math.max(f.maxGap, f.last ? now - f.last : now - f.since),
+                 sizes: {...f.sizes}};
+    if (reset) { f.maxGap = 0; f.sizes = {}; f.since = now; if (f.last) f.last = Math.min(f.last, now); }
+    return out;
+}"""
+
+
+def watch_frames(page: Page) -> None:
+    """Start noting the frames the page's <video> presents (see FRAME_WATCH_JS)."""
+    page.evaluate(FRAME_WATCH_JS)
+
+
+def frames_seen(page: Page, *, reset: bool = False) -> dict[str, Any]:
+    """{count, maxGapMs, sizes} of the presented frames since the last reset (then reset)."""
+    result: dict[str, Any] = page.evaluate(FRAME_READ_JS, reset)
+    return result
+
+
+# A viewer's video receiver (the watch page's player, or a bare page's window.benchPc).
+INBOUND_JS = """async () => {
+    const w = window.liveclassWatch;
+    const pc = (w && w.player && w.player.peer) || window.benchPc;
+    const out = {framesDecoded: 0, width: 0, height: 0, pliCount: 0, nackCount: 0, freezeCount: 0,
+                 totalFreezesDuration: 0, packetsLost: 0, packetsReceived: 0, keyFramesDecoded: 0, bytes: 0};
+    if (!pc) return out;
+    (await pc.getStats()).forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') {
+            Object.assign(out, {framesDecoded: s.framesDecoded || 0, width: s.frameWidth || 0,
+                                height: s.frameHeight || 0, pliCount: s.pliCount || 0, nackCount: s.nackCount || 0,
+                                freezeCount: s.freezeCount || 0, totalFreezesDuration: s.totalFreezesDuration || 0,
+                                packetsLost: s.packetsLost || 0, packetsReceived: s.packetsReceived || 0,
+                                keyFramesDecoded: s.keyFramesDecoded || 0, bytes: s.bytesReceived || 0});
+        }
+    });
+    return out;
+}"""
+
+
+def inbound(page: Page) -> dict[str, Any]:
+    """A viewer's inbound video counters (getStats)."""
+    result: dict[str, Any] = page.evaluate(INBOUND_JS)
+    return result
