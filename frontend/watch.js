@@ -2,7 +2,9 @@
 // between views as the state changes: countdown -> live player -> ended. Live playback is
 // WHEP only (never HLS), on the browser's RTCPeerConnection through wish.js: the ICE servers
 // of the media server's 201 (TURN included), an ICE restart on the same session when the
-// network changes, and a new session only when that fails.
+// network changes, and a new session only when that fails. When the media server links WHEP's
+// layer extension and the class has simulcast layers, the viewer picks Auto / High / Medium /
+// Low (a cap on the layer the server sends); the choice is kept across reconnects.
 import { api, backoff, formatDuration, $ } from "./common.js";
 import { IceRecovery, WishSession, knownIceServers } from "./wish.js";
 
@@ -21,6 +23,9 @@ function main(root) {
     unmute: $(root, "unmute"),
     badge: $(root, "live-badge"),
     message: $(root, "watch-message"),
+    quality: $(root, "quality"),
+    qualitySelect: $(root, "quality-select"),
+    qualityPlaying: $(root, "quality-playing"),
   };
 
   const state = {
@@ -36,6 +41,8 @@ function main(root) {
     lastProgressAt: 0,
     playing: false,
     polls: 0,
+    quality: "auto", // auto | high | medium | low: the viewer's choice, kept across sessions
+    layers: null, // the media server's last GET .../layer reply for the current session
   };
   window.liveclassWatch = state;
 
@@ -143,6 +150,8 @@ function main(root) {
     if (state.recovery) state.recovery.stop();
     state.recovery = null;
     if (player) player.close({ remote });
+    state.layers = null;
+    renderQuality();
     ui.video.srcObject = null;
     ui.badge.hidden = true;
   }
@@ -180,7 +189,7 @@ function main(root) {
       media.addTrack(ev.track);
       if (ui.video.srcObject !== media) ui.video.srcObject = media;
     });
-    const player = new WishSession(pc, playback.whep_url, playback.token, { opusNack: true });
+    const player = new WishSession(pc, playback.whep_url, playback.token, { opusNack: true, opusStereo: true });
     state.player = player;
     state.lastFrames = 0;
     state.lastProgressAt = performance.now();
@@ -202,7 +211,82 @@ function main(root) {
       onLost: () => { if (generation === state.generation) scheduleReconnect("The connection to the live class was lost."); },
     });
     ui.video.play().catch(() => {});
+    startLayers(player, generation);
   }
+
+  // ------------------------------------------------------------------ quality (WHEP layers)
+
+  const QUALITY_LABELS = { auto: "Auto", high: "High", medium: "Medium", low: "Low" };
+  const LAYER_POLL_MS = 2000;
+  let layerTimer = null;
+
+  /** The spatialLayerId to cap at for a choice (null: Auto), from the layers on offer (lowest first). */
+  function capFor(quality, layers) {
+    if (quality === "auto" || !layers || !layers.length) return null;
+    const ids = layers.map((l) => l.spatialLayerId);
+    if (quality === "high") return ids[ids.length - 1];
+    if (quality === "low") return ids[0];
+    return ids[Math.floor((ids.length - 1) / 2)];
+  }
+
+  async function startLayers(player, generation) {
+    clearTimeout(layerTimer);
+    if (!player.layerUrl) { renderQuality(); return; }
+    try {
+      await refreshLayers(player, generation);
+      // The viewer's choice outlives the session: ask the new one for it too.
+      if (state.quality !== "auto" && state.layers) await player.setMaxLayer(capFor(state.quality, state.layers.layers));
+    } catch (_) { /* the picker stays hidden; playback is unaffected */ }
+    pollLayers(player, generation);
+  }
+
+  function pollLayers(player, generation) {
+    clearTimeout(layerTimer);
+    layerTimer = setTimeout(async () => {
+      if (generation !== state.generation || state.player !== player) return;
+      if (document.visibilityState === "visible") {
+        try { await refreshLayers(player, generation); } catch (_) { /* next time */ }
+      }
+      pollLayers(player, generation);
+    }, LAYER_POLL_MS);
+  }
+
+  async function refreshLayers(player, generation) {
+    const reply = await player.layers();
+    if (generation !== state.generation || state.player !== player) return;
+    state.layers = reply && Array.isArray(reply.layers) ? reply : null;
+    renderQuality();
+  }
+
+  function renderQuality() {
+    if (!ui.quality) return;
+    const layers = state.layers ? state.layers.layers : [];
+    // Nothing to choose from with one layer (FFmpeg, OBS) or a server without the extension.
+    ui.quality.hidden = layers.length < 2;
+    ui.qualitySelect.value = state.quality;
+    const medium = ui.qualitySelect.querySelector('option[value="medium"]');
+    if (medium) medium.hidden = medium.disabled = layers.length < 3;
+    const current = state.layers && layers.find((l) => l.spatialLayerId === state.layers.current);
+    ui.qualityPlaying.textContent = current && current.width ? `Playing ${current.width}×${current.height}` : "";
+    ui.qualityPlaying.dataset.layer = current ? String(current.spatialLayerId) : "";
+    ui.quality.dataset.max = state.layers && state.layers.max != null ? String(state.layers.max) : "";
+  }
+
+  async function chooseQuality(quality) {
+    if (!QUALITY_LABELS[quality]) return;
+    state.quality = quality;
+    const player = state.player;
+    const generation = state.generation;
+    if (!player || !player.layerUrl || !state.layers) { renderQuality(); return; }
+    try {
+      await player.setMaxLayer(capFor(quality, state.layers.layers));
+      await refreshLayers(player, generation);
+    } catch (err) {
+      if (generation === state.generation) ui.qualityPlaying.textContent = `Could not change quality (${err.status || "network"}).`;
+    }
+  }
+
+  if (ui.qualitySelect) ui.qualitySelect.addEventListener("change", () => { chooseQuality(ui.qualitySelect.value); });
 
   let reconnectTimer = null;
   async function scheduleReconnect(reason) {

@@ -3,11 +3,14 @@
 //   POST offer           -> 201 answer, Location (the session), ETag, Link rel="ice-server"
 //   PATCH sdpfrag        -> trickle (If-Match: ETag, 204) or ICE restart (If-Match: "*", 200 + fragment, Link)
 //   DELETE session       -> the end
+//   POST|GET session/layer -> WHEP's layer extension (Link rel="urn:ietf:params:whep:ext:core:layer"):
+//                             a viewer's maximum simulcast layer, and which layer plays
 // The libraries we bundled before (@eyevinn/webrtc-player) built the peer connection before the
 // 201, ignored its Link headers and could not restart ICE, so the pages speak the protocol here.
 
 const SDP = "application/sdp";
 const SDPFRAG = "application/trickle-ice-sdpfrag";
+const LAYER_REL = "urn:ietf:params:whep:ext:core:layer";
 
 const GATHER_MS = 2000; // send the offer by then; later candidates are trickled
 const REQUEST_MS = 10000; // a request on a dead network must not hang the page
@@ -65,12 +68,9 @@ function unquote(value) {
   return v.startsWith('"') && v.endsWith('"') ? v.slice(1, -1).replace(/\\(.)/g, "$1") : v;
 }
 
-/**
- * The ICE servers in the `Link` header(s) of a 201 or an ICE restart's 200 (RFC 9725 §4.6):
- * `<turn:…>; rel="ice-server"; username="…"; credential="…"`. fetch() joins repeated headers with ", ".
- */
-export function iceServersFromLinks(value) {
-  const servers = [];
+/** The links of a `Link` header value: [{ target, params }] (fetch() joins repeated headers with ", "). */
+export function parseLinks(value) {
+  const links = [];
   for (const link of splitOutside(value || "", ",")) {
     const match = /^<([^>]*)>(.*)$/s.exec(link);
     if (!match) continue;
@@ -79,8 +79,31 @@ export function iceServersFromLinks(value) {
       const eq = param.indexOf("=");
       if (eq > 0) params[param.slice(0, eq).trim().toLowerCase()] = unquote(param.slice(eq + 1));
     }
-    if (!(params.rel || "").toLowerCase().split(/\s+/).includes("ice-server")) continue;
-    const server = { urls: match[1].trim() };
+    links.push({ target: match[1].trim(), params });
+  }
+  return links;
+}
+
+function hasRel(params, rel) {
+  return (params.rel || "").toLowerCase().split(/\s+/).includes(rel.toLowerCase());
+}
+
+/** The target of the first link with relation `rel`, resolved against `base` (RFC 8288 §3.1), or null. */
+export function linkTarget(value, rel, base) {
+  const link = parseLinks(value).find((l) => hasRel(l.params, rel));
+  if (!link) return null;
+  try { return new URL(link.target, base).href; } catch (_) { return null; }
+}
+
+/**
+ * The ICE servers in the `Link` header(s) of a 201 or an ICE restart's 200 (RFC 9725 §4.6):
+ * `<turn:…>; rel="ice-server"; username="…"; credential="…"`.
+ */
+export function iceServersFromLinks(value) {
+  const servers = [];
+  for (const { target, params } of parseLinks(value)) {
+    if (!hasRel(params, "ice-server")) continue;
+    const server = { urls: target };
     if (params.username !== undefined) server.username = params.username;
     if (params.credential !== undefined) server.credential = params.credential;
     servers.push(server);
@@ -232,12 +255,14 @@ async function refusal(response) {
 
 /** One WHIP or WHEP session: its peer connection, resource URL, ETag and ICE servers. */
 export class WishSession {
-  constructor(peer, endpoint, token, { opusNack = false } = {}) {
+  constructor(peer, endpoint, token, { opusNack = false, opusStereo = false } = {}) {
     this.peer = peer;
     this.opusNack = opusNack;
+    this.opusStereo = opusStereo;
     this.endpoint = endpoint;
     this.token = token;
     this.url = null; // the session resource (Location)
+    this.layerUrl = null; // WHEP's layer extension, when the server links it
     this.etag = null;
     this.iceServers = [];
     this.sentUfrag = null; // the ufrag of the ICE generation last sent (offer or restart)
@@ -262,7 +287,7 @@ export class WishSession {
     const { peer } = this;
     const startedWith = urlsOf(peer.getConfiguration().iceServers);
     const offer = await peer.createOffer();
-    await peer.setLocalDescription(this.opusNack ? withOpusNack(offer) : offer);
+    await peer.setLocalDescription(this.munged(offer));
     await waitForIceGathering(peer);
     const ice = this.sending(peer.localDescription.sdp);
     const response = await request(this.endpoint, {
@@ -278,10 +303,17 @@ export class WishSession {
     // connect and the 201 named a relay the offer lacked; STUN alone (Cloudflare's links)
     // would find nothing the offer's host candidates could not, so it waits as before.
     this.useIceServers(iceServersFromLinks(response.headers.get("Link")));
+    this.layerUrl = linkTarget(response.headers.get("Link"), LAYER_REL, this.url || this.endpoint);
     this.learnedRelay = relayUrlsOf(this.iceServers).some((url) => !startedWith.includes(url));
     await peer.setRemoteDescription({ type: "answer", sdp: answer });
     this.answeredUfrag = ice.ufrag;
     this.flushSoon();
+  }
+
+  /** The page's own additions to an offer: NACK and stereo for Opus (viewers). */
+  munged(offer) {
+    const nacked = this.opusNack ? withOpusNack(offer) : offer;
+    return this.opusStereo ? withOpusStereo(nacked) : nacked;
   }
 
   /** ICE restart on this session (RFC 9725 §4.4): new credentials and candidates, same DTLS. */
@@ -290,7 +322,8 @@ export class WishSession {
     const { peer } = this;
     clearTimeout(this.trickleTimer);
     this.answeredUfrag = null; // the old generation's late candidates are of no use now
-    await peer.setLocalDescription(await peer.createOffer({ iceRestart: true }));
+    // Munged as the first offer: a restart's offer without stereo=1 would set the decoder to mono.
+    await peer.setLocalDescription(this.munged(await peer.createOffer({ iceRestart: true })));
     await waitForIceGathering(peer);
     const ice = this.sending(peer.localDescription.sdp);
     const response = await request(this.url, {
@@ -354,6 +387,28 @@ export class WishSession {
     await request(this.url, { method: "PATCH", headers, body: fragment(ice, candidates, false) });
   }
 
+  /**
+   * Cap the layer this viewer gets (WHEP layer extension): `max` is a spatial layer index
+   * (0 = lowest), null for Auto. Throws MediaRefusal when refused or not offered.
+   */
+  async setMaxLayer(max) {
+    if (!this.layerUrl) throw new MediaRefusal(0, "The media server offers no layer choice.");
+    const response = await request(this.layerUrl, {
+      method: "POST",
+      headers: this.headers({ "Content-Type": "application/json" }),
+      body: JSON.stringify({ maxSpatialLayerId: max === undefined ? null : max }),
+    });
+    if (!response.ok) throw await refusal(response);
+  }
+
+  /** The layers on offer and the one playing: { layers: [...], current, target, max, estimate }. */
+  async layers() {
+    if (!this.layerUrl) throw new MediaRefusal(0, "The media server offers no layer choice.");
+    const response = await request(this.layerUrl, { headers: this.headers({ Accept: "application/json" }) });
+    if (!response.ok) throw await refusal(response);
+    return response.json();
+  }
+
   /** End the session: close the peer connection and DELETE the resource (best effort). */
   close({ remote = true } = {}) {
     if (this.closed) return;
@@ -373,6 +428,26 @@ function withOpusNack(offer) {
   const pt = /a=rtpmap:(\d+) opus\/48000\/2/.exec(offer.sdp || "");
   if (!pt || offer.sdp.includes(`a=rtcp-fb:${pt[1]} nack\r\n`)) return offer;
   return { type: offer.type, sdp: offer.sdp.replace("opus/48000/2\r\n", `opus/48000/2\r\na=rtcp-fb:${pt[1]} nack\r\n`) };
+}
+
+function withOpusStereo(offer) {
+  // A viewer asks for stereo Opus (RFC 7587 §7.1): without stereo=1 in its own fmtp, Chrome
+  // decodes a stereo stream (the broadcast page's music mode) to mono.
+  const pt = /a=rtpmap:(\d+) opus\/48000\/2/.exec(offer.sdp || "");
+  if (!pt) return offer;
+  const fmtp = new RegExp(`a=fmtp:${pt[1]} ([^\\r\\n]*)`);
+  const current = fmtp.exec(offer.sdp);
+  const params = current ? current[1].split(";").map((p) => p.trim()).filter(Boolean) : [];
+  for (const wanted of ["stereo=1", "sprop-stereo=1"]) {
+    const name = wanted.split("=")[0];
+    const index = params.findIndex((p) => p.split("=")[0] === name);
+    if (index < 0) params.push(wanted); else params[index] = wanted;
+  }
+  const line = `a=fmtp:${pt[1]} ${params.join(";")}`;
+  const sdp = current
+    ? offer.sdp.replace(fmtp, line)
+    : offer.sdp.replace(`a=rtpmap:${pt[1]} opus/48000/2\r\n`, `a=rtpmap:${pt[1]} opus/48000/2\r\n${line}\r\n`);
+  return { type: offer.type, sdp };
 }
 
 // ------------------------------------------------------------------ keeping it connected
