@@ -15,7 +15,15 @@ from aiortc.sdp import SessionDescription, grouplines
 from liveclass.media import sdp
 from liveclass.media.hooks import new_peer_connection
 from liveclass.media.peers import IdleTrack
-from liveclass.media.sdp import OfferError, finish_answer, parse_offer, parse_rid, parse_simulcast
+from liveclass.media.sdp import (
+    RID_URI,
+    OfferError,
+    answer_rids,
+    finish_answer,
+    parse_offer,
+    parse_rid,
+    parse_simulcast,
+)
 
 pytestmark = pytest.mark.timeout(60)
 FINGERPRINT = "sha-256 " + ":".join(f"{i * 7 % 256:02X}" for i in range(32))
@@ -237,9 +245,24 @@ CHROME = text(CHROME_LINES)
 FIREFOX = text(FIREFOX_LINES)
 
 
-def publisher_answer(offer_text: str, *, simulcast: bool = True, bitrate: int = 128000) -> tuple[str, str]:
+def with_rid_extension(answer: str, offer_text: str) -> str:
+    """The answer negotiating the offer's rid header extension, as the server does for publishers
+    (hooks.py) and aiortc alone does not: its extmap added to the answer's video section."""
+    _, offered = grouplines(offer_text)
+    (value,) = [v for v in attributes(offered[-1], "extmap") if v.split()[1] == RID_URI]
+    session, groups = grouplines(answer)
+    video = groups[-1]
+    if not any(v.split()[1] == RID_URI for v in attributes(video, "extmap")):
+        last = max(i for i, line in enumerate(video) if line.startswith(("a=extmap:", "m=")))
+        video.insert(last + 1, f"a=extmap:{value}")
+    return "\r\n".join([*session, *(line for g in groups for line in g)]) + "\r\n"
+
+
+def publisher_answer(offer_text: str, *, simulcast: bool = True, bitrate: int = 128000,
+                     rid_extension: bool = True) -> tuple[str, str]:
     """aiortc's answer to a publisher's offer as the media server makes it (recvonly transceivers,
-    the server's codec preferences), and that answer through finish_answer."""
+    the server's codec preferences, the rid header extension negotiated unless `rid_extension`
+    is False), and that answer through finish_answer."""
     offer = parse_offer(offer_text, publish=True)
 
     async def answer() -> str:
@@ -254,6 +277,8 @@ def publisher_answer(offer_text: str, *, simulcast: bool = True, bitrate: int = 
             await pc.close()
 
     raw = asyncio.run(asyncio.wait_for(answer(), 30))
+    if rid_extension:
+        raw = with_rid_extension(raw, offer_text)
     return raw, finish_answer(raw, offer, publish=True, simulcast=simulcast, audio_bitrate=bitrate)
 
 
@@ -294,6 +319,7 @@ def test_a_browser_simulcast_offer_is_answered_with_its_layers_and_stereo_opus(o
     assert offer.rids == {"audio": [], "video": rids}
     raw, finished = publisher_answer(offer_text)
     assert "a=rid:" not in raw and "a=simulcast" not in raw  # what aiortc alone answers
+    assert answer_rids(finished) == {"audio": [], "video": rids}
     video = sections(finished)["video"]
     assert attributes(video, "rid") == [f"{rid} recv" for rid in rids]
     assert attributes(video, "simulcast") == ["recv " + ";".join(rids)]
@@ -321,6 +347,15 @@ def test_simulcast_off_answers_one_layer_and_the_bitrate_is_the_configured_one()
     fmtp = PUBLISH_FMTP.replace("128000", "192000")
     assert opus_fmtp(sections(finished)["audio"]) == [fmtp]
     check_unchanged_but(raw, finished, {f"a=fmtp:111 {fmtp}"})
+
+
+def test_no_simulcast_without_the_rid_extension_chrome_would_refuse_the_answer() -> None:
+    """Chrome: "The media section with MID='1' negotiates simulcast but does not negotiate the
+    RID RTP header extension" (see test_sdp_browser.py): one layer rather than no publisher."""
+    raw, finished = publisher_answer(CHROME, rid_extension=False)
+    assert "a=rid:" not in finished and "a=simulcast" not in finished
+    assert answer_rids(finished) == {"audio": [], "video": []}
+    check_unchanged_but(raw, finished, {f"a=fmtp:111 {PUBLISH_FMTP}"})
 
 
 def test_a_single_layer_publisher_gets_no_simulcast_lines() -> None:

@@ -32,6 +32,7 @@ _RID_ID = re.compile(r"[A-Za-z0-9_-]{1,255}")  # RFC 8851 rid-id (RFC 8852: at m
 _RID_PARAM = re.compile(r"[A-Za-z0-9_-]+(=[^;\s]+)?")  # RFC 8851 rid-param, key[=value]
 OPUS_PUBLISH_FMTP = "minptime=10;useinbandfec=1;stereo=1;sprop-stereo=1;maxaveragebitrate={bitrate}"
 OPUS_VIEWER_FMTP = "minptime=10;useinbandfec=1;stereo=1;sprop-stereo=1"
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"  # RFC 8852 (the same as rtp.RID_URI)
 
 # One direction of an a=simulcast (RFC 8853 §5.1): its layers in order, each layer the rtp
 # streams that are alternatives for it, as (rid, paused "~").
@@ -220,11 +221,12 @@ def _send_layers(lines: list[str]) -> Layers:
 
 def finish_answer(answer: str, offer: Offer, *, publish: bool, simulcast: bool, audio_bitrate: int) -> str:
     """What aiortc's answer text lacks. A publisher's simulcast video (when `simulcast`, the
-    MEDIA_SIMULCAST setting): `a=rid:<id> recv` per accepted rid and `a=simulcast:recv` with
-    the offered layers (RFC 8853 §5.3: the answer reverses the direction; paused ones stay
-    paused); without them the browser sends one layer. Opus: stereo with in-band FEC, and of a
-    publisher `audio_bitrate` (bit/s, MEDIA_AUDIO_BITRATE) as maxaveragebitrate (RFC 7587 §7).
-    CRLF line endings, the m-sections as they were."""
+    MEDIA_SIMULCAST setting, and the answer negotiates the rid header extension, without which
+    Chrome refuses the whole answer): `a=rid:<id> recv` per accepted rid and `a=simulcast:recv`
+    with the offered layers (RFC 8853 §5.3: the answer reverses the direction; paused ones stay
+    paused); without them the browser sends one layer (its first encoding). Opus: stereo with
+    in-band FEC, and of a publisher `audio_bitrate` (bit/s, MEDIA_AUDIO_BITRATE) as
+    maxaveragebitrate (RFC 7587 §7). CRLF line endings, the m-sections as they were."""
     session, sections = grouplines(answer)
     layers = offer.simulcast.get("video", []) if publish and simulcast else []
     video_mid = offer.mids.get("video")
@@ -239,11 +241,27 @@ def finish_answer(answer: str, offer: Offer, *, publish: bool, simulcast: bool, 
             if video_mid is not None and mids and mids[0] != video_mid:
                 continue
             video_done = True
+            if not any(value.split()[1:2] == [RID_URI] for value in _attributes(lines, "extmap")):
+                continue
             lines[:] = [line for line in lines if not line.startswith(("a=rid:", "a=simulcast:"))]
             lines += [f"a=rid:{rid} recv" for layer in layers for rid, _paused in layer]
             lines.append(f"a=simulcast:recv {format_simulcast(layers)}")
     out = [*session, *(line for lines in sections for line in lines)]
     return "\r\n".join(line for line in out if line) + "\r\n"
+
+
+def answer_rids(answer: str) -> dict[str, list[str]]:
+    """kind -> the rids a (finished) answer accepts with its a=simulcast:recv, [] if none: the
+    layers the publisher will send."""
+    rids: dict[str, list[str]] = {"audio": [], "video": []}
+    _, sections = grouplines(answer)
+    for lines in sections:
+        kind = lines[0][2:].split(" ", 1)[0]
+        found = _attributes(lines, "simulcast")
+        if kind in rids and found and not rids[kind]:
+            layers = parse_simulcast(found[0]).get("recv", [])
+            rids[kind] = [rid for layer in layers for rid, _paused in layer]
+    return rids
 
 
 def _set_opus_fmtp(lines: list[str], params: str) -> None:
