@@ -234,9 +234,7 @@ function main(root) {
     if (!player.layerUrl) { renderQuality(); return; }
     try {
       await refreshLayers(player, generation);
-      // The viewer's choice outlives the session: ask the new one for it too.
-      if (state.quality !== "auto" && state.layers) await player.setMaxLayer(capFor(state.quality, state.layers.layers));
-    } catch (_) { /* the picker stays hidden; playback is unaffected */ }
+    } catch (_) { /* e.g. not connected yet: the next poll asks again */ }
     pollLayers(player, generation);
   }
 
@@ -252,9 +250,18 @@ function main(root) {
   }
 
   async function refreshLayers(player, generation) {
-    const reply = await player.layers();
+    let reply = await player.layers();
     if (generation !== state.generation || state.player !== player) return;
     state.layers = reply && Array.isArray(reply.layers) ? reply : null;
+    // The viewer's choice outlives the session (a reconnect opens a new one) and a request
+    // the server could not take yet: ask again until the server's cap is the chosen one.
+    const cap = state.layers && state.layers.layers.length > 1 ? capFor(state.quality, state.layers.layers) : null;
+    if (state.layers && (state.layers.max ?? null) !== cap) {
+      await player.setMaxLayer(cap);
+      reply = await player.layers();
+      if (generation !== state.generation || state.player !== player) return;
+      state.layers = reply && Array.isArray(reply.layers) ? reply : null;
+    }
     renderQuality();
   }
 
@@ -279,8 +286,7 @@ function main(root) {
     const generation = state.generation;
     if (!player || !player.layerUrl || !state.layers) { renderQuality(); return; }
     try {
-      await player.setMaxLayer(capFor(quality, state.layers.layers));
-      await refreshLayers(player, generation);
+      await refreshLayers(player, generation); // sends the new cap
     } catch (err) {
       if (generation === state.generation) ui.qualityPlaying.textContent = `Could not change quality (${err.status || "network"}).`;
     }
