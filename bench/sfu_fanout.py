@@ -77,6 +77,7 @@ from harness.fanout import (
     seq_loss,
     sink_peer,
     start_publisher,
+    start_simulcast_publisher,
     start_viewer,
 )
 
@@ -165,13 +166,19 @@ class Row:
 
 async def run_phase(base: str, server_pid: int, kind: str, n: int, seconds: float,
                     units: list[tuple[bytes, bool]], probes: int, settle: float = 1.0,
-                    pacing_bps: float | None = None) -> Row:
+                    pacing_bps: float | None = None,
+                    layers: list[tuple[str, list[tuple[bytes, bool]]]] | None = None) -> Row:
     input_id = f"bench-{kind}-{n}-{os.getpid()}"
     log = SendLog()
     n_probes = max(0, min(probes, n))
     n_sinks = n - n_probes
     async with httpx.AsyncClient(timeout=20) as client:
-        publisher, pacer = await start_publisher(client, base, input_id, units, log, pacing_bps)
+        simulcast = None
+        if layers:  # three SSRCs with rids in one session (unpaced: aiortc's own way of sending)
+            publisher, simulcast, _answer = await start_simulcast_publisher(client, base, input_id, layers, log)
+            pacer = None
+        else:
+            publisher, pacer = await start_publisher(client, base, input_id, units, log, pacing_bps)
         await asyncio.sleep(1.0)  # let the stream settle (warm-up, not synchronisation)
         sink = None
         if n_sinks:
@@ -186,7 +193,7 @@ async def run_phase(base: str, server_pid: int, kind: str, n: int, seconds: floa
 
             async def join(s: ViewerStats) -> None:
                 async with limit:
-                    peers.append(await start_viewer(client, base, input_id, log if kind == "forward" else None, s))
+                    peers.append(await start_viewer(client, base, input_id, log if kind != "relay" else None, s))
 
             await asyncio.gather(*(join(s) for s in stats))
             deadline = time.monotonic() + 10
@@ -234,6 +241,8 @@ async def run_phase(base: str, server_pid: int, kind: str, n: int, seconds: floa
             if sink is not None and sink.returncode is None:
                 sink.kill()
                 await sink.wait()
+        if simulcast is not None:
+            await simulcast.stop()
         await publisher.close()
     latencies = [x for s in stats for x in s.latencies]
     app_latencies = [x for s in stats for x in s.app_latencies]
@@ -318,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds between the last viewer's first packet and the measurement window")
     parser.add_argument("--probes", type=int, default=2,
                         help="viewers per N that measure latency (the rest are cheap sinks)")
+    parser.add_argument("--simulcast", action="store_true",
+                        help="also publish three H.264 layers (1280x720 at --bitrate, 640x360 at 700k, 320x180 at "
+                        "200k; rids f/h/q) as one simulcast WHIP session, same viewer counts, same server")
     parser.add_argument("--relay-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--sink-client", nargs=3, metavar=("BASE", "INPUT", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -343,15 +355,23 @@ def main(argv: list[str] | None = None) -> int:
     common = SERVER_ENV
 
 
+    layers = None
+    if args.simulcast:
+        layers = [("f", units), ("h", replay.encode(args.clip, size="640x360", bitrate="700k")),
+                  ("q", replay.encode(args.clip, size="320x180", bitrate="200k"))]
+
     def phases(base: str, pid: int, kind: str, viewers: str) -> None:
         for n in [int(x) for x in viewers.split(",") if x]:
             row = asyncio.run(run_phase(base, pid, kind, n, args.seconds, units, args.probes, args.settle,
-                                        pacing_bps))
+                                        None if kind == "simulcast" else pacing_bps,
+                                        layers if kind == "simulcast" else None))
             rows.append(row)
             print(row, flush=True)
 
     with processes.media_server(common, log_level="info") as (base, pid):
         phases(base, pid, "forward", args.viewers)
+        if layers:
+            phases(base, pid, "simulcast", args.viewers)
         metrics = httpx.get(f"{base}/metrics", timeout=5).text
     if args.relay_viewers:
         port = processes.free_port()
@@ -369,6 +389,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r.server} | {r.viewers} | {r.probes} | {r.cpu:.0f} | {r.client_cpu:.0f} | {r.loss:.2f} | {lat} | "
               f"{r.join_p50:.0f} | "
               f"{r.join_p99:.0f} | {r.mbps:.2f} | {r.pacer_p50:.1f} | {r.pacer_p99:.1f} | {r.boosted:.1f} |")
+    single = {r.viewers: r for r in rows if r.server == "forward"}
+    compared = [(r, single[r.viewers]) for r in rows if r.server == "simulcast" and r.viewers in single]
+    if compared:
+        print()
+        print("| viewers | single-layer server CPU % per viewer | simulcast | ratio (target <= 1.25) |")
+        print("|---:|---:|---:|---:|")
+        for sim, one in compared:
+            a, b = one.cpu / one.viewers, sim.cpu / sim.viewers
+            print(f"| {sim.viewers} | {a:.2f} | {b:.2f} | {b / a if a else float('nan'):.2f} |")
     print()
     print("\n".join(line for line in metrics.splitlines() if line.startswith("liveclass_media_forward_seconds")))
     return 0

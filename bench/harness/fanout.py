@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fractions
 import itertools
 import secrets
 import struct
@@ -14,8 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aioice.ice
+import av
 import httpx
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from harness import MEDIA_KEY, replay
 
@@ -272,3 +274,170 @@ def seq_loss(seqs: set[int]) -> tuple[int, int]:
         ordered = ordered[i:] + [s + 0x10000 for s in ordered[:i]]
     expected = ordered[-1] - ordered[0] + 1
     return expected, expected - len(ordered)
+
+
+# --- simulcast publisher --------------------------------------------------------------------
+
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+
+
+class IdleTrack(MediaStreamTrack):
+    """A video track that never yields a frame: aiortc's own sender stays silent (the
+    simulcast layers are sent beside it, see `SimulcastSender`)."""
+
+    kind = "video"
+
+    async def recv(self) -> av.Packet:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+def simulcast_offer(sdp: str, rids: list[str]) -> tuple[str, int]:
+    """aiortc's offer made a simulcast one (RFC 8853), as Chrome writes it: the video section
+    gets the rid header extension (a free id), `a=rid:<id> send` per layer and
+    `a=simulcast:send <ids>`, and loses its a=ssrc lines (the layers' SSRCs are announced by
+    their rids). Returns the offer and the rid extension's id."""
+    lines = sdp.split("\r\n")
+    used = {int(line.split(":", 1)[1].split()[0]) for line in lines if line.startswith("a=extmap:")}
+    ext_id = next(i for i in range(1, 15) if i not in used)
+    out: list[str] = []
+    in_video = False
+    for line in lines:
+        if line.startswith("m="):
+            if in_video:
+                out += [f"a=rid:{rid} send" for rid in rids] + [f"a=simulcast:send {';'.join(rids)}"]
+            in_video = line.startswith("m=video")
+        if in_video and (line.startswith("a=ssrc:") or line.startswith("a=ssrc-group:")):
+            continue
+        out.append(line)
+        if in_video and line.startswith("a=mid:"):
+            out.append(f"a=extmap:{ext_id} {RID_URI}")
+    if in_video:  # the video section was the last one: its lines go before the trailing ""
+        tail = out.pop() if out and out[-1] == "" else None
+        out += [f"a=rid:{rid} send" for rid in rids] + [f"a=simulcast:send {';'.join(rids)}"]
+        if tail is not None:
+            out.append(tail)
+    return "\r\n".join(out), ext_id
+
+
+class SimulcastSender:
+    """Sends pre-encoded H.264 layers as one simulcast video: each layer its own SSRC and
+    sequence numbers, every packet carrying the layer's rid (and the mid), all layers with the
+    same RTP timestamp per frame, straight to the DTLS transport (which SRTP-protects). A PLI
+    naming a layer's SSRC makes that layer jump to its next keyframe, as an encoder would."""
+
+    def __init__(self, layers: list[tuple[str, list[replay.Unit]]], payload_type: int, rid_ext: int,
+                 mid_ext: int | None, mid: str, send: Callable[[bytes], Awaitable[None]],
+                 log: SendLog | None = None) -> None:
+        from aiortc.codecs.h264 import H264Encoder
+        from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+        from aiortc.rtp import HeaderExtensionsMap
+
+        self.layers = layers
+        self.payload_type = payload_type
+        self.mid = mid
+        self.send = send
+        self.log = log
+        self.ssrcs = [secrets.randbits(32) for _ in layers]
+        self.seqs = [secrets.randbits(16) for _ in layers]
+        self.index = [0 for _ in layers]
+        self.want_keyframe = [False for _ in layers]
+        self.packers = [H264Encoder() for _ in layers]
+        self.extensions = HeaderExtensionsMap()
+        extensions = [RTCRtpHeaderExtensionParameters(id=rid_ext, uri=RID_URI)]
+        if mid_ext is not None:
+            extensions.append(RTCRtpHeaderExtensionParameters(id=mid_ext, uri=MID_URI))
+        self.extensions.configure(RTCRtpParameters(headerExtensions=extensions))
+        self.sent_packets = 0
+        self.error: str | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def on_rtcp(self, data: bytes) -> None:
+        """Compound RTCP from the server: PLIs/FIRs for our SSRCs ask for a keyframe."""
+        from aiortc.rtcp import RtcpPacket, RtcpPsfbPacket
+
+        with contextlib.suppress(ValueError):
+            for packet in RtcpPacket.parse(data):
+                if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (1, 4) and packet.media_ssrc in self.ssrcs:
+                    self.want_keyframe[self.ssrcs.index(packet.media_ssrc)] = True
+
+    def start(self) -> None:
+        self.task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        if self.error:
+            raise RuntimeError(f"simulcast publisher: the session ended {self.error}")
+
+    async def _run(self) -> None:
+        from aiortc.rtp import RtpPacket
+
+        start = time.monotonic()
+        timestamp = secrets.randbits(32)
+        for count in itertools.count():
+            await asyncio.sleep(max(0.0, start + count / 30 - time.monotonic()))
+            for i, (rid, units) in enumerate(self.layers):
+                if self.want_keyframe[i]:
+                    self.want_keyframe[i] = False
+                    while not units[self.index[i]][1]:
+                        self.index[i] = (self.index[i] + 1) % len(units)
+                data, _ = units[self.index[i]]
+                self.index[i] = (self.index[i] + 1) % len(units)
+                unit = av.Packet(data)
+                unit.pts, unit.time_base = count * 3000, fractions.Fraction(1, 90000)
+                payloads, _ = self.packers[i].pack(unit)
+                for n, payload in enumerate(payloads):
+                    packet = RtpPacket(payload_type=self.payload_type, sequence_number=self.seqs[i],
+                                       timestamp=(timestamp + count * 3000) & 0xFFFFFFFF, ssrc=self.ssrcs[i],
+                                       marker=n == len(payloads) - 1)
+                    packet.extensions.rtp_stream_id = rid
+                    packet.extensions.mid = self.mid
+                    packet.payload = payload
+                    self.seqs[i] = (self.seqs[i] + 1) & 0xFFFF
+                    raw = packet.serialize(self.extensions)
+                    if self.log is not None:
+                        self.log.record(raw)
+                    self.sent_packets += 1
+                    try:
+                        await self.send(raw)
+                    except ConnectionError as exc:  # the server ended the session: say so at stop()
+                        self.error = f"after {self.sent_packets} packets: {exc}"
+                        return
+
+
+async def start_simulcast_publisher(client: httpx.AsyncClient, base: str, input_id: str,
+                                    layers: list[tuple[str, list[replay.Unit]]], log: SendLog | None = None,
+                                    ) -> tuple[RTCPeerConnection, SimulcastSender, str]:
+    """A WHIP publisher of `layers` (rid, pre-encoded H.264 units; highest first, as Chrome's
+    offer lists them) as one simulcast video. aiortc negotiates no simulcast: its offer is
+    rewritten (`simulcast_offer`) and the layers are sent beside its silent sender. Returns
+    the peer, the sender (started) and the server's answer."""
+    pc, (sender,) = replay.publisher([IdleTrack()], replay.codecs("video/H264", **{"profile-level-id": "42e01f"}))
+    await pc.setLocalDescription(await pc.createOffer())
+    offer, rid_ext = simulcast_offer(pc.localDescription.sdp, [rid for rid, _ in layers])
+    response = await post(client, f"{base}/whip/{input_id}", offer, replay.token(input_id, "publish"))
+    response.raise_for_status()
+    answer = response.text
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    await replay.wait_connected(pc, 15)
+    video = answer.split("m=video", 1)[1].split("\r\nm=", 1)[0]
+    payload_type = next(int(line.split(":", 1)[1].split()[0]) for line in video.split("\r\n")
+                        if line.startswith("a=rtpmap:") and "H264/90000" in line)
+    mid_ext = next((int(line.split(":", 1)[1].split()[0]) for line in video.split("\r\n")
+                    if line.startswith("a=extmap:") and MID_URI in line), None)
+    mid = next(line.split(":", 1)[1] for line in video.split("\r\n") if line.startswith("a=mid:"))
+    dtls = sender.transport
+    out = SimulcastSender(layers, payload_type, rid_ext, mid_ext, mid, dtls._send_rtp, log)
+    original = dtls._handle_rtcp_data
+
+    async def handle_rtcp(data: bytes) -> None:
+        out.on_rtcp(data)
+        await original(data)
+
+    dtls._handle_rtcp_data = handle_rtcp  # type: ignore[method-assign]
+    out.start()
+    return pc, out, answer
