@@ -79,6 +79,18 @@ class _Chunks:
         self._has_large |= symbol == LARGE_DELTA
         self.pending.append(symbol)
 
+    def add_run(self, symbol: int, n: int) -> None:
+        """`n` times `symbol`; long runs (a burst of losses) extend the pending run in one step."""
+        while n > 0:
+            if self.pending and self._all_same and self.pending[0] == symbol:
+                take = min(n, MAX_RUN_LENGTH - len(self.pending))
+                if take > 0:
+                    self.pending.extend([symbol] * take)
+                    n -= take
+                    continue
+            self.add(symbol)
+            n -= 1
+
     def size(self) -> int:
         """Bytes once finished."""
         return 2 * (len(self.done) + (1 if self.pending else 0))
@@ -166,8 +178,7 @@ class FeedbackBuilder:
         size = self._size_with(gap, symbol)
         if size > self.max_bytes:
             return False
-        for _ in range(gap):
-            self._chunks.add(NOT_RECEIVED)
+        self._chunks.add_run(NOT_RECEIVED, gap)
         self._chunks.add(symbol)
         if symbol == SMALL_DELTA:
             self._deltas.append(ticks)
