@@ -11,6 +11,7 @@ import pytest
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket, unwrap_rtx
 
+from liveclass.media import codecs
 from liveclass.media.codecs import is_keyframe_start
 from liveclass.media.forwarding import InputForwarder, SourceTrack, ViewerLeg
 from liveclass.media.keyframes import KeyframeRequester
@@ -81,9 +82,8 @@ class CountingRequester(KeyframeRequester):
 
 def forwarder() -> tuple[InputForwarder, CountingRequester]:
     requester = CountingRequester()
-    f = InputForwarder(Metrics())
-    f.keyframes = requester
-    f.set_source([video_source()], lambda: True)
+    f = InputForwarder(Metrics(), lambda _metrics: requester)  # every layer's requests, counted
+    f.set_source([video_source()], lambda _ssrc: True)
     return f, requester
 
 
@@ -153,7 +153,7 @@ def test_rtx_from_the_publisher_is_unwrapped() -> None:
     assert len(out) == 2
     assert out[1].payload == VP8_CONT and out[1].sequence_number == (out[0].sequence_number + 1) & 0xFFFF
     assert out[1].ssrc == 0xABCD and out[1].payload_type == 120
-    assert f.fanouts["video"].media_ssrc == 0x1111
+    assert f.fanouts["video"].layers[0].media_ssrc == 0x1111
 
 
 def test_nack_is_answered_from_history_with_rtx_and_viewer_header() -> None:
@@ -197,7 +197,7 @@ def test_takeover_continues_viewer_numbering_at_the_next_keyframe() -> None:
     f.add_viewer("video", v)
     f.on_rtp(packet(100, 1000, VP8_KEY, ssrc=1))
     f.on_rtp(packet(101, 4000, VP8_DELTA, ssrc=1))
-    f.set_source([video_source(pt=100, rtx=None)], lambda: True)  # new publisher, other PT and numbering
+    f.set_source([video_source(pt=100, rtx=None)], lambda _ssrc: True)  # new publisher, other PT and numbering
     f.on_rtp(packet(60000, 777777, VP8_DELTA, pt=100, ssrc=2))  # waits for a keyframe
     f.on_rtp(packet(60001, 780777, VP8_KEY, pt=100, ssrc=2))
     f.on_rtp(packet(60002, 783777, VP8_DELTA, pt=100, ssrc=2))
@@ -295,7 +295,7 @@ def test_new_viewer_gets_the_cached_keyframe_group_at_once() -> None:
     f.on_rtp(packet(503, 15000, VP8_DELTA, marker=1))
     seqs = [p.sequence_number for p in late.parsed()]
     assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs)) and len(seqs) == 4
-    f.fanouts["video"].gop_started -= 1.0  # an old group is not burst: PLI and wait instead
+    f.fanouts["video"].layers[0].gop_started -= 1.0  # an old group is not burst: PLI and wait instead
     other = Capture()
     f.add_viewer("video", viewer(other, ssrc=3))
     assert other.sent == [] and requests.requests == before + 1
@@ -306,6 +306,173 @@ def test_viewer_with_another_codec_is_not_fed_after_takeover() -> None:
     cap = Capture()
     f.add_viewer("video", viewer(cap))
     f.on_rtp(packet(1, 0, VP8_KEY))
-    f.set_source([video_source(pt=102, rtx=None, codec="h264")], lambda: True)
+    f.set_source([video_source(pt=102, rtx=None, codec="h264")], lambda _ssrc: True)
     f.on_rtp(packet(7, 0, b"\x65\x88", pt=102))
     assert len(cap.sent) == 1
+
+
+# --- simulcast layers ---------------------------------------------------------------------
+
+
+class Stream:
+    """What the publisher's receive side tells the forwarder of a packet (receiving.Stream)."""
+
+    def __init__(self, ssrc: int, rid: str | None, rtx: bool = False) -> None:
+        self.ssrc, self.rid, self.rtx = ssrc, rid, rtx
+
+
+LAYER_SSRC = {"q": 0x100, "h": 0x200, "f": 0x300}
+LAYER_SIZE = {"q": (320, 180), "h": (640, 360), "f": (1280, 720)}
+
+
+def vp8_key(rid: str, picture_id: int, tl0: int) -> bytes:
+    """A VP8 keyframe's first packet: X,S; I (15-bit picture id) and L (TL0PICIDX); the frame
+    header with the layer's size."""
+    w, h = LAYER_SIZE[rid]
+    return (bytes((0x90, 0xC0, 0x80 | (picture_id >> 8), picture_id & 0xFF, tl0)) + b"\x10\x02\x00\x9d\x01\x2a"
+            + struct.pack("<HH", w, h))
+
+
+def vp8_delta(picture_id: int, tl0: int) -> bytes:
+    return bytes((0x90, 0xC0, 0x80 | (picture_id >> 8), picture_id & 0xFF, tl0)) + b"\x11\x02\x00"
+
+
+class SimulcastPublisher:
+    """Three layers, each with its own SSRC, sequence numbers, timestamps and picture ids (as a
+    browser sends them); frames go out on all three at once."""
+
+    def __init__(self, f: InputForwarder) -> None:
+        self.f = f
+        self.seq = {"q": 100, "h": 30000, "f": 65530}
+        self.ts = {"q": 1000, "h": 500000, "f": 4000000000}
+        self.pid = {"q": 10, "h": 2000, "f": 32760}
+        self.tl0 = {"q": 5, "h": 100, "f": 254}
+        f.set_source([video_source()], lambda _ssrc: True, {"video": ["q", "h", "f"]})
+
+    def frame(self, keyframe: bool = False, only: tuple[str, ...] = ("q", "h", "f")) -> None:
+        for rid in only:
+            pid, tl0 = self.pid[rid], self.tl0[rid]
+            payload = vp8_key(rid, pid, tl0) if keyframe else vp8_delta(pid, tl0)
+            self.f.on_rtp(packet(self.seq[rid], self.ts[rid], payload, ssrc=LAYER_SSRC[rid], marker=1),
+                          Stream(LAYER_SSRC[rid], rid))
+            self.seq[rid] = (self.seq[rid] + 1) & 0xFFFF
+            self.ts[rid] = (self.ts[rid] + 3000) & 0xFFFFFFFF
+            self.pid[rid] = (self.pid[rid] + 1) & 0x7FFF
+            self.tl0[rid] = (self.tl0[rid] + 1) & 0xFF
+
+
+def ids_of(cap: Capture) -> list[tuple[int, int, int, int]]:
+    """(seq, timestamp, picture id, TL0PICIDX) of what a viewer got."""
+    out = []
+    for p in cap.parsed():
+        pid, _bits, tl0 = codecs.vp8_ids(p.payload) or (0, 0, 0)
+        out.append((p.sequence_number, p.timestamp, pid, tl0))
+    return out
+
+
+def test_simulcast_layers_are_ordered_by_picture_size_and_a_viewer_starts_on_the_best() -> None:
+    f, _requests = forwarder()
+    pub = SimulcastPublisher(f)
+    cap = Capture()
+    v = viewer(cap)
+    f.add_viewer("video", v)
+    pub.frame(keyframe=True, only=("h", "f", "q"))  # any arrival order
+    layers = f.fanouts["video"].layers
+    assert [x.rid for x in layers] == ["q", "h", "f"] and [x.size for x in layers] == list(LAYER_SIZE.values())
+    for _ in range(3):
+        pub.frame()
+    f.set_max_layer(v, None)  # a decision: nothing known of the link yet -> the best layer
+    assert v.layer is layers[2] or v.pending is layers[2]
+    pub.frame(keyframe=True)
+    pub.frame()
+    assert v.layer is layers[2]
+    assert f.fanouts["video"].bitrate >= 0 and len({x.media_ssrc for x in layers}) == 3
+
+
+def test_a_layer_switch_waits_for_a_keyframe_and_keeps_every_id_continuous() -> None:
+    f, requests = forwarder()
+    pub = SimulcastPublisher(f)
+    cap = Capture()
+    v = viewer(cap)
+    pub.frame(keyframe=True)
+    f.add_viewer("video", v)  # fast start from the top layer's cached keyframe
+    layers = f.fanouts["video"].layers
+    assert v.layer is layers[2]
+    pub.frame()
+    before = requests.requests
+    f.set_max_layer(v, 0)  # Low
+    assert v.pending is layers[0] and requests.requests == before + 1  # PLI for the low layer
+    pub.frame()  # not a keyframe: the viewer stays on the top layer meanwhile
+    assert v.layer is layers[2]
+    pub.frame(keyframe=True)
+    pub.frame()
+    assert v.layer is layers[0] and v.pending is None
+    f.set_max_layer(v, None)  # Auto again: back to the best at its next keyframe
+    pub.frame(keyframe=True)
+    pub.frame()
+    assert v.layer is layers[2]
+    got = ids_of(cap)
+    assert len(got) == 8  # key + delta + delta (f), key + delta + key (q), key + delta (f)
+    for (s0, t0, p0, l0), (s1, t1, p1, l1) in itertools.pairwise(got):
+        assert (s1 - s0) & 0xFFFF == 1  # sequence numbers: no gap, no jump
+        assert 0 < (t1 - t0) & 0xFFFFFFFF < 90000  # timestamps move forward, never jump
+        assert (p1 - p0) & 0x7FFF == 1  # picture ids continue across both switches
+        assert (l1 - l0) & 0xFF == 1  # TL0PICIDX too
+    assert {p.ssrc for p in cap.parsed()} == {0xABCD}
+
+
+def test_nacks_after_a_switch_are_answered_from_the_new_layer() -> None:
+    f, _requests = forwarder()
+    pub = SimulcastPublisher(f)
+    cap = Capture()
+    v = viewer(cap)
+    pub.frame(keyframe=True)
+    f.add_viewer("video", v)
+    f.set_max_layer(v, 1)
+    pub.frame(keyframe=True)
+    pub.frame()
+    last = cap.parsed()[-1]
+    f.on_viewer_nack("video", v, [last.sequence_number])
+    rtx = RtpPacket.parse(cap.sent[-1], ext_map(VIEW_IDS))
+    original = unwrap_rtx(rtx, payload_type=120, ssrc=0xABCD)
+    assert original.sequence_number == last.sequence_number and original.payload == last.payload
+
+
+def test_the_recording_takes_the_top_layer_only() -> None:
+    f, _requests = forwarder()
+
+    class Tap:
+        def __init__(self) -> None:
+            self.packets: list[tuple[str, int]] = []
+            self.sources = 0
+
+        def on_source(self, tracks: list[SourceTrack]) -> None:
+            self.sources += 1
+
+        def on_packet(self, kind: str, seq: int, ts: int, marker: int, payload: bytes) -> None:
+            self.packets.append((kind, seq))
+
+    tap = Tap()
+    f.recorder = tap
+    pub = SimulcastPublisher(f)
+    pub.frame(keyframe=True, only=("f", "h", "q"))
+    pub.frame()
+    top_seqs = {(pub.seq["f"] - 2) & 0xFFFF, (pub.seq["f"] - 1) & 0xFFFF}
+    assert {seq for _kind, seq in tap.packets} == top_seqs and tap.sources == 1
+
+
+def test_viewer_rtcp_loss_and_remb_move_it_down_at_once() -> None:
+    f, _requests = forwarder()
+    pub = SimulcastPublisher(f)
+    cap = Capture()
+    v = viewer(cap)
+    pub.frame(keyframe=True)
+    f.add_viewer("video", v)
+    layers = f.fanouts["video"].layers
+    for layer, rate in zip(layers, (150_000.0, 500_000.0, 2_500_000.0), strict=True):
+        layer.rate = rate
+    now = time.perf_counter()
+    f.on_viewer_feedback(v, remb=450_000.0, fraction_lost=0.3)  # a 450 kbit/s link
+    f.decide_layers()
+    assert v.pending is layers[0]  # the low layer fits 450 kbit/s with headroom: the middle does not
+    assert v.choice.congested_at is not None and v.choice.next_up_at > now

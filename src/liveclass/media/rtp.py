@@ -16,6 +16,11 @@ TWO_BYTE_PROFILE = 0x1000
 
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"  # RFC 8843 BUNDLE: each viewer has its own
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"  # restamped per send
+TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"  # RFC 8852: the simulcast layer
+REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+# Hop-by-hop: they describe the publisher's link, never copied to a viewer.
+PUBLISHER_ONLY_URIS = frozenset({TRANSPORT_CC_URI, RID_URI, REPAIRED_RID_URI})
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
 
 
