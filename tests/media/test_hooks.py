@@ -40,6 +40,7 @@ def test_aiortc_and_aioice_are_pinned() -> None:
 def test_private_hooks_exist_with_the_expected_shape() -> None:
     assert list(inspect.signature(RTCDtlsTransport._handle_rtp_data).parameters) == [
         "self", "data", "arrival_time_ms"]
+    assert list(inspect.signature(RTCDtlsTransport._handle_rtcp_data).parameters) == ["self", "data"]
     assert list(inspect.signature(RTCRtpSender._handle_rtcp_packet).parameters) == ["self", "packet"]
     assert list(inspect.signature(RTCRtpSender.send).parameters) == ["self", "parameters"]
     assert list(inspect.signature(RTCRtpReceiver.receive).parameters) == ["self", "parameters"]
@@ -142,10 +143,10 @@ async def _client_offer(publish: bool) -> tuple[RTCPeerConnection, str]:
 
 
 class BrokenForwarder(InputForwarder):
-    def on_rtp(self, data: bytes) -> None:
+    def on_rtp(self, data: bytes, stream: object = None) -> None:
         raise RuntimeError("forwarder bug")
 
-    def on_viewer_keyframe_request(self) -> None:
+    def on_viewer_keyframe_request(self, viewer: object = None) -> None:
         raise RuntimeError("keyframe bug")
 
 
@@ -157,7 +158,7 @@ def test_an_exception_in_the_rtp_hook_is_logged_not_fatal(caplog: pytest.LogCapt
         peer = PublisherPeer(forwarder, lambda: None)
         await peer.accept(parse_offer(sdp, publish=True))
         peer.activate()
-        # the wrapped hook swallows (and logs) the exception; aiortc's own path still runs
+        # the replaced hook swallows (and logs) the exception
         await peer.dtls._handle_rtp_data(b"\x80\x60\x00\x01" + bytes(20), 0)
         await peer.close()
         await client.close()
@@ -166,7 +167,7 @@ def test_an_exception_in_the_rtp_hook_is_logged_not_fatal(caplog: pytest.LogCapt
     with caplog.at_level(logging.ERROR, logger="liveclass.media.hooks"):
         metrics = asyncio.run(asyncio.wait_for(scenario(), 15))
     assert metrics.hook_errors == 1
-    assert "forwarder failed" in caplog.text
+    assert "handling a publisher packet failed" in caplog.text and "forwarder bug" in caplog.text
 
 
 def test_an_exception_in_the_viewer_rtcp_hook_is_logged_not_fatal(caplog: pytest.LogCaptureFixture) -> None:

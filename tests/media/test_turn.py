@@ -39,8 +39,12 @@ TURN_URLS = "turn:turn.example.org:3478?transport=udp,turns:turn.example.org:443
 
 
 def links(response: httpx.Response) -> list[dict[str, str | None]]:
+    """The ice-server links (a WHEP 201 also links its layer resource)."""
     out = []
     for value in response.headers.get_list("link"):
+        if 'rel="ice-server"' not in value:
+            assert 'rel="urn:ietf:params:whep:ext:core:layer"' in value, value
+            continue
         match = LINK.fullmatch(value)
         assert match, value
         out.append(match.groupdict())

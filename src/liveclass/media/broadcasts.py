@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from liveclass.media.events import CONNECTED, DISCONNECTED
 from liveclass.media.forwarding import InputForwarder
 from liveclass.media.metrics import Metrics
-from liveclass.media.peers import Peer, PublisherPeer, ViewerPeer
+from liveclass.media.peers import Peer, PublisherPeer, Quality, ViewerPeer
 from liveclass.media.ports import IceHost
 from liveclass.media.sdp import Offer
 from liveclass.media.sinks import EventSink
@@ -67,8 +67,10 @@ class Registry:
     def __init__(self, sink: EventSink, *, max_sessions: int, recordings: RecordingManager | None = None,
                  host: IceHost | None = None, connect_timeout: float = 15.0,
                  sessions_per_viewer: int = 2, max_viewers_per_input: int = 1000,
-                 ended: EndedInputs | None = None, live: LiveInputs | None = None) -> None:
+                 ended: EndedInputs | None = None, live: LiveInputs | None = None,
+                 quality: Quality | None = None) -> None:
         self.sink = sink
+        self.quality = quality if quality is not None else Quality()  # what peers negotiate
         self.host = host if host is not None else IceHost()  # every session's ICE sockets
         self.recordings = recordings
         self.max_sessions = max_sessions
@@ -117,6 +119,11 @@ class Registry:
                 "packets": video.packets + audio.packets,
                 "packets_lost": video.lost + audio.lost,
                 "loss": round((video.lost + audio.lost) / max(1, video.expected + audio.expected), 4),
+                "transport_cc": peer.transport_cc,
+                # one per simulcast layer (one for a single-layer publisher), lowest first
+                "layers": [{"rid": layer.rid, "width": layer.size[0] if layer.size else None,
+                            "height": layer.size[1] if layer.size else None, "bitrate_bps": round(layer.bitrate),
+                            "fps": round(layer.fps, 1), "viewers": len(layer.viewers)} for layer in video.layers],
             }
         return body
 
@@ -146,7 +153,7 @@ class Registry:
         self._check_capacity()
         broadcast = self._broadcast(input_id)
         session_id = secrets.token_urlsafe(24)
-        peer = PublisherPeer(broadcast.forwarder, lambda: self._closed(session_id), self.host)
+        peer = PublisherPeer(broadcast.forwarder, lambda: self._closed(session_id), self.host, self.quality)
         session = Session(session_id, input_id, "whip", peer, remote_ufrag=offer.ice_ufrag, ends_at=ends_at)
         self.sessions[session_id] = session
         try:
@@ -221,7 +228,7 @@ class Registry:
         publisher = broadcast.publisher.peer
         assert isinstance(publisher, PublisherPeer)
         session_id = secrets.token_urlsafe(24)
-        peer = ViewerPeer(broadcast.forwarder, lambda: self._closed(session_id), self.host)
+        peer = ViewerPeer(broadcast.forwarder, lambda: self._closed(session_id), self.host, self.quality)
         session = Session(session_id, input_id, "whep", peer, remote_ufrag=offer.ice_ufrag, uid=uid)
         self.sessions[session_id] = session
         broadcast.viewers[session_id] = session

@@ -6,14 +6,20 @@ exception is logged and counted (`Metrics.hook_errors`) instead of closing the t
 and pinned by a test (tests/media/test_hooks.py):
 
 - `RTCDtlsTransport._handle_rtp_data(data, arrival_time_ms)`: plaintext publisher RTP
-  (wrapped: the forwarder sees the raw packet, then aiortc's own path runs for RTCP
-  receiver reports, NACK generation towards the publisher and PLI on loss).
+  (replaced for publishers: `receiving.PublisherReceiver` sends their receiver reports,
+  NACKs, PLIs and transport feedback, since aiortc's receiver has one NACK generator and
+  one jitter buffer for all SSRCs of a track and simulcast sends three; wrapped for pulls).
+- `RTCDtlsTransport._handle_rtcp_data` (wrapped): the publisher's RTCP (sender reports).
+- `RTCDtlsTransport._tx_srtp.protect_rtcp`: RTCP to a publisher on the fast send path.
 - `RTCRtpReceiver.receive` (wrapped) then `receiver._RTCRtpReceiver__stop_decoder()`:
   the publisher's tracks are never decoded.
 - `RTCRtpReceiver._send_rtcp_pli(ssrc)`: ask the publisher for a keyframe.
 - `RTCRtpSender.send` (wrapped): the viewer's DTLS is up, attach its streams.
-- `RTCRtpSender._handle_rtcp_packet` (wrapped): viewer NACK / PLI / FIR.
-- `RTCRtpSender._ssrc`, `_rtx_ssrc`, `RTCRtpTransceiver._codecs`, `_headerExtensions`.
+- `RTCRtpSender._handle_rtcp_packet` (wrapped): viewer NACK / PLI / FIR, REMB and
+  receiver-report loss (the viewer's layer choice).
+- `RTCRtpSender._ssrc`, `_rtx_ssrc`, `RTCRtpTransceiver._codecs`, `_headerExtensions`
+  (read, and for publishers set after the offer: aiortc knows neither transport-cc nor
+  the rid extensions, so the answer would drop them).
 - `RTCRtpSender._RTCRtpSender__packet_count`, `__octet_count`, `__rtp_timestamp`,
   `__ntp_timestamp`: kept truthful for the sender reports.
 - `RTCDtlsTransport._tx_srtp.protect(bytes)` and the nominated aioice pair
@@ -51,11 +57,23 @@ from aiortc.codecs import is_rtx
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport, SRTPProtectionProfile
 from aiortc.rtcicetransport import RTCIceCandidate, candidate_from_aioice
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
-from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    unpack_remb_fci,
+)
+from aiortc.sdp import SessionDescription
 from OpenSSL import SSL
 
+from liveclass.media import rtp
 from liveclass.media.metrics import Metrics
 from liveclass.media.ports import IceHost
 from liveclass.media.rtp import NTP_EPOCH_OFFSET
@@ -64,6 +82,7 @@ log = logging.getLogger(__name__)
 
 HOOKS = (
     "RTCDtlsTransport._handle_rtp_data",
+    "RTCDtlsTransport._handle_rtcp_data",
     "RTCDtlsTransport._tx_srtp",
     "RTCIceTransport._connection",
     "RTCRtpReceiver.receive",
@@ -327,6 +346,37 @@ def negotiated(transceiver: RTCRtpTransceiver) -> Negotiated | None:
                       {e.id: e.uri for e in transceiver._headerExtensions})
 
 
+# Header extensions a publisher's answer keeps when offered: aiortc's own (mid,
+# abs-send-time, audio level) and, by configuration, transport-cc and the rid pair.
+_PUBLISHER_URIS = frozenset({
+    rtp.MID_URI, rtp.ABS_SEND_TIME_URI, "urn:ietf:params:rtp-hdrext:ssrc-audio-level"})
+
+
+def accept_publisher_extensions(pc: RTCPeerConnection, offer: SessionDescription, *, transport_cc: bool,
+                                simulcast: bool) -> None:
+    """After setRemoteDescription, before createAnswer: answer the publisher's transport-cc
+    (extension and feedback) and rid extensions, which aiortc's tables lack. The ids are the
+    offer's (the answerer must keep them, RFC 8285)."""
+    uris = set(_PUBLISHER_URIS)
+    if transport_cc:
+        uris.add(rtp.TRANSPORT_CC_URI)
+    if simulcast:
+        uris |= {rtp.RID_URI, rtp.REPAIRED_RID_URI}
+    by_mid = {m.rtp.muxId: m for m in offer.media}
+    for transceiver in pc.getTransceivers():
+        media = by_mid.get(transceiver.mid or "")
+        if media is None:
+            continue
+        transceiver._headerExtensions = [
+            RTCRtpHeaderExtensionParameters(id=x.id, uri=x.uri) for x in media.rtp.headerExtensions if x.uri in uris]
+        offered_twcc = {c.payloadType for c in media.rtp.codecs
+                        if any(f.type == "transport-cc" for f in c.rtcpFeedback)}
+        for codec in transceiver._codecs:
+            codec.rtcpFeedback = [f for f in codec.rtcpFeedback if f.type != "transport-cc"]
+            if transport_cc and codec.payloadType in offered_twcc:
+                codec.rtcpFeedback.append(RTCRtcpFeedback(type="transport-cc"))
+
+
 def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
     """The (media, RTX) SSRCs aiortc picked for this sender (its SDP announces them)."""
     return sender._ssrc, sender._rtx_ssrc
@@ -352,6 +402,50 @@ def tap_rtp(dtls: RTCDtlsTransport, on_rtp: Callable[[bytes], None], metrics: Me
             log.exception("aiortc failed on a publisher packet")
 
     dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
+
+
+def tap_publisher(dtls: RTCDtlsTransport, on_rtp: Callable[[bytes, float], None],
+                  on_rtcp: Callable[[bytes], None], metrics: Metrics) -> None:
+    """A publisher's decrypted RTP goes to `on_rtp(data, arrival)` (arrival: time.monotonic()
+    when the transport handed it over) and nowhere else; its RTCP to `on_rtcp`, then to aiortc."""
+    loop = asyncio.get_running_loop()
+
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+        try:
+            on_rtp(data, loop.time())
+        except Exception:
+            metrics.hook_errors += 1
+            log.exception("handling a publisher packet failed")
+
+    original_rtcp = dtls._handle_rtcp_data
+
+    async def handle_rtcp_data(data: bytes) -> None:
+        try:
+            on_rtcp(data)
+        except Exception:
+            metrics.hook_errors += 1
+            log.exception("handling publisher RTCP failed")
+        await original_rtcp(data)
+
+    dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
+    dtls._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]
+
+
+def srtcp_sender(dtls: RTCDtlsTransport) -> Callable[[bytes], None]:
+    """SRTCP-protect and send on the nominated pair, never blocking; dropped if not ready."""
+    connection = dtls.transport._connection
+
+    def send(data: bytes) -> None:
+        srtp = dtls._tx_srtp
+        pair = connection._nominated.get(1)
+        if srtp is None or pair is None:
+            return
+        transport: Any = pair.protocol.transport
+        if transport.is_closing() or transport.get_write_buffer_size() > MAX_SEND_BUFFER:
+            return
+        transport.sendto(srtp.protect_rtcp(data), pair.remote_addr)
+
+    return send
 
 
 def never_decode(receiver: RTCRtpReceiver, metrics: Metrics) -> None:
@@ -399,19 +493,33 @@ def on_sending(sender: RTCRtpSender, started: Callable[[], None], metrics: Metri
 
 
 def intercept_feedback(sender: RTCRtpSender, on_nack: Callable[[list[int]], None],
-                       on_keyframe_request: Callable[[], None], metrics: Metrics) -> None:
-    """Take the viewer's NACK and PLI/FIR (the forwarder answers them); the rest of the
-    viewer's RTCP (receiver reports) goes to aiortc as before."""
+                       on_keyframe_request: Callable[[], None], metrics: Metrics,
+                       on_link: Callable[[float | None, float | None], None] | None = None) -> None:
+    """Take the viewer's NACK and PLI/FIR (the forwarder answers them); `on_link(remb, loss)`
+    hears its REMB (bits per second) and the loss its receiver reports give for this sender's
+    stream (fraction); the rest of the viewer's RTCP (and those reports) go to aiortc as before."""
     original = sender._handle_rtcp_packet
+    ssrc = sender._ssrc
 
     async def handle_rtcp_packet(packet: Any) -> None:
         try:
             if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
                 on_nack(list(packet.lost))
-            elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+                return
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
                 on_keyframe_request()
-            else:
-                await original(packet)
+                return
+            if on_link is not None:
+                if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+                    try:
+                        on_link(float(unpack_remb_fci(packet.fci)[0]), None)
+                    except ValueError:
+                        pass  # another application-layer message
+                elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+                    for report in packet.reports:
+                        if report.ssrc == ssrc:
+                            on_link(None, report.fraction_lost / 256)
+            await original(packet)
         except Exception:
             metrics.hook_errors += 1
             log.exception("handling viewer RTCP failed")

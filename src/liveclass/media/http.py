@@ -35,7 +35,8 @@ from liveclass.config import IceServer
 from liveclass.media import metrics, whip
 from liveclass.media.access import Authorizer, TokenBucket, UsedTokens
 from liveclass.media.broadcasts import InputEnded, NotLive, Overloaded, Registry, Session
-from liveclass.media.peers import SessionClosed
+from liveclass.media.forwarding import ViewerLeg
+from liveclass.media.peers import SessionClosed, ViewerPeer
 from liveclass.media.ports import PortsExhausted
 from liveclass.media.pull import Pulls
 from liveclass.media.recording import hls
@@ -182,6 +183,11 @@ class MediaHttp:
                 "POST": functools.partial(self.post_offer, publish=publish),
                 "OPTIONS": preflight("POST, OPTIONS", **{"Accept-Post": whip.SDP, "Allow": "POST, OPTIONS"}),
             }))
+            if not publish:
+                routes.append(route(f"/{direction}/{{input_id}}/{{session_id}}/layer", {
+                    "GET": self.get_layer, "POST": self.post_layer,
+                    "OPTIONS": preflight("GET, POST, OPTIONS", Allow="GET, POST, OPTIONS"),
+                }))
             routes.append(route(f"/{direction}/{{input_id}}/{{session_id}}", {
                 "PATCH": functools.partial(self.patch_session, publish=publish),
                 "DELETE": functools.partial(self.delete_session, publish=publish),
@@ -310,6 +316,8 @@ class MediaHttp:
         })
         for link in self._links(session, claims):
             response.headers.append("Link", link)
+        if not publish:
+            response.headers.append("Link", whip.layer_link(session.direction, input_id, session.id))
         return response
 
     async def delete_session(self, request: Request, *, publish: bool) -> Response:
@@ -355,6 +363,36 @@ class MediaHttp:
         for link in self._links(session, claims):
             response.headers.append("Link", link)
         return response
+
+    async def get_layer(self, request: Request) -> Response:
+        """The WHEP layer extension: the publisher's layers and which one this viewer gets."""
+        session, _claims = self._session(request, publish=False)
+        return json_response(session.peer.forwarder.describe_layers(self._video_leg(session)))
+
+    async def post_layer(self, request: Request) -> Response:
+        """The viewer's maximum layer: {"maxSpatialLayerId": n} (0 = the lowest), null or absent = Auto."""
+        session, _claims = self._session(request, publish=False)
+        if self._content_type(request) != "application/json":
+            raise HttpError(415, "Content-Type must be application/json")
+        try:
+            body = json.loads(await self._body(request) or b"{}")
+        except ValueError as exc:
+            raise HttpError(400, f"malformed JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise HttpError(400, "the body must be a JSON object")
+        cap = body.get("maxSpatialLayerId")
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or not 0 <= cap < 16):
+            raise HttpError(400, "maxSpatialLayerId must be a layer index (0 = the lowest) or null")
+        session.peer.forwarder.set_max_layer(self._video_leg(session), cap)
+        return Response(status_code=204, headers=whip.CORS_HEADERS)
+
+    @staticmethod
+    def _video_leg(session: Session) -> ViewerLeg:
+        peer = session.peer
+        leg = peer.video if isinstance(peer, ViewerPeer) else None
+        if leg is None:
+            raise HttpError(409, "the session receives no video yet (not connected, or audio only)")
+        return leg
 
     # operator --------------------------------------------------------------------------
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCRtpSender, RTCSessionDescription
 from aiortc.exceptions import OperationError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
@@ -20,11 +21,22 @@ from aiortc.sdp import candidate_from_sdp, candidate_to_sdp
 from liveclass.media import hooks, sdp
 from liveclass.media.forwarding import InputForwarder, SourceTrack, ViewerLeg
 from liveclass.media.ports import IceHost
+from liveclass.media.receiving import PublisherReceiver
 from liveclass.media.sdp import Offer, OfferError
 from liveclass.media.whip import SdpFragment
 
 SR_SYNC_INTERVAL = 0.2  # seconds between sender-report counter updates
 MAX_REMOTE_CANDIDATES = 16  # a client's candidates checked per session and ICE generation
+
+
+@dataclass(frozen=True)
+class Quality:
+    """What the server negotiates for picture and sound (MEDIA_TRANSPORT_CC, MEDIA_SIMULCAST,
+    MEDIA_AUDIO_BITRATE)."""
+
+    transport_cc: bool = True
+    simulcast: bool = True
+    audio_bitrate: int = 128000
 
 
 class SessionClosed(Exception):
@@ -46,9 +58,13 @@ class IdleTrack(MediaStreamTrack):
 class Peer:
     """One WHIP or WHEP session's peer connection."""
 
-    def __init__(self, forwarder: InputForwarder, on_closed: Callable[[], None], host: IceHost | None = None) -> None:
+    publish = False
+
+    def __init__(self, forwarder: InputForwarder, on_closed: Callable[[], None], host: IceHost | None = None,
+                 quality: Quality | None = None) -> None:
         self.forwarder = forwarder
         self.host = host if host is not None else IceHost()
+        self.quality = quality if quality is not None else Quality()
         self.pc = hooks.new_peer_connection()
         self._retiring: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
@@ -76,9 +92,15 @@ class Peer:
             raise OfferError(422, f"no common codec: {exc}") from exc
         except ValueError as exc:
             raise OfferError(400, f"malformed SDP: {exc}") from exc
+        self._before_answer(offer)
         hooks.gather_host_candidates_on(self.pc, self.host)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        return self.pc.localDescription.sdp
+        q = self.quality
+        return sdp.finish_answer(self.pc.localDescription.sdp, offer, publish=self.publish,
+                                 simulcast=q.simulcast, audio_bitrate=q.audio_bitrate)
+
+    def _before_answer(self, offer: Offer) -> None:
+        pass
 
     # ICE (PATCH) -------------------------------------------------------------------------
 
@@ -158,30 +180,52 @@ class Peer:
 
 
 class PublisherPeer(Peer):
-    """WHIP: receive from the publisher, feed every decrypted packet to the forwarder."""
+    """WHIP: receive from the publisher; its RTCP answered by `PublisherReceiver` (reports,
+    NACKs, PLIs, transport feedback), every decrypted packet fed to the forwarder."""
 
-    def __init__(self, forwarder: InputForwarder, on_closed: Callable[[], None], host: IceHost | None = None) -> None:
-        super().__init__(forwarder, on_closed, host)
+    publish = True
+
+    def __init__(self, forwarder: InputForwarder, on_closed: Callable[[], None], host: IceHost | None = None,
+                 quality: Quality | None = None) -> None:
+        super().__init__(forwarder, on_closed, host, quality)
         self.active = False  # the input's source (False after a takeover)
         self.tracks: list[SourceTrack] = []
-        self._receivers: dict[str, RTCRtpReceiver] = {}
+        self.rids: dict[str, list[str]] = {}
+        self.receiver: PublisherReceiver | None = None
+        self.transport_cc = False  # negotiated: the publisher's estimator runs on our feedback
 
     async def accept(self, offer: Offer) -> str:
         for kind in offer.kinds:
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
             transceiver.setCodecPreferences(sdp.publisher_preferences(offer, kind))
         answer = await self._negotiate(offer)
-        self._install_hooks()
+        self._install_hooks(offer)
         return answer
 
-    def _on_rtp(self, data: bytes) -> None:
-        if self.active:
-            self.forwarder.on_rtp(data)
+    def _before_answer(self, offer: Offer) -> None:
+        hooks.accept_publisher_extensions(self.pc, offer.description, transport_cc=self.quality.transport_cc,
+                                          simulcast=self.quality.simulcast)
+        if self.quality.simulcast:
+            self.rids = {kind: rids for kind, rids in offer.rids.items() if rids}
 
-    def _install_hooks(self) -> None:
+    def _on_rtp(self, data: bytes, arrival: float) -> None:
+        receiver = self.receiver
+        stream = receiver.on_rtp(data, arrival) if receiver is not None else None
+        if self.active and stream is not None:
+            self.forwarder.on_rtp(data, stream)
+
+    def _on_rtcp(self, data: bytes) -> None:
+        if self.receiver is not None:
+            self.receiver.on_rtcp(data, asyncio.get_running_loop().time())
+
+    def _install_hooks(self, offer: Offer) -> None:
         metrics = self.forwarder.metrics
-        hooks.tap_rtp(self.dtls, self._on_rtp, metrics)
         tracks = []
+        kinds: dict[int, str] = {}
+        clock_rates: dict[int, int] = {}
+        rtx: dict[int, int] = {}
+        extensions: dict[int, str] = {}
+        transport_cc = remb = False
         for transceiver in self.pc.getTransceivers():
             found = hooks.negotiated(transceiver)
             if transceiver.mid is None or found is None:
@@ -191,21 +235,35 @@ class PublisherPeer(Peer):
                 payload_type=found.payload_type, rtx_payload_type=found.rtx_payload_type,
                 extensions=found.extensions,
             ))
-            self._receivers[transceiver.kind] = transceiver.receiver
+            kinds[found.payload_type] = transceiver.kind
+            clock_rates[found.payload_type] = found.codec.clockRate
+            if found.rtx_payload_type is not None:
+                rtx[found.rtx_payload_type] = found.payload_type
+            extensions.update(found.extensions)
+            feedback = {f.type for f in found.codec.rtcpFeedback}
+            transport_cc |= "transport-cc" in feedback
+            remb |= "goog-remb" in feedback
             hooks.never_decode(transceiver.receiver, metrics)
         self.tracks = tracks
+        self.transport_cc = transport_cc
+        rtx_ssrcs = {int(group.items[1]): int(group.items[0]) for media in offer.description.media
+                     for group in media.ssrc_group if group.semantic == "FID" and len(group.items) == 2}
+        self.receiver = PublisherReceiver(
+            send_rtcp=hooks.srtcp_sender(self.dtls), kinds=kinds, clock_rates=clock_rates, rtx=rtx,
+            extensions=extensions, transport_cc=transport_cc, remb=remb, rtx_ssrcs=rtx_ssrcs,
+            clock=asyncio.get_running_loop().time)
+        self.receiver.start()
+        hooks.tap_publisher(self.dtls, self._on_rtp, self._on_rtcp, metrics)
 
     def activate(self) -> None:
         """Become the input's source (first publisher or takeover)."""
         self.active = True
-        self.forwarder.set_source(self.tracks, self.send_pli)
+        self.forwarder.set_source(self.tracks, self.send_pli, self.rids)
 
-    def send_pli(self) -> bool:
-        receiver = self._receivers.get("video")
-        ssrc = self.forwarder.fanouts["video"].media_ssrc
-        if receiver is None or ssrc is None or self._closed:
+    def send_pli(self, media_ssrc: int) -> bool:
+        if self.receiver is None or self._closed:
             return False
-        hooks.send_pli(receiver, ssrc)
+        self.receiver.request_keyframe(media_ssrc)
         return True
 
     @property
@@ -213,6 +271,8 @@ class PublisherPeer(Peer):
         return {t.kind: t.codec for t in self.tracks}
 
     def _detach(self) -> None:
+        if self.receiver is not None:
+            self.receiver.close()
         if self.active:
             self.active = False
             self.forwarder.clear_source()
@@ -221,8 +281,9 @@ class PublisherPeer(Peer):
 class ViewerPeer(Peer):
     """WHEP: idle aiortc senders; the forwarder writes SRTP straight to the ICE pair."""
 
-    def __init__(self, forwarder: InputForwarder, on_closed: Callable[[], None], host: IceHost | None = None) -> None:
-        super().__init__(forwarder, on_closed, host)
+    def __init__(self, forwarder: InputForwarder, on_closed: Callable[[], None], host: IceHost | None = None,
+                 quality: Quality | None = None) -> None:
+        super().__init__(forwarder, on_closed, host, quality)
         self.legs: list[tuple[str, RTCRtpSender, ViewerLeg]] = []
         self._sync_task: asyncio.Task[None] | None = None
 
@@ -258,8 +319,15 @@ class ViewerPeer(Peer):
             if attached:  # before DTLS: no stream attached yet, nothing to resend
                 forwarder.on_viewer_nack(kind, attached[0], lost)
 
+        def on_keyframe_request() -> None:
+            forwarder.on_viewer_keyframe_request(attached[0] if attached else None)
+
+        def on_link(remb: float | None, loss: float | None) -> None:
+            if attached and kind == "video":
+                forwarder.on_viewer_feedback(attached[0], remb=remb, fraction_lost=loss)
+
         hooks.on_sending(sender, started, forwarder.metrics)
-        hooks.intercept_feedback(sender, on_nack, forwarder.on_viewer_keyframe_request, forwarder.metrics)
+        hooks.intercept_feedback(sender, on_nack, on_keyframe_request, forwarder.metrics, on_link)
 
     def _viewer_leg(self, transceiver: RTCRtpTransceiver) -> ViewerLeg:
         found = hooks.negotiated(transceiver)
@@ -272,6 +340,11 @@ class ViewerPeer(Peer):
             mid=transceiver.mid, send=hooks.srtp_sender(transceiver.sender.transport),
             rtx_ssrc=rtx_ssrc if rtx is not None else None, rtx_payload_type=rtx,
         )
+
+    @property
+    def video(self) -> ViewerLeg | None:
+        """This viewer's video leg, once its DTLS is up (the WHEP layer extension's subject)."""
+        return next((leg for kind, _sender, leg in self.legs if kind == "video"), None)
 
     async def _sync_reports(self) -> None:
         """Keep aiortc's sender-report counters equal to what the forwarder sent."""

@@ -139,9 +139,9 @@ class Pulls:
                 raise PullRefused(f"recording refused: {self.recordings.refused.get(pull.input_id, '')}")
             attached = True
 
-            def send_pli() -> bool:
-                receiver, ssrc = receivers.get("video"), pull.forwarder.fanouts["video"].media_ssrc
-                if receiver is None or ssrc is None or closed.is_set():
+            def send_pli(ssrc: int) -> bool:
+                receiver = receivers.get("video")
+                if receiver is None or closed.is_set():
                     return False
                 hooks.send_pli(receiver, ssrc)
                 return True

@@ -21,6 +21,7 @@ from liveclass.media.broadcasts import Registry
 from liveclass.media.hooks import restrict_host_addresses
 from liveclass.media.http import AccessLog, MediaHttp, Turn
 from liveclass.media.metrics import sample_loop_lag
+from liveclass.media.peers import Quality
 from liveclass.media.ports import IceHost, UdpPortPool
 from liveclass.media.recording.manager import RecordingManager
 from liveclass.media.sinks import EventSink, NullSink, WebhookSink
@@ -44,13 +45,16 @@ def create_app(config: MediaConfig, *, sink: EventSink | None = None) -> Starlet
         recordings = RecordingManager(config.MEDIA_RECORDINGS_DIR, events,
                                       segment_seconds=config.MEDIA_RECORDING_SEGMENT_SECONDS,
                                       grace_seconds=config.MEDIA_RECORDING_GRACE_SECONDS,
-                                      min_free_mb=config.MEDIA_RECORDINGS_MIN_FREE_MB)
+                                      min_free_mb=config.MEDIA_RECORDINGS_MIN_FREE_MB,
+                                      audio_bitrate=config.MEDIA_AUDIO_BITRATE)
     host = IceHost(UdpPortPool(config.udp_ports), config.ice_public_addresses, config.ice_allow_private)
     registry = Registry(events, max_sessions=config.MEDIA_MAX_SESSIONS, recordings=recordings, host=host,
                         sessions_per_viewer=config.MEDIA_SESSIONS_PER_VIEWER,
                         max_viewers_per_input=config.MEDIA_MAX_VIEWERS_PER_INPUT,
                         connect_timeout=config.MEDIA_CONNECT_TIMEOUT, ended=EndedInputs(config.MEDIA_STATE_DIR),
-                        live=LiveInputs(config.MEDIA_STATE_DIR))
+                        live=LiveInputs(config.MEDIA_STATE_DIR),
+                        quality=Quality(transport_cc=config.MEDIA_TRANSPORT_CC, simulcast=config.MEDIA_SIMULCAST,
+                                        audio_bitrate=config.MEDIA_AUDIO_BITRATE))
     http = MediaHttp(
         registry,
         Authorizer(config.signing_key),

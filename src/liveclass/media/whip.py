@@ -47,6 +47,14 @@ def session_location(direction: str, input_id: str, session_id: str) -> str:
     return f"/{direction}/{input_id}/{session_id}"
 
 
+LAYER_REL = "urn:ietf:params:whep:ext:core:layer"  # the WHEP draft's layer-selection extension
+
+
+def layer_link(direction: str, input_id: str, session_id: str) -> str:
+    """The `Link` to a WHEP session's layer resource (GET: the layers; POST: the viewer's cap)."""
+    return f'<{session_location(direction, input_id, session_id)}/layer>; rel="{LAYER_REL}"'
+
+
 def new_etag() -> str:
     """A strong ETag for a session's ICE state."""
     return f'"{secrets.token_urlsafe(12)}"'
