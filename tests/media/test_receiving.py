@@ -15,14 +15,19 @@ from liveclass.media.receiving import (
     MAX_NACK_TRIES,
     MAX_SOURCES,
     MAX_TRANSPORT_PACKETS,
-    REPAIRED_RID_URI,
-    RID_URI,
     TASK_NAME,
-    TRANSPORT_CC_URI,
     PublisherReceiver,
     Stream,
 )
-from liveclass.media.rtp import ABS_SEND_TIME_URI, MID_URI, abs_send_time, build_extensions
+from liveclass.media.rtp import (
+    ABS_SEND_TIME_URI,
+    MID_URI,
+    REPAIRED_RID_URI,
+    RID_URI,
+    TRANSPORT_CC_URI,
+    abs_send_time,
+    build_extensions,
+)
 
 VP8, RTX, OPUS = 96, 97, 111
 TWCC_ID, RID_ID, RRID_ID, ABS_ID, MID_ID = 3, 10, 11, 2, 4
@@ -335,6 +340,14 @@ def test_bounded_state_under_a_random_flood() -> None:
         if i % 250 == 0:
             h.receiver.poll(h.clock.now)
             h.sent.clear()
+    # a burst with no feedback going out (nothing reported, nothing culled by age) stays capped
+    burst = Harness()
+    for i in range(MAX_TRANSPORT_PACKETS + 2000):
+        burst.rtp(rtp_packet(i, 1, twcc=i))
+    assert len(burst.receiver._transport.arrivals) <= MAX_TRANSPORT_PACKETS
+    burst.advance(0.05)
+    received, = [sorted(s for s, _ in fb.received) for fb in feedbacks(burst.take())][-1:]
+    assert received[-1] == MAX_TRANSPORT_PACKETS + 1999  # the newest are kept and reported
     receiver = h.receiver
     assert len(receiver._sources) <= MAX_SOURCES
     assert len(receiver._transport.arrivals) <= MAX_TRANSPORT_PACKETS

@@ -23,11 +23,6 @@ from liveclass.media import rtcp, rtp
 
 log = logging.getLogger(__name__)
 
-# The lead's header-extension constants (contracts.md); spelled here until media/rtp.py has them.
-TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
-RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
-REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
-
 TICK = 0.025  # periodic work granularity (NACK retries need better than their 100 ms)
 FEEDBACK_INTERVAL = 0.05
 RR_INTERVAL_VIDEO = 0.5
@@ -395,11 +390,11 @@ class PublisherReceiver:
         self.ssrc = secrets.randbits(32)  # sender SSRC of the server's RTCP
         self._twcc_id = self._rid_id = self._rrid_id = self._abs_id = -1
         for xid, uri in extensions.items():
-            if uri == TRANSPORT_CC_URI:
+            if uri == rtp.TRANSPORT_CC_URI:
                 self._twcc_id = xid
-            elif uri == RID_URI:
+            elif uri == rtp.RID_URI:
                 self._rid_id = xid
-            elif uri == REPAIRED_RID_URI:
+            elif uri == rtp.REPAIRED_RID_URI:
                 self._rrid_id = xid
             elif uri == rtp.ABS_SEND_TIME_URI:
                 self._abs_id = xid
