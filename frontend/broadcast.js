@@ -581,12 +581,14 @@ function main(root) {
       tr.dataset.height = String(r.height);
       tr.dataset.fps = r.fps != null ? String(Math.round(r.fps)) : "";
       tr.dataset.active = String(r.sending);
+      // Not shown: Chrome pads the lowest layer to probe the link, so its bytes say little
+      // about the picture; kept for troubleshooting.
+      tr.dataset.bps = r.bps != null ? String(Math.round(r.bps)) : "";
       const name = r.rid ? LAYER_NAMES[r.rid] || r.rid : "Single";
       const cells = [
         name,
         r.sending && r.width ? `${r.width}×${r.height}` : "paused",
         r.sending && r.fps != null ? `${Math.round(r.fps)} fps` : "–",
-        r.bps != null ? formatBitrate(r.bps) : "–",
       ];
       tr.replaceChildren(...cells.map((text) => { const td = document.createElement("td"); td.textContent = text; return td; }));
       return tr;

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -94,6 +95,7 @@ def assert_stats_in_words(page: Page) -> None:
 
 def test_three_layers_when_the_server_accepts_simulcast(
     base: str, open_class: Callable[..., Classroom], backend: MediaBackend, media_server: MediaServer,
+    shoot: Callable[[Page, str], Path],
 ) -> None:
     room = open_class(title="Simulcast Salsa", price=1, starts_in=timedelta(minutes=10))
     studio = room.studio()
@@ -127,6 +129,7 @@ def test_three_layers_when_the_server_accepts_simulcast(
     low = next(r for r in rows if r["rid"] == "q")
     assert (low["width"], low["height"]) == ("320", "180"), rows
     assert_stats_in_words(studio)
+    shoot(studio, "51-broadcast-simulcast-stats")
 
 
 def test_one_layer_when_the_server_refuses_simulcast(

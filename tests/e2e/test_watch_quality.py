@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -131,6 +132,7 @@ def test_single_layer_class_stereo_offer_and_no_picker(
 
 def test_quality_picker_caps_the_layer_and_keeps_it_across_reconnects(
     base: str, open_class: Callable[..., Classroom], backend: MediaBackend, media_server: MediaServer,
+    shoot: Callable[[Page, str], Path],
 ) -> None:
     room = open_class(title="Layered Lambada", price=1, starts_in=timedelta(minutes=5))
     watcher, link = go_live(room, base)
@@ -158,6 +160,7 @@ def test_quality_picker_caps_the_layer_and_keeps_it_across_reconnects(
         f"Playing {low['width']}\u00d7{low['height']}", timeout=MEDIA_TIMEOUT_MS)
     wait_for(watcher, lambda: playing_size(watcher) == (low["width"], low["height"]), 15,
              "the decoder got the low layer")
+    shoot(watcher, "52-watch-quality-low")
 
     # Medium is the middle layer; High the top one; Auto lifts the cap.
     assert choose(watcher, "Medium") == {"maxSpatialLayerId": ids[1]}
