@@ -407,6 +407,8 @@ def test_a_layer_switch_waits_for_a_keyframe_and_keeps_every_id_continuous() -> 
     pub.frame(keyframe=True)
     pub.frame()
     assert v.layer is layers[0] and v.pending is None
+    for layer in layers:  # sending for a while: worth going back up to
+        layer.active_since -= 10
     f.set_max_layer(v, None)  # Auto again: back to the best at its next keyframe
     pub.frame(keyframe=True)
     pub.frame()

@@ -28,6 +28,13 @@ def test_a_paused_layer_is_left_for_the_best_one_still_sending() -> None:
     assert choice.decide(0.0, 2, layers((True, True, False)), AUDIO).target == 1
 
 
+def test_a_layer_that_just_resumed_is_not_switched_up_to() -> None:
+    choice = LayerChoice()
+    flapping = [LayerInfo(0, RATES[0], True), LayerInfo(1, RATES[1], True), LayerInfo(2, RATES[2], True, False)]
+    assert choice.decide(0.0, 1, flapping, AUDIO).target == 1  # the top one resumed a moment ago
+    assert choice.decide(0.2, 1, layers(), AUDIO).target == 2  # steady now
+
+
 def test_loss_or_a_low_remb_moves_down_to_what_fits() -> None:
     choice = LayerChoice()
     choice.on_remb(600_000.0, 0.0)  # REMB far below the 2.6 Mbit/s sent

@@ -53,8 +53,12 @@ GOP_CACHE_MAX_AGE = 0.5  # seconds: older groups are not burst to a new viewer (
 NACK_MAX_RESENDS = 64
 RESEND_BUDGET = 200  # ...and at most this many resends per viewer leg per second
 MAX_LAYERS = 4  # simulcast layers taken from one publisher (browsers send up to 3)
-LAYER_IDLE = 1.0  # seconds without a packet after which a layer counts as paused
-DECIDE_INTERVAL = 0.5  # seconds between layer decisions for an input's video viewers
+# A browser pauses its top layer when its uplink estimate drops below what three layers need
+# (and resumes it when it recovers): a layer silent this long (a dozen frames at 30 fps) counts
+# as paused, and its viewers move to the best layer still sending at the next decision.
+LAYER_IDLE = 0.4
+LAYER_STABLE = 2.0  # seconds a (re)started layer sends before viewers are moved up to it
+DECIDE_INTERVAL = 0.2  # seconds between layer decisions for an input's video viewers
 PROBE_TICK = 0.02  # seconds between probe padding bursts
 PADDING_SIZE = 224  # bytes of one padding packet (libwebrtc's largest padding-only packet)
 
@@ -288,6 +292,7 @@ class Layer:
         self.keyframes = requester(metrics)
         self.size: tuple[int, int] | None = None  # (width, height) from the last keyframe
         self.last_packet = 0.0  # perf_counter() of the last packet
+        self.active_since = 0.0  # perf_counter() when it last started sending after a pause
         # statistics (GET /inputs/{id}, layer choice)
         self.packets = 0
         self.lost = 0
@@ -302,6 +307,11 @@ class Layer:
 
     def active(self, now: float) -> bool:
         return self.packets > 0 and now - self.last_packet < LAYER_IDLE
+
+    def stable(self, now: float) -> bool:
+        """Sending for LAYER_STABLE: a layer the browser keeps pausing and resuming is not
+        worth a switch up each time."""
+        return self.active(now) and now - self.active_since >= LAYER_STABLE
 
     def cache(self, e: SourcePacket, keyframe: bool, now: float) -> None:
         gop = self.gop
@@ -339,6 +349,8 @@ class Layer:
         return True
 
     def count(self, seq: int, size: int, marker: int, now: float) -> None:
+        if now - self.last_packet >= LAYER_IDLE:
+            self.active_since = now
         self.packets += 1
         self.last_packet = now
         self._window_bytes += size
@@ -522,7 +534,8 @@ class TrackFanout:
         self.layers.sort(key=lambda x: (x.size[0] * x.size[1] if x.size else 0, order[id(x)]))
 
     def infos(self, now: float) -> list[LayerInfo]:
-        return [LayerInfo(n, layer.rate or layer.bitrate, layer.active(now)) for n, layer in enumerate(self.layers)]
+        return [LayerInfo(n, layer.rate or layer.bitrate, layer.active(now), layer.stable(now))
+                for n, layer in enumerate(self.layers)]
 
     def place(self, v: ViewerLeg) -> None:
         """Give a viewer without a layer the best one its cap allows (the choice moves it later)."""
@@ -708,17 +721,22 @@ class InputForwarder:
 
     def decide_layers(self) -> None:
         now = time.perf_counter()
-        for v in list(self.fanouts["video"].viewers):
-            self._decide(v, now)
+        fanout = self.fanouts["video"]
+        infos = fanout.infos(now)
+        audio = self.fanouts["audio"].top.rate
+        for v in list(fanout.viewers):
+            self._decide(v, now, infos, audio)
 
-    def _decide(self, v: ViewerLeg, now: float) -> None:
+    def _decide(self, v: ViewerLeg, now: float, infos: list[LayerInfo] | None = None, audio: float = 0.0) -> None:
         fanout = self.fanouts["video"]
         if v not in fanout.viewers:
             return
         layers = fanout.layers
         current = v.pending or v.layer
         index = layers.index(current) if current in layers else None
-        choice = v.choice.decide(now, index, fanout.infos(now), self.fanouts["audio"].top.rate)
+        if infos is None:
+            infos, audio = fanout.infos(now), self.fanouts["audio"].top.rate
+        choice = v.choice.decide(now, index, infos, audio)
         if choice.target is not None and (index is None or choice.target != index):
             fanout.move(v, layers[choice.target])
         if choice.probe_bps and self._prober is None:
@@ -738,20 +756,23 @@ class InputForwarder:
         if probing and self.live:
             self._prober = asyncio.get_running_loop().call_later(PROBE_TICK, self._probe)
 
-    def describe_layers(self, viewer: ViewerLeg) -> dict[str, Any]:
-        """The WHEP layer extension's view of one video viewer."""
-        fanout = self.fanouts["video"]
-        layers = fanout.layers
+    def describe_layers(self, viewer: ViewerLeg | None, cap: int | None = None) -> dict[str, Any]:
+        """The WHEP layer extension's view of one video viewer (None: its video has not started)."""
+        layers = self.fanouts["video"].layers
         now = time.perf_counter()
+
+        def index(layer: Layer | None) -> int | None:
+            return layers.index(layer) if layer is not None and layer in layers else None
+
+        current = index(viewer.layer) if viewer is not None else None
         return {
             "layers": [{"spatialLayerId": n, "encodingId": x.rid, "width": x.size[0] if x.size else None,
                         "height": x.size[1] if x.size else None, "bitrate": round(x.rate or x.bitrate),
                         "active": x.active(now)} for n, x in enumerate(layers)],
-            "current": layers.index(viewer.layer) if viewer.layer in layers else None,
-            "target": layers.index(viewer.pending) if viewer.pending in layers else (
-                layers.index(viewer.layer) if viewer.layer in layers else None),
-            "max": viewer.choice.cap,
-            "estimate": viewer.choice.estimate(now),
+            "current": current,
+            "target": (index(viewer.pending) if viewer.pending is not None else current) if viewer else None,
+            "max": viewer.choice.cap if viewer is not None else cap,
+            "estimate": viewer.choice.estimate(now) if viewer is not None else None,
         }
 
     # data plane ----------------------------------------------------------------------

@@ -35,7 +35,6 @@ from liveclass.config import IceServer
 from liveclass.media import metrics, whip
 from liveclass.media.access import Authorizer, TokenBucket, UsedTokens
 from liveclass.media.broadcasts import InputEnded, NotLive, Overloaded, Registry, Session
-from liveclass.media.forwarding import ViewerLeg
 from liveclass.media.peers import SessionClosed, ViewerPeer
 from liveclass.media.ports import PortsExhausted
 from liveclass.media.pull import Pulls
@@ -366,12 +365,13 @@ class MediaHttp:
 
     async def get_layer(self, request: Request) -> Response:
         """The WHEP layer extension: the publisher's layers and which one this viewer gets."""
-        session, _claims = self._session(request, publish=False)
-        return json_response(session.peer.forwarder.describe_layers(self._video_leg(session)))
+        peer = self._viewer(request)
+        return json_response(peer.forwarder.describe_layers(peer.video, peer.max_layer))
 
     async def post_layer(self, request: Request) -> Response:
-        """The viewer's maximum layer: {"maxSpatialLayerId": n} (0 = the lowest), null or absent = Auto."""
-        session, _claims = self._session(request, publish=False)
+        """The viewer's maximum layer: {"maxSpatialLayerId": n} (0 = the lowest), null or absent = Auto.
+        Kept for the session: a cap sent before its media flows applies when it does."""
+        peer = self._viewer(request)
         if self._content_type(request) != "application/json":
             raise HttpError(415, "Content-Type must be application/json")
         try:
@@ -383,16 +383,13 @@ class MediaHttp:
         cap = body.get("maxSpatialLayerId")
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or not 0 <= cap < 16):
             raise HttpError(400, "maxSpatialLayerId must be a layer index (0 = the lowest) or null")
-        session.peer.forwarder.set_max_layer(self._video_leg(session), cap)
+        peer.set_max_layer(cap)
         return Response(status_code=204, headers=whip.CORS_HEADERS)
 
-    @staticmethod
-    def _video_leg(session: Session) -> ViewerLeg:
-        peer = session.peer
-        leg = peer.video if isinstance(peer, ViewerPeer) else None
-        if leg is None:
-            raise HttpError(409, "the session receives no video yet (not connected, or audio only)")
-        return leg
+    def _viewer(self, request: Request) -> ViewerPeer:
+        session, _claims = self._session(request, publish=False)
+        assert isinstance(session.peer, ViewerPeer)
+        return session.peer
 
     # operator --------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ class LayerInfo:
     index: int  # 0 = the lowest layer
     rate: float  # bits per second it is sending (smoothed)
     active: bool  # sending now (browsers pause top layers on a weak uplink)
+    stable: bool = True  # sending for a while (a layer that flaps is not switched up to)
 
 
 @dataclass(frozen=True)
@@ -102,11 +103,13 @@ class LayerChoice:
         allowed = [x for x in (active or layers) if self.cap is None or x.index <= self.cap]
         if not allowed:  # the cap is below every sending layer: the lowest one sending
             allowed = (active or layers)[:1]
-        best = allowed[-1]
         by_index = {x.index: x for x in layers}
         if current is None or current not in by_index or (active and not by_index[current].active):
             self.probe = None
             return Decision(self._fit(allowed, now, audio_rate).index)
+        # going up (or staying) only to a layer that has been sending steadily
+        allowed = [x for x in allowed if x.stable or x.index <= current] or allowed
+        best = allowed[-1]
         if current > best.index:  # the cap went down, or the layer above stopped
             self.probe = None
             return Decision(best.index)

@@ -285,6 +285,7 @@ class ViewerPeer(Peer):
                  quality: Quality | None = None) -> None:
         super().__init__(forwarder, on_closed, host, quality)
         self.legs: list[tuple[str, RTCRtpSender, ViewerLeg]] = []
+        self.max_layer: int | None = None  # the viewer's cap (WHEP layer extension), kept for its video leg
         self._sync_task: asyncio.Task[None] | None = None
 
     async def accept(self, offer: Offer, source: list[SourceTrack]) -> str:
@@ -309,6 +310,7 @@ class ViewerPeer(Peer):
 
         def started() -> None:
             viewer = self._viewer_leg(transceiver)
+            viewer.choice.cap = self.max_layer
             attached.append(viewer)
             self.legs.append((kind, sender, viewer))
             forwarder.add_viewer(kind, viewer)
@@ -340,6 +342,12 @@ class ViewerPeer(Peer):
             mid=transceiver.mid, send=hooks.srtp_sender(transceiver.sender.transport),
             rtx_ssrc=rtx_ssrc if rtx is not None else None, rtx_payload_type=rtx,
         )
+
+    def set_max_layer(self, cap: int | None) -> None:
+        """The viewer's maximum layer (0 = the lowest, None = Auto), now or once its video starts."""
+        self.max_layer = cap
+        if self.video is not None:
+            self.forwarder.set_max_layer(self.video, cap)
 
     @property
     def video(self) -> ViewerLeg | None:
