@@ -474,7 +474,8 @@ def test_viewer_rtcp_loss_and_remb_move_it_down_at_once() -> None:
     for layer, rate in zip(layers, (150_000.0, 500_000.0, 2_500_000.0), strict=True):
         layer.rate = rate
     now = time.perf_counter()
-    f.on_viewer_feedback(v, remb=450_000.0, fraction_lost=0.3)  # a 450 kbit/s link
+    f.on_viewer_feedback(v, remb=3_000_000.0)
+    f.on_viewer_feedback(v, remb=450_000.0, fraction_lost=0.3)  # then a 450 kbit/s link
     f.decide_layers()
     assert v.pending is layers[0]  # the low layer fits 450 kbit/s with headroom: the middle does not
     assert v.choice.congested_at is not None and v.choice.next_up_at > now

@@ -35,9 +35,15 @@ def test_a_layer_that_just_resumed_is_not_switched_up_to() -> None:
     assert choice.decide(0.2, 1, layers(), AUDIO).target == 2  # steady now
 
 
+def fall_to(choice: LayerChoice, bps: float, now: float) -> None:
+    """The viewer's REMB drops from a healthy figure to `bps` (its estimator saw queues grow)."""
+    choice.on_remb(3_000_000.0, now - 0.1)
+    choice.on_remb(bps, now)
+
+
 def test_loss_or_a_low_remb_moves_down_to_what_fits() -> None:
     choice = LayerChoice()
-    choice.on_remb(600_000.0, 0.0)  # REMB far below the 2.6 Mbit/s sent
+    fall_to(choice, 600_000.0, 0.0)  # REMB falls far below the 2.6 Mbit/s sent
     decision = choice.decide(0.1, 2, layers(), AUDIO)
     assert decision.target == 0  # 500 k + audio does not fit in 90 % of 600 k; 150 k + audio does
     choice = LayerChoice()
@@ -49,9 +55,17 @@ def test_loss_or_a_low_remb_moves_down_to_what_fits() -> None:
     assert choice.decide(0.1, 2, layers(), AUDIO).target == 2  # a healthy link keeps the top layer
 
 
+def test_a_low_but_rising_remb_is_a_lagging_estimate_not_congestion() -> None:
+    choice = LayerChoice()
+    for n, bps in enumerate((700_000.0, 760_000.0, 820_000.0, 890_000.0)):  # after a switch up
+        choice.on_remb(bps, n * 0.5)
+        assert choice.decide(n * 0.5, 2, layers(), AUDIO).target == 2
+    assert choice.congested_at is None
+
+
 def test_going_back_up_needs_a_probe_the_link_carries() -> None:
     choice = LayerChoice()
-    choice.on_remb(600_000.0, 0.0)
+    fall_to(choice, 600_000.0, 0.0)
     assert choice.decide(0.0, 2, layers(), AUDIO).target == 0
     now = 1.0
     while now < UP_BACKOFF_MIN:  # no probe before the back-off, however calm the link
@@ -78,7 +92,7 @@ def test_going_back_up_needs_a_probe_the_link_carries() -> None:
 
 def test_a_failed_probe_doubles_the_wait_up_to_a_bound() -> None:
     choice = LayerChoice()
-    choice.on_remb(600_000.0, 0.0)
+    fall_to(choice, 600_000.0, 0.0)
     choice.decide(0.0, 2, layers(), AUDIO)
     waits = []
     now = 0.0

@@ -6,8 +6,10 @@ and asks `decide` twice a second. The rules, in the spirit of libwebrtc's loss-b
 controller and of how SFUs (mediasoup, LiveKit) pick layers:
 
 - **down at once** when the link says it cannot carry what it gets: loss above 10 %, or a
-  REMB below what is sent (the estimator saw queues grow). The new layer is the best one
-  that fits in the estimate with room for audio.
+  REMB that falls below what is sent (the estimator saw queues grow). A REMB that is below
+  what is sent but rising is not congestion: a receive-side estimate never runs more than
+  1.5 x ahead of what arrives, so it lags every switch up by seconds. The new layer is the
+  best one that fits in the estimate with room for audio.
 - **up only after proof**: a viewer that has never been congested starts on (and returns to)
   the best layer its cap allows. After congestion, going up first *probes*: padding at the
   rate the higher layer needs more, for PROBE_SECONDS; the switch happens only if the
@@ -63,6 +65,7 @@ class LayerChoice:
         self.cap: int | None = None  # the viewer's maximum layer (None: Auto)
         self.remb: float | None = None
         self.remb_at = -1e9
+        self.remb_fell_at = -1e9  # when the viewer's REMB last fell
         self.loss = 0.0  # smoothed receiver-report fraction lost
         self.loss_at = -1e9
         self.congested_at: float | None = None
@@ -75,6 +78,10 @@ class LayerChoice:
     # feedback -------------------------------------------------------------------------
 
     def on_remb(self, bps: float, now: float) -> None:
+        # libwebrtc sends a REMB at once when its estimate drops 3 % or more: a fall is news
+        if self.remb is not None and now - self.remb_at < FEEDBACK_TTL:
+            if bps < 0.97 * self.remb:
+                self.remb_fell_at = now
         self.remb = bps
         self.remb_at = now
 
@@ -118,7 +125,8 @@ class LayerChoice:
         loss = self.loss if now - self.loss_at < FEEDBACK_TTL else 0.0
         if self.probe is not None:
             return self._judge(now, current, by_index, remb)
-        congested = loss > LOSS_DOWN or (remb is not None and sent > 0 and remb < REMB_DOWN * sent)
+        falling = now - self.remb_fell_at < FEEDBACK_TTL
+        congested = loss > LOSS_DOWN or (remb is not None and falling and sent > 0 and remb < REMB_DOWN * sent)
         if congested:
             self.congested_at = now
             self.next_up_at = max(self.next_up_at, now + self.backoff)
