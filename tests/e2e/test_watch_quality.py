@@ -1,6 +1,6 @@
 """The watch page's quality features in Chromium (issue 13): the viewer's WHEP offer asks for
 stereo Opus, and the quality picker (Auto / High / Medium / Low) drives WHEP's layer
-extension (contracts.md: `Link rel="urn:ietf:params:whep:ext:core:layer"`, POST
+extension (README, "The media server": `Link rel="urn:ietf:params:whep:ext:core:layer"`, POST
 {"maxSpatialLayerId": n|null}, GET {"layers", "current", "max", ...}).
 
 The instructor broadcasts from the broadcast page (Chromium's fake camera, three simulcast

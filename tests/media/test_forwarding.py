@@ -440,8 +440,7 @@ def test_nacks_after_a_switch_are_answered_from_the_new_layer() -> None:
     assert original.sequence_number == last.sequence_number and original.payload == last.payload
 
 
-def test_the_recording_takes_the_top_layer_only() -> None:
-    f, _requests = forwarder()
+def test_the_recording_takes_the_top_layer_and_follows_its_pauses() -> None:
 
     class Tap:
         def __init__(self) -> None:
@@ -455,12 +454,24 @@ def test_the_recording_takes_the_top_layer_only() -> None:
             self.packets.append((kind, seq))
 
     tap = Tap()
+    f, requests = forwarder()
     f.recorder = tap
     pub = SimulcastPublisher(f)
-    pub.frame(keyframe=True, only=("f", "h", "q"))
+    pub.frame(keyframe=True, only=("q", "h", "f"))  # the low layer's keyframe arrives first
+    assert tap.packets == []  # the layers have RECORD_PICK to show their sizes
+    f._first_video = (f._first_video or 0.0) - 1.0
+    before = requests.requests
+    pub.frame()
+    assert tap.packets == [] and requests.requests == before + 1  # a keyframe asked of the top layer
+    pub.frame(keyframe=True)
     pub.frame()
     top_seqs = {(pub.seq["f"] - 2) & 0xFFFF, (pub.seq["f"] - 1) & 0xFFFF}
     assert {seq for _kind, seq in tap.packets} == top_seqs and tap.sources == 1
+    top = f.fanouts["video"].layers[2]
+    top.last_packet -= 1.0  # the browser paused its top layer
+    pub.frame(only=("q", "h"))
+    pub.frame(keyframe=True, only=("q", "h"))
+    assert tap.sources == 2 and tap.packets[-1] == ("video", (pub.seq["h"] - 1) & 0xFFFF)
 
 
 def test_viewer_rtcp_loss_and_remb_move_it_down_at_once() -> None:

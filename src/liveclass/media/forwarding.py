@@ -59,6 +59,7 @@ MAX_LAYERS = 4  # simulcast layers taken from one publisher (browsers send up to
 LAYER_IDLE = 0.4
 LAYER_STABLE = 2.0  # seconds a (re)started layer sends before viewers are moved up to it
 DECIDE_INTERVAL = 0.2  # seconds between layer decisions for an input's video viewers
+RECORD_PICK = 0.5  # seconds after a simulcast source's first video packet the recording picks its layer
 PROBE_TICK = 0.02  # seconds between probe padding bursts
 PADDING_SIZE = 224  # bytes of one padding packet (libwebrtc's largest padding-only packet)
 
@@ -603,6 +604,7 @@ class InputForwarder:
         self._tracks: list[SourceTrack] = []
         self.recorder: RecordingTap | None = None  # set by the recording manager
         self._recorded: Layer | None = None  # the video layer the recording takes (the top one)
+        self._first_video: float | None = None  # perf_counter() of the source's first video packet
         self._decider: asyncio.TimerHandle | None = None
         self._prober: asyncio.TimerHandle | None = None
 
@@ -615,6 +617,7 @@ class InputForwarder:
         self._by_pt = {}
         self._tracks = list(tracks)
         self._recorded = None
+        self._first_video = None
 
         def pli(layer: Layer) -> bool:
             if request_keyframe is None or layer.media_ssrc is None:
@@ -825,22 +828,32 @@ class InputForwarder:
             layer.cache(e, keyframe, started)
             if layer.joining and not keyframe:
                 layer.keyframes.request()
-        self._record(fanout, layer, seq, ts, marker, payload, keyframe)
+        self._record(fanout, layer, seq, ts, marker, payload, keyframe, started)
         layer.forward(e, keyframe, wall, source.codec)
         self.metrics.latency.observe(time.perf_counter() - started)
 
     def _record(self, fanout: TrackFanout, layer: Layer, seq: int, ts: int, marker: int, payload: bytes,
-                keyframe: bool) -> None:
-        """The recording takes audio and the top video layer; when the top layer changes (a
-        browser pauses it on a weak uplink, or it starts) it moves at a keyframe, as a new source."""
+                keyframe: bool, now: float) -> None:
+        """The recording takes audio and the top video layer. With simulcast it picks the top
+        layer once the layers have had RECORD_PICK seconds to start (their first keyframes tell
+        their sizes), follows a browser's pause of it down, and goes back up once it sends
+        steadily again; each move happens at the new layer's keyframe (asked for), as a new source."""
         recorder = self.recorder
         if recorder is None:
             return
         if fanout.kind == "video" and len(fanout.layers) > 1:
-            if layer is not self._recorded:
-                if not keyframe or layer is not fanout.top:
+            recorded = self._recorded
+            if layer is not recorded:
+                if self._first_video is None:
+                    self._first_video = now
+                if now - self._first_video < RECORD_PICK or layer is not fanout.top:
                     return
-                if self._recorded is not None:
+                if recorded is not None and recorded.active(now) and not layer.stable(now):
+                    return  # the recorded layer still sends: move up only to a steady one
+                if not keyframe:
+                    layer.keyframes.request()
+                    return
+                if recorded is not None:
                     recorder.on_source(self._tracks)
                 self._recorded = layer
         recorder.on_packet(fanout.kind, seq, ts, marker, payload)
