@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 import aioice.ice
 import av
 import httpx
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription, clock
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtcpPsfbPacket, RtcpRtpfbPacket, RtpPacket
 
 from harness import MEDIA_KEY, replay
 
@@ -60,21 +63,37 @@ def payload_of(data: bytes) -> bytes:
 
 
 class SendLog:
-    """Publisher send time per payload (the payload survives the server's header rewrite)."""
+    """Publisher send time per payload (the payload survives the server's header rewrite), and
+    for a simulcast publisher the layer (rid) each payload was sent in, so a probe viewer can
+    tell which layer the server forwards to it."""
 
     def __init__(self) -> None:
         self.sent: dict[bytes, float] = {}
         self._old: dict[bytes, float] = {}
+        self.rids: dict[bytes, str] = {}
+        self._old_rids: dict[bytes, str] = {}
         self._rotated = time.monotonic()
+
+    def _rotate(self, now: float) -> None:
+        if now - self._rotated > 2.0:  # keep ~2-4 s: the clip loops every several seconds
+            self._old, self.sent, self._rotated = self.sent, {}, now
+            self._old_rids, self.rids = self.rids, {}
 
     def record(self, data: bytes) -> None:
         now = time.monotonic()
-        if now - self._rotated > 2.0:  # keep ~2-4 s: the clip loops every several seconds
-            self._old, self.sent, self._rotated = self.sent, {}, now
+        self._rotate(now)
         self.sent[payload_of(data)] = now
+
+    def tag(self, data: bytes, rid: str) -> None:
+        """Note that this packet (handed to the pacer or sent) belongs to layer `rid`."""
+        self._rotate(time.monotonic())
+        self.rids[payload_of(data)] = rid
 
     def lookup(self, payload: bytes) -> float | None:
         return self.sent.get(payload) or self._old.get(payload)
+
+    def rid_of(self, payload: bytes) -> str | None:
+        return self.rids.get(payload) or self._old_rids.get(payload)
 
 
 class Pacer:
@@ -89,13 +108,16 @@ class Pacer:
     that fires late (asyncio rounds to the ms) costs no bitrate and allows no lasting burst.
     `delays` is the pacer's own queueing delay: a media packet is handed over when its frame
     is (aiortc packetizes a frame at once and then sends it), an RTX packet when it is sent.
+    A simulcast publisher's layers are one frame per RTP timestamp (all `media_ssrcs`; its
+    `frame_size` is the sum of the layers' units), paced together as a browser's pacer does.
     """
 
-    def __init__(self, rate_bps: float, frame_interval: float, media_ssrc: int, track: replay.ReplayTrack) -> None:
+    def __init__(self, rate_bps: float, frame_interval: float, media_ssrcs: set[int],
+                 frame_size: Callable[[], int]) -> None:
         self.rate = rate_bps / 8  # bytes per second
         self.interval = frame_interval
-        self.ssrc = media_ssrc
-        self.track = track
+        self.ssrcs = media_ssrcs
+        self.frame_size = frame_size
         self.lock = asyncio.Lock()  # FIFO: media and retransmissions share one queue
         self.next_slot = 0.0
         self.frame_ts = -1
@@ -109,15 +131,16 @@ class Pacer:
     async def send(self, data: bytes, send: Callable[[bytes], Awaitable[None]], log: SendLog) -> None:
         handed = time.monotonic()
         ts, ssrc = struct.unpack_from("!II", data, 4)
-        if ssrc == self.ssrc and ts != self.frame_ts:  # first packet of a new frame
+        media = ssrc in self.ssrcs
+        if media and ts != self.frame_ts:  # first packet of a new frame
             self.frame_ts, self.frame_start = ts, handed
-            size = self.track.last_size * 1.03 + 40  # + RTP headers/extensions, roughly
+            size = self.frame_size() * 1.03 + 40  # + RTP headers/extensions, roughly
             self.frame_rate = max(self.rate, size / self.interval)
             if self.measuring:
                 self.frames += 1
                 self.boosted += self.frame_rate > self.rate
-        since = self.frame_start if ssrc == self.ssrc and ts == self.frame_ts else handed
-        rate = self.frame_rate if ssrc == self.ssrc else self.rate
+        since = self.frame_start if media and ts == self.frame_ts else handed
+        rate = self.frame_rate if media else self.rate
         async with self.lock:
             slot = max(self.next_slot, time.monotonic())
             wait = slot - time.monotonic()
@@ -146,7 +169,7 @@ async def start_publisher(client: httpx.AsyncClient, base: str, input_id: str,
                           pacing_bps: float | None) -> tuple[RTCPeerConnection, Pacer | None]:
     track = replay.ReplayTrack("video", units)
     pc, (sender,) = replay.publisher([track], replay.codecs("video/H264", **{"profile-level-id": "42e01f"}))
-    pacer = None if pacing_bps is None else Pacer(pacing_bps, 1 / 30, sender._ssrc, track)
+    pacer = None if pacing_bps is None else Pacer(pacing_bps, 1 / 30, {sender._ssrc}, lambda: track.last_size)
     dtls = sender.transport
     original_send = dtls._send_rtp
 
@@ -175,6 +198,7 @@ class ViewerStats:
     seqs: set[int] = field(default_factory=set)
     latencies: list[float] = field(default_factory=list)  # send -> probe socket arrival
     app_latencies: list[float] = field(default_factory=list)  # send -> after unprotect (in aiortc)
+    rids: dict[str, int] = field(default_factory=dict)  # probes: packets per simulcast layer sent in
     measuring: bool = False
 
 
@@ -197,10 +221,14 @@ async def start_viewer(client: httpx.AsyncClient, base: str, input_id: str, log:
         stats.bytes += len(data)
         stats.seqs.add(seq)
         if log is not None:
-            sent = log.lookup(payload_of(data))
+            payload = payload_of(data)
+            sent = log.lookup(payload)
             if sent is not None:
                 stats.latencies.append(arrived - sent)
                 stats.app_latencies.append(now - sent)
+            rid = log.rid_of(payload)
+            if rid is not None:
+                stats.rids[rid] = stats.rids.get(rid, 0) + 1
 
     dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
     await pc.setLocalDescription(await pc.createOffer())  # gathers: the ICE sockets exist now
@@ -263,6 +291,23 @@ async def close_viewers(client: httpx.AsyncClient, base: str, input_id: str,
         await pc.close()
 
 
+async def viewer_layers(client: httpx.AsyncClient, base: str, input_id: str, locations: list[str]) -> dict[str, int]:
+    """The server's own word (WHEP layer extension, GET {session}/layer) on the layer each viewer
+    gets: encodingId (rid, or "-" for a single-layer publisher) -> viewers; "?" if unknown."""
+    counts: dict[str, int] = {}
+    auth = {"Authorization": f"Bearer {replay.token(input_id, 'play', ttl=60)}"}
+    for location in locations:
+        name = "?"
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
+            r = await client.get(f"{base}{location}/layer", headers=auth)
+            r.raise_for_status()
+            body = r.json()
+            if body["current"] is not None:
+                name = body["layers"][body["current"]]["encodingId"] or "-"
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
 def seq_loss(seqs: set[int]) -> tuple[int, int]:
     """(expected, lost) from the set of sequence numbers seen (handles one wrap)."""
     if not seqs:
@@ -279,7 +324,10 @@ def seq_loss(seqs: set[int]) -> tuple[int, int]:
 # --- simulcast publisher --------------------------------------------------------------------
 
 RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+RTX_HISTORY = 1024  # packets kept per layer for retransmission (aiortc's sender keeps 128)
 
 
 class IdleTrack(MediaStreamTrack):
@@ -293,14 +341,15 @@ class IdleTrack(MediaStreamTrack):
         raise AssertionError("unreachable")
 
 
-def simulcast_offer(sdp: str, rids: list[str]) -> tuple[str, int]:
+def simulcast_offer(sdp: str, rids: list[str]) -> tuple[str, int, int]:
     """aiortc's offer made a simulcast one (RFC 8853), as Chrome writes it: the video section
-    gets the rid header extension (a free id), `a=rid:<id> send` per layer and
-    `a=simulcast:send <ids>`, and loses its a=ssrc lines (the layers' SSRCs are announced by
-    their rids). Returns the offer and the rid extension's id."""
+    gets the rid and repaired-rid header extensions (free ids), `a=rid:<id> send` per layer
+    and `a=simulcast:send <ids>`, and loses its a=ssrc lines (the layers' SSRCs, and their RTX
+    SSRCs, are announced by their rids). Returns the offer and the two extension ids."""
     lines = sdp.split("\r\n")
     used = {int(line.split(":", 1)[1].split()[0]) for line in lines if line.startswith("a=extmap:")}
-    ext_id = next(i for i in range(1, 15) if i not in used)
+    free = (i for i in range(1, 15) if i not in used)
+    rid_ext, rrid_ext = next(free), next(free)
     out: list[str] = []
     in_video = False
     for line in lines:
@@ -312,81 +361,121 @@ def simulcast_offer(sdp: str, rids: list[str]) -> tuple[str, int]:
             continue
         out.append(line)
         if in_video and line.startswith("a=mid:"):
-            out.append(f"a=extmap:{ext_id} {RID_URI}")
+            out += [f"a=extmap:{rid_ext} {RID_URI}", f"a=extmap:{rrid_ext} {REPAIRED_RID_URI}"]
     if in_video:  # the video section was the last one: its lines go before the trailing ""
         tail = out.pop() if out and out[-1] == "" else None
         out += [f"a=rid:{rid} send" for rid in rids] + [f"a=simulcast:send {';'.join(rids)}"]
         if tail is not None:
             out.append(tail)
-    return "\r\n".join(out), ext_id
+    return "\r\n".join(out), rid_ext, rrid_ext
+
+
+def answer_extensions(video: str) -> dict[str, int]:
+    """uri -> id of the header extensions an answer's video section kept."""
+    return {line.split()[1]: int(line.split(":", 1)[1].split()[0])
+            for line in video.split("\r\n") if line.startswith("a=extmap:")}
 
 
 class SimulcastSender:
-    """Sends pre-encoded H.264 layers as one simulcast video: each layer its own SSRC and
-    sequence numbers, every packet carrying the layer's rid (and the mid), all layers with the
-    same RTP timestamp per frame, straight to the DTLS transport (which SRTP-protects). A PLI
-    naming a layer's SSRC makes that layer jump to its next keyframe, as an encoder would."""
+    """Sends pre-encoded H.264 layers as one simulcast video, as a browser does: each layer its
+    own SSRC and sequence numbers, every packet carrying the layer's rid, the mid and
+    abs-send-time (what aiortc's own sender puts on the single-layer publisher's packets), all
+    layers with the same RTP timestamp per frame, to the DTLS transport (which SRTP-protects)
+    through `send` (the pacer, or straight). A PLI naming a layer's SSRC makes that layer jump
+    to its next keyframe, as an encoder would; a NACK is answered with RTX (its own SSRC per
+    layer, with the repaired-rid), as aiortc answers the single-layer publisher's."""
 
-    def __init__(self, layers: list[tuple[str, list[replay.Unit]]], payload_type: int, rid_ext: int,
-                 mid_ext: int | None, mid: str, send: Callable[[bytes], Awaitable[None]],
+    def __init__(self, layers: list[tuple[str, list[replay.Unit]]], payload_type: int, rtx_payload_type: int | None,
+                 extensions: dict[str, int], mid: str, send: Callable[[bytes], Awaitable[None]],
                  log: SendLog | None = None) -> None:
-        from aiortc.codecs.h264 import H264Encoder
-        from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
-        from aiortc.rtp import HeaderExtensionsMap
-
         self.layers = layers
         self.payload_type = payload_type
+        self.rtx_payload_type = rtx_payload_type
         self.mid = mid
         self.send = send
         self.log = log
         self.ssrcs = [secrets.randbits(32) for _ in layers]
+        self.rtx_ssrcs = [secrets.randbits(32) for _ in layers]
         self.seqs = [secrets.randbits(16) for _ in layers]
+        self.rtx_seqs = [secrets.randbits(16) for _ in layers]
+        self.history: list[dict[int, RtpPacket]] = [{} for _ in layers]
         self.index = [0 for _ in layers]
         self.want_keyframe = [False for _ in layers]
         self.packers = [H264Encoder() for _ in layers]
         self.extensions = HeaderExtensionsMap()
-        extensions = [RTCRtpHeaderExtensionParameters(id=rid_ext, uri=RID_URI)]
-        if mid_ext is not None:
-            extensions.append(RTCRtpHeaderExtensionParameters(id=mid_ext, uri=MID_URI))
-        self.extensions.configure(RTCRtpParameters(headerExtensions=extensions))
+        self.extensions.configure(RTCRtpParameters(headerExtensions=[
+            RTCRtpHeaderExtensionParameters(id=xid, uri=uri) for uri, xid in extensions.items()]))
+        self.frame_bytes = 0  # the current frame's units, all layers (the pacer's frame budget)
         self.sent_packets = 0
+        self.plis = [0 for _ in layers]
+        self.nacked = 0
+        self.retransmitted = 0
         self.error: str | None = None
         self.task: asyncio.Task[None] | None = None
+        self._rtx_tasks: set[asyncio.Task[None]] = set()
 
     def on_rtcp(self, data: bytes) -> None:
-        """Compound RTCP from the server: PLIs/FIRs for our SSRCs ask for a keyframe."""
-        from aiortc.rtcp import RtcpPacket, RtcpPsfbPacket
+        """Compound RTCP from the server: PLIs/FIRs for our SSRCs ask for a keyframe, NACKs for a
+        retransmission."""
+        try:
+            packets = RtcpPacket.parse(data)
+        except ValueError:
+            return
+        for packet in packets:
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (1, 4) and packet.media_ssrc in self.ssrcs:
+                i = self.ssrcs.index(packet.media_ssrc)
+                self.want_keyframe[i] = True
+                self.plis[i] += 1
+            elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == 1 and packet.media_ssrc in self.ssrcs:
+                i = self.ssrcs.index(packet.media_ssrc)
+                for seq in packet.lost:
+                    self.nacked += 1
+                    task = asyncio.ensure_future(self._retransmit(i, seq & 0xFFFF))
+                    self._rtx_tasks.add(task)
+                    task.add_done_callback(self._rtx_tasks.discard)
 
-        with contextlib.suppress(ValueError):
-            for packet in RtcpPacket.parse(data):
-                if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (1, 4) and packet.media_ssrc in self.ssrcs:
-                    self.want_keyframe[self.ssrcs.index(packet.media_ssrc)] = True
+    async def _retransmit(self, i: int, seq: int) -> None:
+        packet = self.history[i].get(seq % RTX_HISTORY)
+        if packet is None or packet.sequence_number != seq or self.rtx_payload_type is None:
+            return
+        rtx = RtpPacket(payload_type=self.rtx_payload_type, sequence_number=self.rtx_seqs[i],
+                        timestamp=packet.timestamp, ssrc=self.rtx_ssrcs[i], marker=packet.marker)
+        self.rtx_seqs[i] = (self.rtx_seqs[i] + 1) & 0xFFFF
+        rtx.extensions.repaired_rtp_stream_id = packet.extensions.rtp_stream_id
+        rtx.extensions.mid = self.mid
+        rtx.extensions.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
+        rtx.payload = struct.pack("!H", seq) + packet.payload
+        self.retransmitted += 1
+        with contextlib.suppress(ConnectionError):
+            await self.send(rtx.serialize(self.extensions))
 
     def start(self) -> None:
         self.task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        for task in [self.task, *self._rtx_tasks]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.error:
             raise RuntimeError(f"simulcast publisher: the session ended {self.error}")
 
     async def _run(self) -> None:
-        from aiortc.rtp import RtpPacket
-
         start = time.monotonic()
         timestamp = secrets.randbits(32)
         for count in itertools.count():
             await asyncio.sleep(max(0.0, start + count / 30 - time.monotonic()))
+            frame: list[tuple[int, str, bytes]] = []
             for i, (rid, units) in enumerate(self.layers):
                 if self.want_keyframe[i]:
                     self.want_keyframe[i] = False
                     while not units[self.index[i]][1]:
                         self.index[i] = (self.index[i] + 1) % len(units)
-                data, _ = units[self.index[i]]
+                frame.append((i, rid, units[self.index[i]][0]))
                 self.index[i] = (self.index[i] + 1) % len(units)
+            self.frame_bytes = sum(len(data) for _, _, data in frame)
+            for i, rid, data in frame:
                 unit = av.Packet(data)
                 unit.pts, unit.time_base = count * 3000, fractions.Fraction(1, 90000)
                 payloads, _ = self.packers[i].pack(unit)
@@ -396,11 +485,13 @@ class SimulcastSender:
                                        marker=n == len(payloads) - 1)
                     packet.extensions.rtp_stream_id = rid
                     packet.extensions.mid = self.mid
+                    packet.extensions.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
                     packet.payload = payload
+                    self.history[i][self.seqs[i] % RTX_HISTORY] = packet
                     self.seqs[i] = (self.seqs[i] + 1) & 0xFFFF
                     raw = packet.serialize(self.extensions)
                     if self.log is not None:
-                        self.log.record(raw)
+                        self.log.tag(raw, rid)
                     self.sent_packets += 1
                     try:
                         await self.send(raw)
@@ -410,28 +501,50 @@ class SimulcastSender:
 
 
 async def start_simulcast_publisher(client: httpx.AsyncClient, base: str, input_id: str,
-                                    layers: list[tuple[str, list[replay.Unit]]], log: SendLog | None = None,
-                                    ) -> tuple[RTCPeerConnection, SimulcastSender, str]:
+                                    layers: list[tuple[str, list[replay.Unit]]], log: SendLog,
+                                    pacing_bps: float | None = None,
+                                    ) -> tuple[RTCPeerConnection, SimulcastSender, Pacer | None, str]:
     """A WHIP publisher of `layers` (rid, pre-encoded H.264 units; highest first, as Chrome's
-    offer lists them) as one simulcast video. aiortc negotiates no simulcast: its offer is
-    rewritten (`simulcast_offer`) and the layers are sent beside its silent sender. Returns
-    the peer, the sender (started) and the server's answer."""
+    offer lists them) as one simulcast video, paced at `pacing_bps` for all layers together
+    (None: back to back). aiortc negotiates no simulcast: its offer is rewritten
+    (`simulcast_offer`) and the layers are sent beside its silent sender. Returns the peer,
+    the sender (started), its pacer and the server's answer."""
     pc, (sender,) = replay.publisher([IdleTrack()], replay.codecs("video/H264", **{"profile-level-id": "42e01f"}))
     await pc.setLocalDescription(await pc.createOffer())
-    offer, rid_ext = simulcast_offer(pc.localDescription.sdp, [rid for rid, _ in layers])
+    offer, _rid_ext, _rrid_ext = simulcast_offer(pc.localDescription.sdp, [rid for rid, _ in layers])
     response = await post(client, f"{base}/whip/{input_id}", offer, replay.token(input_id, "publish"))
     response.raise_for_status()
     answer = response.text
+    video = answer.split("m=video", 1)[1].split("\r\nm=", 1)[0]
+    if "a=simulcast:recv" not in video:
+        raise RuntimeError("simulcast publisher: the server's answer does not accept simulcast:\n" + answer)
+    extensions = answer_extensions(video)
+    if RID_URI not in extensions:
+        raise RuntimeError("simulcast publisher: the answer has a=simulcast but no rid extension:\n" + answer)
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
     await replay.wait_connected(pc, 15)
-    video = answer.split("m=video", 1)[1].split("\r\nm=", 1)[0]
-    payload_type = next(int(line.split(":", 1)[1].split()[0]) for line in video.split("\r\n")
-                        if line.startswith("a=rtpmap:") and "H264/90000" in line)
-    mid_ext = next((int(line.split(":", 1)[1].split()[0]) for line in video.split("\r\n")
-                    if line.startswith("a=extmap:") and MID_URI in line), None)
+    rtpmaps = {int(line.split(":", 1)[1].split()[0]): line.split()[1]
+               for line in video.split("\r\n") if line.startswith("a=rtpmap:")}
+    payload_type = next(pt for pt, name in rtpmaps.items() if name.upper() == "H264/90000")
+    rtx_payload_type = next((int(line.split(":", 1)[1].split()[0]) for line in video.split("\r\n")
+                             if line.startswith("a=fmtp:") and f"apt={payload_type}" in line
+                             and rtpmaps.get(int(line.split(":", 1)[1].split()[0]), "").lower() == "rtx/90000"),
+                            None)
     mid = next(line.split(":", 1)[1] for line in video.split("\r\n") if line.startswith("a=mid:"))
     dtls = sender.transport
-    out = SimulcastSender(layers, payload_type, rid_ext, mid_ext, mid, dtls._send_rtp, log)
+    raw_send = dtls._send_rtp
+    pacer: Pacer | None = None
+
+    async def send(data: bytes) -> None:
+        if pacer is not None:
+            await pacer.send(data, raw_send, log)
+        else:
+            log.record(data)
+            await raw_send(data)
+
+    out = SimulcastSender(layers, payload_type, rtx_payload_type, extensions, mid, send, log)
+    if pacing_bps is not None:
+        pacer = Pacer(pacing_bps, 1 / 30, set(out.ssrcs), lambda: out.frame_bytes)
     original = dtls._handle_rtcp_data
 
     async def handle_rtcp(data: bytes) -> None:
@@ -440,4 +553,4 @@ async def start_simulcast_publisher(client: httpx.AsyncClient, base: str, input_
 
     dtls._handle_rtcp_data = handle_rtcp  # type: ignore[method-assign]
     out.start()
-    return pc, out, answer
+    return pc, out, pacer, answer

@@ -101,16 +101,16 @@ def codecs(mime: str, **parameters: str) -> list[RTCRtpCodecCapability]:
     return chosen + [c for c in caps if c.mimeType.lower() == "video/rtx"]
 
 
-def publisher(tracks: Sequence[ReplayTrack], video_codecs: list[RTCRtpCodecCapability]
+def publisher(tracks: Sequence[MediaStreamTrack], video_codecs: list[RTCRtpCodecCapability]
               ) -> tuple[RTCPeerConnection, list[RTCRtpSender]]:
     """A peer connection sending `tracks`, its video limited to `video_codecs` in that order;
-    a keyframe request (PLI) from the server makes the video track jump to a keyframe."""
+    a keyframe request (PLI) from the server makes a ReplayTrack jump to a keyframe."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     senders = []
     for track in tracks:
         sender = pc.addTrack(track)
         senders.append(sender)
-        if track.kind == "video":
+        if isinstance(track, ReplayTrack) and track.kind == "video":
             original = sender._send_keyframe
 
             def on_keyframe_request(track: ReplayTrack = track, original: Callable[[], None] = original) -> None:
