@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from liveclass.media.layers import PROBE_SECONDS, PROBE_VERDICT, UP_BACKOFF_MAX, UP_BACKOFF_MIN, LayerChoice, LayerInfo
+from liveclass.media.layers import (
+    PROBE_OVERSHOOT,
+    PROBE_SECONDS,
+    PROBE_VERDICT,
+    UP_BACKOFF_MAX,
+    UP_BACKOFF_MIN,
+    LayerChoice,
+    LayerInfo,
+)
 
 RATES = (150_000.0, 500_000.0, 2_500_000.0)
 AUDIO = 128_000.0
@@ -76,7 +84,7 @@ def test_going_back_up_needs_a_probe_the_link_carries() -> None:
     now = UP_BACKOFF_MIN + 0.5
     choice.on_remb(450_000.0, now)
     decision = choice.decide(now, 0, layers(), AUDIO)
-    assert decision.target == 0 and decision.probe_bps == RATES[1] - RATES[0]  # padding for the gap
+    assert decision.target == 0 and decision.probe_bps == PROBE_OVERSHOOT * RATES[1] - RATES[0]  # the gap
     assert choice.probe_rate(now + 0.1) == decision.probe_bps
     end = now + PROBE_SECONDS + PROBE_VERDICT + 0.1
     t = now
@@ -112,3 +120,19 @@ def test_a_failed_probe_doubles_the_wait_up_to_a_bound() -> None:
         waits.append(choice.next_up_at - now)
     assert waits[0] >= UP_BACKOFF_MIN and waits[1] >= 2 * UP_BACKOFF_MIN - 1
     assert max(waits) <= UP_BACKOFF_MAX + 1 and choice.probes == 6
+
+
+def test_a_probe_whose_remb_stays_under_the_layers_need_fails() -> None:
+    choice = LayerChoice()
+    fall_to(choice, 600_000.0, 0.0)
+    assert choice.decide(0.0, 2, layers(), AUDIO).target == 0
+    now = UP_BACKOFF_MIN + 0.5
+    choice.on_remb(450_000.0, now)
+    assert choice.decide(now, 0, layers(), AUDIO).probe_bps > 0
+    end = now + PROBE_SECONDS + PROBE_VERDICT + 0.1
+    while now < end:  # no loss, but the estimate stops short of the middle layer + audio
+        now += 0.5
+        choice.on_loss(0.0, now)
+        choice.on_remb(590_000.0, now)
+        decision = choice.decide(now, 0, layers(), AUDIO)
+    assert decision.target == 0 and choice.probe is None and choice.next_up_at > now

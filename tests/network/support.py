@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import subprocess
@@ -387,3 +388,9 @@ def inbound(page: Page) -> dict[str, Any]:
     """A viewer's inbound video counters (getStats)."""
     result: dict[str, Any] = page.evaluate(INBOUND_JS)
     return result
+
+
+def report(record_property: Callable[[str, object], None], name: str, value: Any) -> None:
+    """A measured figure: in the test's log (pytest -o log_cli=true) and its junit properties."""
+    logging.getLogger("tests.network").warning("%s: %s", name, value)
+    record_property(name, value)

@@ -27,7 +27,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
@@ -48,6 +47,7 @@ from tests.network.support import (
     metrics,
     player,
     recording_spans,
+    report,
     sender,
     wait_player,
 )
@@ -203,10 +203,6 @@ def configure(media: MediaProcess, media_backend: Callable[..., MediaBackend]) -
     media_backend(MEDIA_BACKEND="embedded", MEDIA_PUBLIC_URL=media.url, MEDIA_INTERNAL_URL=media.url,
                   MEDIA_SIGNING_KEY=KEY, PLAY_TOKEN_TTL="120", PUBLISH_TOKEN_TTL="3600")
 
-
-def report(record_property: Callable[[str, object], None], name: str, value: Any) -> None:
-    log.warning("%s: %s", name, value)
-    record_property(name, value)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -43,6 +43,7 @@ from tests.network.support import (
     inbound,
     media_process,
     outbound,
+    report,
     wait_player,
     watch_frames,
 )
@@ -78,10 +79,6 @@ def hard_camera_browser(playwright: Playwright, namespace: netns.Namespace, web:
     finally:
         browser.close()
 
-
-def report(record_property: Callable[[str, object], None], name: str, value: Any) -> None:
-    log.warning("%s: %s", name, value)
-    record_property(name, value)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -43,6 +43,7 @@ from tests.network.support import (
     inbound,
     media_process,
     outbound,
+    report,
     wait_player,
     watch_frames,
 )
@@ -96,10 +97,6 @@ def camera_browser(playwright: Playwright, web: str, tmp_path: Path) -> Iterator
     finally:
         browser.close()
 
-
-def report(record_property: Callable[[str, object], None], name: str, value: Any) -> None:
-    log.warning("%s: %s", name, value)
-    record_property(name, value)
 
 
 def video_layers(studio: Page) -> list[dict[str, Any]]:

@@ -491,6 +491,10 @@ class TrackFanout:
         self._by_rid = {layer.rid: layer for layer in self.layers if layer.rid is not None}
         for layer in self.layers:
             layer.keyframes.send_pli = (lambda layer=layer: request_keyframe(layer)) if request_keyframe else None
+            if len(self.layers) > 1:
+                # a keyframe from each layer tells its picture size (their order) at once: the
+                # first ones may have come before this publisher became the source
+                layer.keyframes.request()
         for v in self.viewers:
             v.layer = None
             v.pending = None

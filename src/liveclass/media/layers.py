@@ -13,7 +13,8 @@ controller and of how SFUs (mediasoup, LiveKit) pick layers:
 - **up only after proof**: a viewer that has never been congested starts on (and returns to)
   the best layer its cap allows. After congestion, going up first *probes*: padding at the
   rate the higher layer needs more, for PROBE_SECONDS; the switch happens only if the
-  receiver reports no loss for it and its REMB did not fall. A failed probe doubles the wait
+  receiver reports no loss for it, and its REMB did not fall and reached what the higher
+  layer and audio need. A failed probe doubles the wait
   before the next one (UP_BACKOFF_MIN to UP_BACKOFF_MAX), so a viewer on a weak link is not
   disturbed more than once a minute.
 - the viewer's own cap (the watch page's High / Medium / Low) bounds all of it.
@@ -29,6 +30,7 @@ REMB_DOWN = 0.85  # a REMB under this share of the sent rate means the link is f
 HEADROOM = 0.9  # the chosen layer (+ audio) fills at most this share of the estimate
 FEEDBACK_TTL = 3.0  # seconds a REMB or loss figure stays current
 PROBE_SECONDS = 2.0
+PROBE_OVERSHOOT = 1.1  # padding brings the sent rate to this share of the higher layer's
 PROBE_VERDICT = 1.5  # seconds after a probe for the receiver's reports to cover it
 UP_BACKOFF_MIN = 8.0
 UP_BACKOFF_MAX = 64.0
@@ -54,7 +56,7 @@ class _Probe:
     rate: float  # padding, bits per second
     started: float
     until: float
-    remb_before: float | None
+    need: float  # what the target layer and audio take, bits per second
     worst_loss: float = 0.0
 
 
@@ -137,8 +139,9 @@ class LayerChoice:
                 return Decision(best.index)  # never congested: the best layer the cap allows
             if now >= self.next_up_at and loss < LOSS_UP:
                 above = next(x for x in allowed if x.index > current)
-                gap = max(above.rate - by_index[current].rate, 100_000.0)
-                self.probe = _Probe(above.index, gap, now, now + PROBE_SECONDS, remb)
+                # a little above the gap: the layer's own rate varies, keyframes come in bursts
+                gap = max(PROBE_OVERSHOOT * above.rate - by_index[current].rate, 100_000.0)
+                self.probe = _Probe(above.index, gap, now, now + PROBE_SECONDS, above.rate + audio_rate)
                 self.probes += 1
                 return Decision(current, gap)
         return Decision(current)
@@ -161,8 +164,11 @@ class LayerChoice:
         if now < probe.until + PROBE_VERDICT:
             return Decision(current, probe.rate if now < probe.until else 0.0)
         self.probe = None
-        remb_held = remb is None or probe.remb_before is None or remb >= 0.9 * probe.remb_before
-        if probe.worst_loss < LOSS_UP and remb_held and probe.target in by_index:
+        # carried: no loss, and the receiver's estimate neither fell during the probe (queues
+        # grew) nor stayed under what the layer needs
+        fell = self.remb_fell_at >= probe.started
+        remb_ok = remb is None or (not fell and remb >= probe.need)
+        if probe.worst_loss < LOSS_UP and remb_ok and probe.target in by_index:
             self.switches += 1
             return Decision(probe.target)
         self.next_up_at = now + self.backoff
