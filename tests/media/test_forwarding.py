@@ -421,6 +421,7 @@ def test_a_layer_switch_waits_for_a_keyframe_and_keeps_every_id_continuous() -> 
         assert (p1 - p0) & 0x7FFF == 1  # picture ids continue across both switches
         assert (l1 - l0) & 0xFF == 1  # TL0PICIDX too
     assert {p.ssrc for p in cap.parsed()} == {0xABCD}
+    assert f.metrics.layer_switches == 2  # down to the low layer and back
 
 
 def test_nacks_after_a_switch_are_answered_from_the_new_layer() -> None:

@@ -410,6 +410,8 @@ class Layer:
                 continue
             self.joining.discard(v)
             old = v.layer
+            if old is not None:
+                self.metrics.layer_switches += 1
             previous = old.last_sent(v) if old is not None else None
             if old is not None and v in old.viewers:
                 old.viewers.remove(v)
@@ -746,6 +748,8 @@ class InputForwarder:
         choice = v.choice.decide(now, index, infos, audio)
         if choice.target is not None and (index is None or choice.target != index):
             fanout.move(v, layers[choice.target])
+        if choice.probe_bps and v.choice.probe is not None and v.choice.probe.started == now:
+            self.metrics.layer_probes += 1
         if choice.probe_bps and self._prober is None:
             self._prober = asyncio.get_running_loop().call_later(PROBE_TICK, self._probe)
 

@@ -42,6 +42,8 @@ class Metrics:
     nack_retransmits: int = 0
     plis_from_viewers: int = 0
     plis_to_publishers: int = 0
+    layer_switches: int = 0
+    layer_probes: int = 0
     hook_errors: int = 0
     latency: Histogram = field(default_factory=Histogram)
     loop_lag: Histogram = field(default_factory=lambda: Histogram(LOOP_LAG_BUCKETS))
@@ -65,6 +67,8 @@ COUNTERS = {  # exposed name -> (Metrics attribute, help)
     "nack_retransmits": ("nack_retransmits", "Packets retransmitted from history (also counted in packets_forwarded)."),
     "plis_from_viewers": ("plis_from_viewers", "PLI/FIR received from viewers."),
     "plis_sent": ("plis_to_publishers", "PLI sent to publishers."),
+    "layer_switches": ("layer_switches", "Viewers moved from one simulcast layer to another (at a keyframe)."),
+    "layer_probes": ("layer_probes", "Padding probes started to test whether a viewer's link carries a higher layer."),
     "hook_errors": ("hook_errors", "Exceptions caught in aiortc hooks and per-viewer sends."),
 }
 
