@@ -37,10 +37,13 @@ def silence(samples: int) -> av.AudioFrame:
 
 class OpusToAac:
     """Opus packets in, `mux(adts_frame, pts48)` calls out: 1024-sample stereo AAC-LC frames at
-    `bitrate` bit/s."""
+    `bitrate` bit/s. `start` (48 kHz): where the audio begins; silence fills the time from there
+    to the first packet, however long."""
 
-    def __init__(self, mux: Callable[[bytes, int], None], *, bitrate: int = AUDIO_BITRATE) -> None:
+    def __init__(self, mux: Callable[[bytes, int], None], *, bitrate: int = AUDIO_BITRATE,
+                 start: int | None = None) -> None:
         self._mux = mux
+        self._start = start
         opus: Any = av.CodecContext.create("opus", "r")
         # WebRTC signals no Opus header (RFC 7587): say stereo, so that a stereo stream decodes
         # to its two channels and a mono one (TOC stereo bit clear) is spread to both.
@@ -59,21 +62,32 @@ class OpusToAac:
         self._next: int | None = None  # where the next decoded sample belongs (48 kHz)
         self._aac_next = 0  # pts of the next AAC input frame
 
-    def packet(self, payload: bytes, pts48: int) -> None:
+    def packet(self, payload: bytes, pts48: int, *, fill_to: int | None = None) -> None:
+        """`fill_to` (48 kHz): a longer gap that ends before it is silence too, not a jump
+        (the recording's video covers that time: its segments keep their audio)."""
         if self._next is None:
-            self._next = self._aac_next = pts48
+            self._next = self._aac_next = pts48 if self._start is None else min(self._start, pts48)
+            self._fill(pts48 - self._next)
         gap = pts48 - self._next
         if gap < -LATE:
             return
-        if OPUS_FRAME < gap < RESYNC:
-            self._resample(silence(gap))  # lost packets: keep the audio clock on time
-            self._next += gap
+        if OPUS_FRAME < gap and (gap < RESYNC or (fill_to is not None and pts48 <= fill_to)):
+            self._fill(gap)  # lost packets: keep the audio clock on time
         elif gap >= RESYNC:
             self._jump(pts48)
         for frame in self._opus.decode(av.Packet(payload)):
             self._next += frame.samples
             frame.pts = None
             self._resample(frame)
+
+    def _fill(self, samples: int) -> None:
+        """`samples` of silence, a second at a time (bounded frames)."""
+        assert self._next is not None
+        while samples > 0:
+            chunk = min(samples, 48000)
+            self._resample(silence(chunk))
+            self._next += chunk
+            samples -= chunk
 
     def _jump(self, pts48: int) -> None:
         """Continue at `pts48`: complete the AAC frame in progress with silence (the encoder

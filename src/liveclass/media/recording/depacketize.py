@@ -68,19 +68,28 @@ class FrameAssembler:
 
 
 class RtpClock:
-    """Maps one stream's RTP timestamps to seconds on the arrival (monotonic) clock."""
+    """Maps one stream's RTP timestamps to capture times on the arrival (monotonic) clock: RTP
+    time plus the smallest transit seen (arrival minus RTP seconds), i.e. as the least-delayed
+    packet so far says. Anchoring on the first packet instead would shift the whole stream by
+    that packet's delay: after a cut a browser delivers its backlog of video late, in a burst,
+    while its audio comes live, and the recording's audio would then sit seconds before its
+    video (or be dropped as earlier than the epoch)."""
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
-        self.last: int | None = None
-        self.base = 0
-        self.base_arrival = 0.0
+        self.last: int | None = None  # extended timestamp of the newest packet
+        self.transit = float("inf")  # smallest arrival - RTP seconds seen
 
-    def seconds(self, ts: int, arrival: float) -> float:
+    def observe(self, ts: int, arrival: float) -> int:
+        """A packet (or a frame's first packet) arrived: its extended (wrap-free) timestamp."""
         if self.last is None:
-            self.last = self.base = ts
-            self.base_arrival = arrival
+            self.last = ts
         else:
-            delta = ((ts - self.last + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-            self.last += delta
-        return self.base_arrival + (self.last - self.base) / self.rate
+            self.last += ((ts - self.last + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+        ext = self.last
+        self.transit = min(self.transit, arrival - ext / self.rate)
+        return ext
+
+    def capture(self, ext: int) -> float:
+        """Capture time of an extended timestamp, as the packets seen so far tell it."""
+        return ext / self.rate + self.transit

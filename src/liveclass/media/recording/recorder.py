@@ -4,9 +4,16 @@ The hot path (`InputForwarder.on_rtp`) hands each publisher packet to `Recorder.
 which only appends a tuple to a bounded queue; the worker thread groups packets into
 frames (a frame with a lost packet is dropped and the recording waits for the next
 keyframe, asking the publisher for one), maps RTP time to the recording's timeline
-(one mapping per stream and publisher, so audio and video are aligned to within the
-network jitter of their first packets), converts (video.py, audio.py) and writes
-segments (segmenter.py). Audio starts with the first video keyframe.
+(video by its RTP time since the epoch's first keyframe; audio meets it on the arrival
+clock, each stream placed by its least-delayed packets, so a burst of late video, a
+browser's backlog after a cut, does not push the audio seconds away from its picture),
+converts (video.py, audio.py) and writes segments (segmenter.py). Audio starts with the
+first video keyframe; silence stands in for audio lost while video got through, so every
+segment carries audio.
+
+A simulcast layer move (the forwarder's `on_source` at the new layer's keyframe) is a new
+epoch too: a discontinuity (the picture size changes), the audio restarted with the new
+layer's keyframe.
 
 A publisher that goes silent for more than `GAP_SECONDS` (its link cut, a stall) and comes
 back on the same session starts a new epoch, as a new source does: the open segment is
@@ -142,7 +149,9 @@ class Recorder:
         self._vclock = RtpClock(90000)
         self._aclock = RtpClock(48000)
         self._assembler = FrameAssembler()
-        self._wall0: float | None = None  # arrival time of the epoch's first recorded frame
+        # RTP time (extended) of the epoch's first recorded frame: the video keyframe it starts
+        # on, or the first audio packet of a recording without video
+        self._anchor: int | None = None
         self._epoch_offset = offset
         self._need_key = True
         self._last_request = 0.0
@@ -177,11 +186,6 @@ class Recorder:
         with contextlib.suppress(RuntimeError):  # loop closed
             self.loop.call_soon_threadsafe(self._keyframe_on_loop)
 
-    def _pts(self, t: float) -> int | None:
-        if self._wall0 is None:
-            return None
-        return self._epoch_offset + round((t - self._wall0) * 90000)
-
     def _start(self, key: bool) -> bool:
         """Whether to record this frame: after a loss or at the start, only from a keyframe."""
         if self._need_key and not key:
@@ -190,12 +194,11 @@ class Recorder:
         self._need_key = False
         return True
 
-    def _frame_pts(self, t: float) -> int:
-        if self._wall0 is None:
-            self._wall0 = t
-        pts = self._pts(t)
-        assert pts is not None
-        return pts
+    def _frame_pts(self, ext: int) -> int:
+        """A video frame's place: RTP time since the epoch's first keyframe (90 kHz both)."""
+        if self._anchor is None:
+            self._anchor = ext
+        return self._epoch_offset + ext - self._anchor
 
     # video
 
@@ -204,7 +207,7 @@ class Recorder:
         if codec is None:
             return
         for frame_ts, payloads, first_arrival in self._assembler.push(seq, ts, marker, payload, arrival):
-            t = self._vclock.seconds(frame_ts, first_arrival)
+            ext = self._vclock.observe(frame_ts, first_arrival)  # every frame counts, recorded or not
             if payloads is None:
                 self._need_key = True
                 self._request_keyframe()
@@ -212,14 +215,14 @@ class Recorder:
             if codec == "h264":
                 data, key = self._h264.access_unit(payloads)
                 if self._start(key):
-                    self._emit_video(data, key, self._frame_pts(t))
+                    self._emit_video(data, key, self._frame_pts(ext))
             elif codec == "vp8":
                 frame = vp8_frame(payloads)
                 if frame is None:
                     self._need_key = True
                     self._request_keyframe()
                 elif self._start(vp8_is_keyframe(frame)):
-                    self._vp8.transcode(frame, self._frame_pts(t), self.segmenter, self._emit_video)
+                    self._vp8.transcode(frame, self._frame_pts(ext), self.segmenter, self._emit_video)
 
     def _emit_video(self, data: bytes, key: bool, pts: int) -> None:
         written = self.segmenter.write_video(data, key, pts)
@@ -239,17 +242,26 @@ class Recorder:
     def _audio_packet(self, ts: int, payload: bytes, arrival: float) -> None:
         if self._codecs.get("audio") != "opus":
             return
-        t = self._aclock.seconds(ts, arrival)
-        if self._wall0 is None:
-            if self._has_video:
+        ext = self._aclock.observe(ts, arrival)
+        if self._has_video:
+            if self._anchor is None:
                 return  # audio starts with the first video keyframe
-            self._wall0 = t
-        pts90 = self._pts(t)
-        if pts90 is None or pts90 < self._epoch_offset:
+            # the two streams meet on the arrival clock, each as its least-delayed packet says
+            pts90 = self._epoch_offset + round((self._aclock.capture(ext) - self._vclock.capture(self._anchor)) * 90000)
+        else:
+            if self._anchor is None:
+                self._anchor = ext
+            pts90 = self._epoch_offset + (ext - self._anchor) * 90000 // 48000
+        if pts90 < self._epoch_offset:
             return
         if self._audio is None:
-            self._audio = OpusToAac(self.segmenter.write_audio, bitrate=self.audio_bitrate)
-        self._audio.packet(payload, pts90 * 48000 // 90000)
+            # From the epoch's start: audio lost while video got through (a browser's video
+            # backlog after a cut) is silence, so every segment carries audio.
+            self._audio = OpusToAac(self.segmenter.write_audio, bitrate=self.audio_bitrate,
+                                    start=self._epoch_offset * 48000 // 90000)
+        # silence, not a hole, where video was recorded and audio lost (a second's margin)
+        fill_to = (self.segmenter.media_end + 90000) * 48000 // 90000 if self._has_video else None
+        self._audio.packet(payload, pts90 * 48000 // 90000, fill_to=fill_to)
 
     def _flush_audio(self) -> None:
         if self._audio is None:

@@ -49,7 +49,8 @@ class Segmenter:
         self.has_video = False
         self.has_audio = False
         self.current: _Segment | None = None
-        self.media_end = ORIGIN  # where the media written so far ends
+        self.media_end = ORIGIN  # where the media written so far ends (video, if any)
+        self.audio_end = ORIGIN  # where the audio written so far ends
         self.last_video_dts: int | None = None
         self._frame_duration = 3000
         self._index = 0
@@ -66,9 +67,11 @@ class Segmenter:
         """A new source: close the open segment; the next one follows a discontinuity.
         Returns where the new source's timeline starts."""
         started = self.current is not None or bool(self.playlist.segments)
+        # audio can outlast the video: a simulcast layer the browser paused, the sound going on
+        end = max(self.media_end, self.audio_end)
         if self.current is not None:
-            self._close(self.media_end)
-        self._timeline_end = max(self._timeline_end, self.media_end)
+            self._close(end)
+        self._timeline_end = max(self._timeline_end, end)
         self.has_video, self.has_audio = has_video, has_audio
         self.last_video_dts = None
         self._frame_duration = 3000
@@ -126,11 +129,12 @@ class Segmenter:
         out.time_base = TB48
         out.stream = seg.audio
         seg.container.mux(out)
+        self.audio_end = max(self.audio_end, pts48 * 90000 // 48000 + AAC_FRAME_90K)
 
     def finish(self) -> hls.Playlist | None:
         """Close the last segment and end the playlist; None (directory removed) if empty."""
         if self.current is not None:
-            self._close(self.media_end)
+            self._close(max(self.media_end, self.audio_end))
         if not self.playlist.segments:
             shutil.rmtree(self.dir, ignore_errors=True)
             return None
