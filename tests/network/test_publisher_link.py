@@ -12,8 +12,11 @@ server report: getStats on both pages, the pages' own counters, /metrics, the re
   retransmits; the viewer's freezes and losses are reported.
 - The emulator itself, with no browser: it loses, delays, reorders and cuts what it says.
 - The instructor's link cut both ways for 5 s: the viewer resumes on the same WHEP session,
-  and the class's recording is one recording with one `#EXT-X-DISCONTINUITY`, every segment
-  decoding, audio and video aligned on both sides of it.
+  and the class's recording is one recording with one `#EXT-X-DISCONTINUITY` for the cut,
+  every segment decoding with video and audio, aligned on both sides of the cut. The
+  recording follows the browser's simulcast layers (it pauses its top layer when its estimate
+  falls, after the cut too), and each such move is a discontinuity as RFC 8216 requires where
+  the picture size changes: any other discontinuity must be one.
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import av
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from liveclass.accounts.models import User
 from liveclass.config import web_config
+from liveclass.media.forwarding import RECORD_PICK
 from liveclass.media.recording import hls
 from liveclass.mediabackends.base import MediaBackend
 from liveclass.replays.models import Recording
@@ -367,19 +373,27 @@ def test_a_five_second_cut_of_the_instructors_link_resumes_and_records_one_disco
             assert time.monotonic() < deadline, "no Recording row: recording.ready never reached web"
             page.wait_for_timeout(100)
 
-    # One recording: one directory, one recording.ready (one row), one discontinuity.
+    # One recording: one directory, one recording.ready (one row).
     assert Recording.objects.filter(stream=stream).count() == 1
     directories = [d for d in recordings.iterdir() if d.is_dir()]
     assert len(directories) == 1, directories
     text = (directories[0] / hls.PLAYLIST).read_text()
     report(record_property, "playlist", text)
-    assert text.count("#EXT-X-DISCONTINUITY") == 1, text
     playlist = hls.Playlist.parse(text)
     assert playlist.ended
+    # Every segment decodes, with video and audio.
     spans = recording_spans(directories[0], [s.name for s in playlist.segments])
-    split = next(i for i, s in enumerate(playlist.segments) if s.discontinuity)
-    before, after = spans[:split], spans[split:]
     report(record_property, "spans", [{k: round(v, 3) for k, v in s.items()} for s in spans])
+    # Each discontinuity has its reason: the cut (seconds of media missing), or a layer move
+    # (the picture size changes across it).
+    reasons = discontinuities(directories[0], playlist)
+    report(record_property, "discontinuities", reasons)
+    cuts = [r for r in reasons if r["missing_s"] > 1.0]
+    assert len(cuts) == 1, reasons
+    assert cuts[0]["missing_s"] >= CUT_SECONDS - 1.5, reasons
+    assert all(r["sizes"][0] != r["sizes"][1] for r in reasons if r not in cuts), reasons
+    split = cuts[0]["index"]
+    before, after = spans[:split], spans[split:]
     # The dead air is not in the recording: the timeline goes on where the media stopped.
     assert after[0]["v0"] - before[-1]["v1"] <= 0.5, (before[-1], after[0])
     # Audio and video aligned on both sides of the discontinuity (arrival-time mapping: within
@@ -387,6 +401,41 @@ def test_a_five_second_cut_of_the_instructors_link_resumes_and_records_one_disco
     for side in (before, after):
         assert abs(side[0]["a0"] - side[0]["v0"]) <= 0.2, side[0]
         assert abs(side[-1]["a1"] - side[-1]["v1"]) <= 0.3, side[-1]
+
+
+def discontinuities(directory: Path, playlist: hls.Playlist) -> list[dict[str, Any]]:
+    """Each discontinuity of a finished recording: its segment index, the picture sizes on
+    either side (PyAV: the last frame before, the first after) and the media missing there.
+
+    Missing media is read from when the recorder completed the segments (their files' mtime,
+    written as the media arrives): a segment is closed when the next one's first keyframe
+    arrives, or, the last of an epoch, when the next epoch starts. So the segment before a
+    discontinuity was completed that much later than its own media ran for: after a layer
+    move, at once (the paused layer's sound is in it); after a cut, once the link was back."""
+    segments = playlist.segments
+    meta = json.loads((directory / hls.META).read_text())
+    done = [(directory / s.name).stat().st_mtime for s in segments]
+    out = []
+    for i, segment in enumerate(segments):
+        if not segment.discontinuity:
+            continue
+        assert i >= 1, "a recording starts without a discontinuity"
+        started = done[i - 2] if i >= 2 else meta["started_at"] + RECORD_PICK
+        out.append({"index": i, "sizes": (picture_size(directory / segments[i - 1].name, last=True),
+                                          picture_size(directory / segment.name, last=False)),
+                    "missing_s": round(done[i - 1] - started - segments[i - 1].duration, 2)})
+    return out
+
+
+def picture_size(path: Path, *, last: bool) -> tuple[int, int]:
+    size: tuple[int, int] | None = None
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            size = (frame.width, frame.height)
+            if not last:
+                break
+    assert size is not None, path
+    return size
 
 
 def recorded_seconds(recordings: Path) -> float:
