@@ -14,8 +14,9 @@ What it does, all on 127.0.0.1:
    (`python -m liveclass.media`, bench key, ICE on 127.0.0.1) as a child process, and in
    Debian's headless Chromium opens a page of the media server's own origin (a secure
    context: the fake camera opens there), publishes camera + microphone with H.264 first
-   (as the broadcast page does; `--simulcast`: three rid layers q/h/f at 1/4, 1/2, 1/1
-   scale) and hands the offer to this script, which POSTs it to `/whip/<input>` with a
+   (as the broadcast page does, with its encodings: one layer capped at 2.5 Mbit/s, or with
+   `--simulcast` three rid layers f/h/q at 1/1, 1/2, 1/4 scale capped at 2.5 M / 700 k / 200 k)
+   and hands the offer to this script, which POSTs it to `/whip/<input>` with a
    publish token (the answer goes back to the page);
 3. from the moment the peer connection is connected, samples getStats every second for
    `--seconds`: the bytes sent on the video outbound-rtp streams (the rate between two
@@ -59,6 +60,8 @@ TARGET_BPS_WITHIN_S = 10.0
 TARGET_720P_WITHIN_S = 15.0
 MEDIA_TIMEOUT_MS = 30_000
 MODES = {"cc": "1", "remb": "0"}  # MEDIA_TRANSPORT_CC per mode
+ENCODINGS = {True: ", three simulcast layers (f 1/1, h 1/2, q 1/4; at most 2.5 M / 700 k / 200 k)",
+             False: ", one layer of at most 2.5 Mbit/s"}
 
 # The page side: open the camera, make the offer (ICE gathered: one POST, no trickle), wait
 # for the answer this script fetched. H.264 first, as frontend/broadcast.js prefers it.
@@ -69,10 +72,13 @@ PUBLISH_JS = """async ({simulcast}) => {
     window.benchPc = pc;
     for (const track of media.getTracks()) {
         const init = {direction: 'sendonly', streams: [media]};
-        if (track.kind === 'video' && simulcast) {
-            init.sendEncodings = [{rid: 'q', scaleResolutionDownBy: 4}, {rid: 'h', scaleResolutionDownBy: 2},
-                                  {rid: 'f'}];
-        }
+        // the broadcast page's encodings: three layers, or one at full size capped at 2.5 Mbit/s
+        // (without a cap Chrome caps a layer by its current size: 600 kbit/s at 320x180, and never
+        // probes past what the encoder may send)
+        init.sendEncodings = simulcast
+            ? [{rid: 'f', maxBitrate: 2500000}, {rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 700000},
+               {rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 200000}]
+            : [{maxBitrate: 2500000}];
         const transceiver = pc.addTransceiver(track, init);
         if (track.kind === 'video') {
             const caps = RTCRtpSender.getCapabilities('video').codecs;
@@ -302,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- Source: {args.clip:g} s of 1280x720 30 fps `testsrc2`, rotating once every 3 s under temporal noise "
         "(every frame differs everywhere), looped by Chromium's fake camera; camera + microphone over native "
         f"WHIP to `python -m liveclass.media` on 127.0.0.1, H.264 preferred"
-        f"{', three simulcast layers (q 1/4, h 1/2, f 1/1)' if args.simulcast else ''}.",
+        f"{ENCODINGS[args.simulcast]}.",
         "- Time counts from the peer connection's `connected`; getStats once a second (rows every "
         f"{args.interval:g} s). Targets with transport-cc: available outgoing >= 2 Mbit/s within "
         f"{TARGET_BPS_WITHIN_S:.0f} s, 1280x720 within {TARGET_720P_WITHIN_S:.0f} s.", "",

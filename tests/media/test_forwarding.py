@@ -491,3 +491,23 @@ def test_viewer_rtcp_loss_and_remb_move_it_down_at_once() -> None:
     f.decide_layers()
     assert v.pending is layers[0]  # the low layer fits 450 kbit/s with headroom: the middle does not
     assert v.choice.congested_at is not None and v.choice.next_up_at > now
+
+
+def test_a_nack_for_a_packet_from_before_a_switch_is_not_answered_from_the_new_layer() -> None:
+    f, _requests = forwarder()
+    pub = SimulcastPublisher(f)
+    cap = Capture()
+    v = viewer(cap)
+    pub.frame(keyframe=True)
+    f.add_viewer("video", v)
+    pub.frame()
+    before = cap.parsed()[-1].sequence_number  # the top layer's, before the switch
+    f.set_max_layer(v, 1)
+    pub.frame(keyframe=True)
+    pub.frame()
+    sent = len(cap.sent)
+    f.on_viewer_nack("video", v, [before])
+    assert len(cap.sent) == sent  # the middle layer's packet at that number would be the wrong picture
+    after = cap.parsed()[-1].sequence_number
+    f.on_viewer_nack("video", v, [after])
+    assert len(cap.sent) == sent + 1

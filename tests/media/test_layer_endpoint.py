@@ -8,6 +8,7 @@ import secrets
 
 import httpx
 import pytest
+from aiortc import RTCSessionDescription
 
 from tests.media.support import Publisher, Viewer, running_server, token
 
@@ -56,6 +57,34 @@ def test_a_viewer_reads_and_caps_its_layers() -> None:
                 whip_layer = f"{publisher.location}/layer"
                 assert (await http.get(whip_layer, headers=publish)).status_code in (404, 405)
             assert viewer.frames > 3  # the refused requests cost the session nothing
+            await viewer.close()
+            await publisher.close()
+
+        asyncio.run(asyncio.wait_for(scenario(), 45))
+
+
+def test_simulcast_offered_without_the_rid_extension_still_forwards_the_one_stream() -> None:
+    """The answer refuses simulcast (no rid header extension to tell layers apart): the
+    publisher sends one stream without rids, and the forwarder must take it as one layer."""
+    with running_server() as server:
+        input_id = "norid-" + secrets.token_hex(3)
+
+        async def scenario() -> None:
+            publisher = Publisher(server.url, input_id)
+            await publisher.pc.setLocalDescription(await publisher.pc.createOffer())
+            offer = publisher.pc.localDescription.sdp
+            video = offer.index("m=video")
+            mid_line = offer.index("a=mid:", video)
+            offer = offer[:mid_line] + "a=rid:f send\r\na=rid:h send\r\na=simulcast:send f;h\r\n" + offer[mid_line:]
+            async with httpx.AsyncClient(timeout=10) as http:
+                response = await http.post(f"{server.url}/whip/{input_id}", content=offer, headers={
+                    "Content-Type": "application/sdp", "Authorization": f"Bearer {token(input_id, 'publish')}"})
+            assert response.status_code == 201, response.text
+            assert "a=simulcast" not in response.text
+            await publisher.pc.setRemoteDescription(RTCSessionDescription(sdp=response.text, type="answer"))
+            viewer = Viewer(server.url, input_id)
+            assert (await viewer.start()).status_code == 201
+            await viewer.wait_frames(5, 15)
             await viewer.close()
             await publisher.close()
 

@@ -136,3 +136,33 @@ def test_a_probe_whose_remb_stays_under_the_layers_need_fails() -> None:
         choice.on_remb(590_000.0, now)
         decision = choice.decide(now, 0, layers(), AUDIO)
     assert decision.target == 0 and choice.probe is None and choice.next_up_at > now
+
+
+def test_congestion_during_a_probe_ends_it_and_the_viewer_stays() -> None:
+    choice = LayerChoice()
+    fall_to(choice, 600_000.0, 0.0)
+    choice.decide(0.0, 2, layers(), AUDIO)
+    now = UP_BACKOFF_MIN + 0.5
+    choice.on_loss(0.0, now)
+    choice.on_remb(450_000.0, now)
+    assert choice.decide(now, 0, layers(), AUDIO).probe_bps > 0
+    choice.on_loss(0.4, now + 0.9)  # the padding overfills the link
+    decision = choice.decide(now + 1.0, 0, layers(), AUDIO)
+    assert decision.target == 0 and decision.probe_bps == 0 and choice.probe is None
+    choice.cap = None
+    two = [LayerInfo(1, RATES[1], True), LayerInfo(2, RATES[2], True)]  # the viewer on the middle layer
+    assert choice.decide(now + 1.2, 1, two, AUDIO).target == 1  # its reports still cover the padding: no move
+    assert choice.next_up_at >= now + 1.0 + UP_BACKOFF_MIN
+
+
+def test_without_rtx_a_trial_switch_up_is_undone_by_congestion() -> None:
+    choice = LayerChoice()
+    fall_to(choice, 600_000.0, 0.0)
+    choice.decide(0.0, 2, layers(), AUDIO)
+    now = UP_BACKOFF_MIN + 0.5
+    choice.on_loss(0.0, now)
+    decision = choice.decide(now, 0, layers(), AUDIO, can_pad=False)
+    assert decision.target == 1 and decision.probe_bps == 0  # no padding possible: try the layer
+    choice.on_loss(0.3, now + 1.0)
+    assert choice.decide(now + 1.0, 1, layers(), AUDIO, can_pad=False).target == 0
+    assert choice.next_up_at >= now + 1.0 + 2 * UP_BACKOFF_MIN - 0.01  # the trial failed: waits doubled

@@ -17,7 +17,7 @@ viewer's REMB and receiver-report loss, and a switch happens at the new layer's 
 keyframe (asked for by PLI). Per packet and viewer it rewrites SSRC, payload type, sequence
 number, timestamp, header-extension ids (the MID value too) and, for VP8 after a switch, the
 picture id and TL0PICIDX, in `ViewerLeg.deliver`, the one place that rewrites, sends and
-counts (live packets, fast start, NACK resends and probe padding alike). A viewer whose
+counts (live packets, fast start and NACK resends alike). A viewer whose
 `send` refuses (socket buffer full, not connected) loses that packet alone. NACKs are
 answered from a per-layer history keyed by the publisher's sequence number. A takeover or a
 layer switch starts a new *epoch* for the viewer: it re-bases its offsets so that its output
@@ -129,6 +129,7 @@ class ViewerLeg:
         self.seq_offset = 0
         self.ts_offset = 0
         self.high_seq = secrets.randbelow(0x8000)  # highest output seq sent
+        self.epoch_start = self.high_seq  # first output seq of the current epoch (older ones: another source)
         self.last_ts = secrets.randbelow(1 << 32)
         self.last_wall = 0.0  # time.time() of the last packet sent
         self.pid_offset = 0  # VP8 picture id and TL0PICIDX offsets: non-zero after a layer switch
@@ -137,6 +138,7 @@ class ViewerLeg:
         # layers (video): the one received, the one it moves to at that layer's next keyframe
         self.layer: Layer | None = None
         self.pending: Layer | None = None
+        self.last_sent: SourcePacket | None = None  # kept across a takeover, for VP8 ids to continue
         self.choice = LayerChoice()
         # counters (sender reports, metrics)
         self.packets = 0
@@ -186,6 +188,7 @@ class ViewerLeg:
         self.ts_offset = (start_ts - ts) & 0xFFFFFFFF
         self.epoch = epoch
         self.high_seq = (start_seq - 1) & 0xFFFF
+        self.epoch_start = start_seq
         if self.codec == "vp8":
             self._rebase_vp8(body, previous)
 
@@ -204,15 +207,18 @@ class ViewerLeg:
                 self.tl0_offset = 0
         self.rewrite_vp8 = bool(self.pid_offset or self.tl0_offset)
 
-    def deliver(self, e: SourcePacket, ext: bytes, metrics: Metrics, resend: bool = False) -> bool:
+    def deliver(self, e: SourcePacket, ext: bytes, metrics: Metrics, resend: bool = False,
+                body: bytes | None = None) -> bool:
         """Rewrite one source packet for this viewer, send it and count it. Live packets, fast
         start and NACK resends (on the RTX stream when negotiated) all come through here, so
         they count alike. A failure loses this packet for this viewer only.
 
         `resend` is positional, not keyword-only: CPython 3.11 specializes calls with
-        positional defaults only, and this runs once per packet and viewer."""
+        positional defaults only, and this runs once per packet and viewer. `body`: the payload as
+        rewritten for this viewer's VP8 offsets, when the caller shares one among viewers."""
         try:
-            body = codecs.vp8_rewrite(e.body, self.pid_offset, self.tl0_offset) if self.rewrite_vp8 else e.body
+            if body is None:
+                body = codecs.vp8_rewrite(e.body, self.pid_offset, self.tl0_offset) if self.rewrite_vp8 else e.body
             if resend and self.rtx_payload_type is not None:
                 data = self.build_rtx(e, ext, body)
             else:  # the live path, once per packet and viewer: inlined, no further call
@@ -341,7 +347,7 @@ class Layer:
         entries = sorted(self.gop, key=lambda x: (x.seq - first.seq) & 0xFFFF)
         wall = time.time()
         abs_send = rtp.abs_send_time(wall)
-        v.rebase(self.epoch, first.seq, first.ts, wall, first.body)
+        v.rebase(self.epoch, first.seq, first.ts, wall, first.body, v.last_sent)
         for e in entries:
             v.high_seq = (e.seq + v.seq_offset) & 0xFFFF
             v.last_ts = (e.ts + v.ts_offset) & 0xFFFFFFFF
@@ -385,13 +391,14 @@ class Layer:
             self._admit(e, wall, codec)
         abs_send = rtp.abs_send_time(wall)
         cache: dict[tuple[object, ...], bytes] = {}
+        bodies: dict[tuple[int, int], bytes] = {}  # VP8 payloads rewritten once per offset pair
         for v in self.viewers:
             if v.epoch != epoch:
                 if self.kind == "video" and not keyframe:
                     continue
                 if v.codec != codec:
                     continue  # negotiated another codec (takeover by a different encoder)
-                v.rebase(epoch, e.seq, e.ts, wall)
+                v.rebase(epoch, e.seq, e.ts, wall, e.body, v.last_sent)
             ext = cache.get(v.ext_key)
             if ext is None:
                 ext = cache[v.ext_key] = v.ext_block(e.exts, abs_send)
@@ -400,7 +407,14 @@ class Layer:
                 v.high_seq = out_seq
                 v.last_ts = (e.ts + v.ts_offset) & 0xFFFFFFFF
                 v.last_wall = wall
-            v.deliver(e, ext, metrics)
+            if v.rewrite_vp8:
+                key = (v.pid_offset, v.tl0_offset)
+                body = bodies.get(key)
+                if body is None:
+                    body = bodies[key] = codecs.vp8_rewrite(e.body, v.pid_offset, v.tl0_offset)
+                v.deliver(e, ext, metrics, False, body)
+            else:
+                v.deliver(e, ext, metrics)
 
     def _admit(self, e: SourcePacket, wall: float, codec: str) -> None:
         """Viewers waiting for this layer join it at this keyframe: they leave their old layer
@@ -412,7 +426,7 @@ class Layer:
             old = v.layer
             if old is not None:
                 self.metrics.layer_switches += 1
-            previous = old.last_sent(v) if old is not None else None
+            previous = old.last_sent(v) if old is not None else v.last_sent
             if old is not None and v in old.viewers:
                 old.viewers.remove(v)
             v.layer = self
@@ -427,6 +441,8 @@ class Layer:
             return 0
         abs_send = rtp.abs_send_time(time.time())
         for out_seq in out_seqs:
+            if (out_seq - v.epoch_start) & 0xFFFF >= 0x8000:
+                continue  # sent before this viewer's last switch or takeover: another layer's packet
             seq = (out_seq - v.seq_offset) & 0xFFFF
             e = self.history[seq % HISTORY_SIZE]
             if e is None or e.seq != seq or e.epoch != self.epoch:
@@ -493,11 +509,9 @@ class TrackFanout:
         self._by_rid = {layer.rid: layer for layer in self.layers if layer.rid is not None}
         for layer in self.layers:
             layer.keyframes.send_pli = (lambda layer=layer: request_keyframe(layer)) if request_keyframe else None
-            if len(self.layers) > 1:
-                # a keyframe from each layer tells its picture size (their order) at once: the
-                # first ones may have come before this publisher became the source
-                layer.keyframes.request()
         for v in self.viewers:
+            if v.layer is not None:
+                v.last_sent = v.layer.last_sent(v)
             v.layer = None
             v.pending = None
             self.place(v)
@@ -524,6 +538,9 @@ class TrackFanout:
             if layer is None:
                 return None
             layer.media_ssrc = ssrc
+            # a keyframe tells the layer's picture size (the layers' order) at once: its first
+            # ones may have come before this publisher became the source
+            layer.keyframes.request()
         else:
             layer = self.layers[0]
             if stream is not None and not stream.rtx:
@@ -711,7 +728,7 @@ class InputForwarder:
     # layer choice ----------------------------------------------------------------------
 
     def _schedule_decisions(self) -> None:
-        if self._decider is None:
+        if self._decider is None and len(self.fanouts["video"].layers) > 1:  # else nothing to choose
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
@@ -745,7 +762,7 @@ class InputForwarder:
         index = layers.index(current) if current in layers else None
         if infos is None:
             infos, audio = fanout.infos(now), self.fanouts["audio"].top.rate
-        choice = v.choice.decide(now, index, infos, audio)
+        choice = v.choice.decide(now, index, infos, audio, v.rtx_payload_type is not None)
         if choice.target is not None and (index is None or choice.target != index):
             fanout.move(v, layers[choice.target])
         if choice.probe_bps and v.choice.probe is not None and v.choice.probe.started == now:

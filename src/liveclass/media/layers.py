@@ -2,7 +2,7 @@
 
 Pure logic, no I/O: the forwarder feeds it the viewer's REMB (the browser's receive-side
 estimate, draft-alvestrand-rmcat-remb) and receiver-report loss (RFC 3550 fraction lost),
-and asks `decide` twice a second. The rules, in the spirit of libwebrtc's loss-based
+and asks `decide` five times a second. The rules, in the spirit of libwebrtc's loss-based
 controller and of how SFUs (mediasoup, LiveKit) pick layers:
 
 - **down at once** when the link says it cannot carry what it gets: loss above 10 %, or a
@@ -14,7 +14,10 @@ controller and of how SFUs (mediasoup, LiveKit) pick layers:
   the best layer its cap allows. After congestion, going up first *probes*: padding at the
   rate the higher layer needs more, for PROBE_SECONDS; the switch happens only if the
   receiver reports no loss for it, and its REMB did not fall and reached what the higher
-  layer and audio need. A failed probe doubles the wait
+  layer and audio need. A sign of congestion during a probe ends it at once (the padding is
+  to blame: the viewer stays, and its reports are not acted on until they no longer cover
+  the padding). A viewer without an RTX stream (nothing to pad on) gets a trial switch up
+  instead, undone at the first congestion. A failed probe or trial doubles the wait
   before the next one (UP_BACKOFF_MIN to UP_BACKOFF_MAX), so a viewer on a weak link is not
   disturbed more than once a minute.
 - the viewer's own cap (the watch page's High / Medium / Low) bounds all of it.
@@ -32,6 +35,7 @@ FEEDBACK_TTL = 3.0  # seconds a REMB or loss figure stays current
 PROBE_SECONDS = 2.0
 PROBE_OVERSHOOT = 1.1  # padding brings the sent rate to this share of the higher layer's
 PROBE_VERDICT = 1.5  # seconds after a probe for the receiver's reports to cover it
+TRIAL_SECONDS = 4.0  # congestion this soon after going up undoes the move and backs off
 UP_BACKOFF_MIN = 8.0
 UP_BACKOFF_MAX = 64.0
 
@@ -74,6 +78,8 @@ class LayerChoice:
         self.backoff = UP_BACKOFF_MIN
         self.next_up_at = 0.0
         self.probe: _Probe | None = None
+        self.quiet_until = 0.0  # congestion reports before this still cover a probe's padding
+        self.up_at = -1e9  # when the viewer last went up a layer
         self.probes = 0  # probes started (tests, stats)
         self.switches = 0
 
@@ -105,7 +111,9 @@ class LayerChoice:
 
     # the decision ---------------------------------------------------------------------
 
-    def decide(self, now: float, current: int | None, layers: list[LayerInfo], audio_rate: float) -> Decision:
+    def decide(self, now: float, current: int | None, layers: list[LayerInfo], audio_rate: float,
+               can_pad: bool = True) -> Decision:
+        """The layer to be on now; `can_pad`: the viewer has an RTX stream to probe on."""
         active = [x for x in layers if x.active]
         if not layers:
             return Decision(None)
@@ -125,20 +133,30 @@ class LayerChoice:
         sent = by_index[current].rate + audio_rate
         remb = self.estimate(now)
         loss = self.loss if now - self.loss_at < FEEDBACK_TTL else 0.0
-        if self.probe is not None:
-            return self._judge(now, current, by_index, remb)
         falling = now - self.remb_fell_at < FEEDBACK_TTL
         congested = loss > LOSS_DOWN or (remb is not None and falling and sent > 0 and remb < REMB_DOWN * sent)
-        if congested:
+        if self.probe is not None:
+            if congested:  # the padding overfills the link: stop it, stay, let the reports clear
+                self._failed(now)
+                self.quiet_until = now + PROBE_VERDICT
+                return Decision(current)
+            return self._judge(now, current, by_index, remb)
+        if congested and now >= self.quiet_until:
+            if now - self.up_at < TRIAL_SECONDS:
+                self._failed(now)  # a trial switch up the link could not carry
             self.congested_at = now
             self.next_up_at = max(self.next_up_at, now + self.backoff)
             target = self._fit([x for x in allowed if x.index <= current], now, audio_rate, loss, sent)
             return Decision(min(target.index, current))
-        if current < best.index:
+        if current < best.index and now >= self.quiet_until:
             if self.congested_at is None:
                 return Decision(best.index)  # never congested: the best layer the cap allows
             if now >= self.next_up_at and loss < LOSS_UP:
                 above = next(x for x in allowed if x.index > current)
+                if not can_pad:  # nothing to probe with: try the layer, undone on congestion
+                    self.up_at = now
+                    self.switches += 1
+                    return Decision(above.index)
                 # a little above the gap: the layer's own rate varies, keyframes come in bursts
                 gap = max(PROBE_OVERSHOOT * above.rate - by_index[current].rate, 100_000.0)
                 self.probe = _Probe(above.index, gap, now, now + PROBE_SECONDS, above.rate + audio_rate)
@@ -170,7 +188,13 @@ class LayerChoice:
         remb_ok = remb is None or (not fell and remb >= probe.need)
         if probe.worst_loss < LOSS_UP and remb_ok and probe.target in by_index:
             self.switches += 1
+            self.up_at = now
             return Decision(probe.target)
+        self._failed(now)
+        return Decision(current)
+
+    def _failed(self, now: float) -> None:
+        """A probe or trial switch the link did not carry: wait longer before the next."""
+        self.probe = None
         self.next_up_at = now + self.backoff
         self.backoff = min(self.backoff * 2, UP_BACKOFF_MAX)
-        return Decision(current)

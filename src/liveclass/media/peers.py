@@ -18,7 +18,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.sdp import candidate_from_sdp, candidate_to_sdp
 
-from liveclass.media import hooks, sdp
+from liveclass.media import hooks, rtp, sdp
 from liveclass.media.forwarding import InputForwarder, SourceTrack, ViewerLeg
 from liveclass.media.ports import IceHost
 from liveclass.media.receiving import PublisherReceiver
@@ -199,14 +199,15 @@ class PublisherPeer(Peer):
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
             transceiver.setCodecPreferences(sdp.publisher_preferences(offer, kind))
         answer = await self._negotiate(offer)
+        # the layers the answer accepted (not the offer's: without the rid extension, say, the
+        # answer refuses simulcast and the browser sends one stream without rids)
+        self.rids = {kind: rids for kind, rids in sdp.answer_rids(answer).items() if rids}
         self._install_hooks(offer)
         return answer
 
     def _before_answer(self, offer: Offer) -> None:
         hooks.accept_publisher_extensions(self.pc, offer.description, transport_cc=self.quality.transport_cc,
                                           simulcast=self.quality.simulcast)
-        if self.quality.simulcast:
-            self.rids = {kind: rids for kind, rids in offer.rids.items() if rids}
 
     def _on_rtp(self, data: bytes, arrival: float) -> None:
         receiver = self.receiver
@@ -245,6 +246,8 @@ class PublisherPeer(Peer):
             remb |= "goog-remb" in feedback
             hooks.never_decode(transceiver.receiver, metrics)
         self.tracks = tracks
+        # feedback needs the sequence numbers: transport-cc without its extension is REMB's case
+        transport_cc &= rtp.TRANSPORT_CC_URI in extensions.values()
         self.transport_cc = transport_cc
         rtx_ssrcs = {int(group.items[1]): int(group.items[0]) for media in offer.description.media
                      for group in media.ssrc_group if group.semantic == "FID" and len(group.items) == 2}
