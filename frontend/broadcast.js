@@ -533,7 +533,9 @@ function main(root) {
       const sending = layers.reduce((a, b) => ((b.bytesSent || 0) > (a.bytesSent || 0) ? b : a));
       layers.splice(0, layers.length, sending);
     }
-    layers.sort((a, b) => (b.frameWidth || 0) - (a.frameWidth || 0) || order(a.rid) - order(b.rid));
+    // The encodings' order (highest first), not the sizes: a layer that has not sent its first
+    // frame yet reports no size, and the rows must not jump around while the layers start.
+    layers.sort((a, b) => order(a.rid) - order(b.rid));
     const rows = layers.map((s) => layerRow(s, now));
     state.lastLayers = new Map(rows.map((r) => [r.id, { bytes: r.bytes, at: now }]));
     renderLayers(rows);
