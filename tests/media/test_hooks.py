@@ -14,6 +14,7 @@ from importlib.metadata import version
 import aioice
 import aioice.ice
 import aioice.turn
+import pylibsrtp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, VideoStreamTrack
 from aiortc.mediastreams import AudioStreamTrack
@@ -22,6 +23,7 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket
 
+from liveclass.media import hooks
 from liveclass.media.forwarding import InputForwarder, SourceTrack
 from liveclass.media.hooks import HOOKS, new_peer_connection, restrict_host_addresses
 from liveclass.media.metrics import Metrics
@@ -35,6 +37,64 @@ pytestmark = pytest.mark.timeout(60)
 def test_aiortc_and_aioice_are_pinned() -> None:
     assert version("aiortc") == "1.16.0"
     assert version("aioice") == "0.13.0"
+    # aiortc asks only pylibsrtp>=0.10.0; the fast SRTP path reads 1.0.0's private binding
+    assert version("pylibsrtp") == "1.0.0" == pylibsrtp.__version__
+
+
+def test_private_pylibsrtp_details_exist_with_the_expected_shape() -> None:
+    from pylibsrtp._binding import ffi, lib
+
+    assert ffi is hooks._ffi and lib is hooks._lib  # the fast path found the binding
+    assert ffi.typeof(lib.srtp_protect) == ffi.typeof("srtp_err_status_t(*)(srtp_t, void *, int *)")
+    assert lib.srtp_err_status_ok == 0
+    assert pylibsrtp.SRTP_MAX_TRAILER_LEN == 16 + 128  # SRTP_MAX_TAG_LEN + SRTP_MAX_MKI_LEN
+    assert pylibsrtp.ERRORS[9] == "replay check failed (bad index)"  # indexed by srtp_err_status_t
+    policy = pylibsrtp.Policy(key=bytes(30), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    session = pylibsrtp.Session(policy)
+    assert ffi.typeof(session._srtp) == ffi.typeof("srtp_t *") and session._srtp[0] != ffi.NULL
+    assert len(session._cdata) == hooks.SRTP_BUFFER  # Session.protect's buffer: the same size limit
+    assert hooks._binding_fits(session)
+    assert hooks.srtp_protector(session) != session.protect  # the fast path, not the fallback
+    for name in ("pylibsrtp._binding.ffi", "pylibsrtp._binding.lib.srtp_protect", "pylibsrtp.Session._srtp",
+                 "pylibsrtp.SRTP_MAX_TRAILER_LEN", "pylibsrtp.ERRORS"):
+        assert name in HOOKS and name.rsplit(".", 1)[-1] + "`" in (hooks.__doc__ or ""), name
+
+
+def test_a_real_dtls_context_takes_the_fast_srtp_path() -> None:
+    """aiortc's negotiated `_tx_srtp` (AES-256-GCM between two aiortc peers) is a Session the
+    fast path accepts, and what it protects the other side's DTLS context decrypts."""
+    restrict_host_addresses(["127.0.0.1"])
+
+    async def scenario() -> None:
+        offerer, answerer = RTCPeerConnection(), RTCPeerConnection()
+        try:
+            offerer.addTransceiver("audio", direction="sendrecv")
+            connected = asyncio.Event()
+
+            @answerer.on("connectionstatechange")
+            def changed() -> None:
+                if answerer.connectionState == "connected":
+                    connected.set()
+
+            await offerer.setLocalDescription(await offerer.createOffer())
+            await answerer.setRemoteDescription(offerer.localDescription)
+            await answerer.setLocalDescription(await answerer.createAnswer())
+            await offerer.setRemoteDescription(answerer.localDescription)
+            await connected.wait()
+            tx = answerer.getTransceivers()[0].sender.transport
+            rx = offerer.getTransceivers()[0].receiver.transport
+            assert type(tx._tx_srtp) is pylibsrtp.Session and hooks._binding_fits(tx._tx_srtp)
+            assert tx._ssl is not None and tx._ssl.get_selected_srtp_profile() == b"SRTP_AEAD_AES_256_GCM"
+            protect = hooks.srtp_protector(tx._tx_srtp)
+            assert protect != tx._tx_srtp.protect
+            for seq in range(3):
+                packet = bytes([0x80, 111, 0, seq]) + bytes(4) + (0x5EED).to_bytes(4, "big") + bytes(160)
+                assert rx._rx_srtp.unprotect(protect(packet)) == packet
+        finally:
+            await offerer.close()
+            await answerer.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
 
 
 def test_private_hooks_exist_with_the_expected_shape() -> None:

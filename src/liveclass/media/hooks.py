@@ -25,6 +25,11 @@ and pinned by a test (tests/media/test_hooks.py):
 - `RTCDtlsTransport._tx_srtp.protect(bytes)` and the nominated aioice pair
   (`RTCIceTransport._connection`, `Connection._nominated[1].protocol.transport.sendto`):
   the fast send path.
+- pylibsrtp (1.0.0, libsrtp 2.7) internals for an allocation-free `srtp_protect` on that path
+  (`srtp_protector`; `Session.protect` allocates an `int *` and copies twice per packet):
+  `pylibsrtp._binding.ffi` and `.lib.srtp_protect` (`srtp_err_status_t(*)(srtp_t, void *, int *)`),
+  `Session._srtp` (the `srtp_t *` it frees with itself), `pylibsrtp.SRTP_MAX_TRAILER_LEN` and
+  `pylibsrtp.ERRORS`. Checked for each context (`_binding_fits`); if any differs, `Session.protect`.
 - `RTCPeerConnection._RTCPeerConnection__certificates`: a certificate whose DTLS context
   admits RSA cipher suites (aiortc as DTLS client offers only ECDSA ones).
 - `aioice.Connection._local_username`, `_local_password`: ICE restart credentials.
@@ -51,6 +56,7 @@ from typing import Any
 import aioice
 import aioice.ice
 import aioice.turn
+import pylibsrtp
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import is_rtx
@@ -80,10 +86,21 @@ from liveclass.media.rtp import NTP_EPOCH_OFFSET
 
 log = logging.getLogger(__name__)
 
+try:  # private: see srtp_protector
+    from pylibsrtp._binding import ffi as _ffi
+    from pylibsrtp._binding import lib as _lib
+except ImportError:  # pragma: no cover - another pylibsrtp build
+    _ffi = _lib = None
+
 HOOKS = (
     "RTCDtlsTransport._handle_rtp_data",
     "RTCDtlsTransport._handle_rtcp_data",
     "RTCDtlsTransport._tx_srtp",
+    "pylibsrtp._binding.ffi",
+    "pylibsrtp._binding.lib.srtp_protect",
+    "pylibsrtp.Session._srtp",
+    "pylibsrtp.SRTP_MAX_TRAILER_LEN",
+    "pylibsrtp.ERRORS",
     "RTCIceTransport._connection",
     "RTCRtpReceiver.receive",
     "RTCRtpReceiver._RTCRtpReceiver__stop_decoder",
@@ -537,12 +554,70 @@ def sync_sender_report(sender: RTCRtpSender, packets: int, octets: int, rtp_time
         sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
 
 
+SRTP_BUFFER = 1500  # bytes, as pylibsrtp's Session: the same packets fit (and fail) on both paths
+_SRTP_PROTECT_TYPE = "srtp_err_status_t(*)(srtp_t, void *, int *)"  # libsrtp 2 (libsrtp 3 differs)
+_fallback_logged = False
+
+
+def _binding_fits(session: pylibsrtp.Session) -> bool:
+    """Whether pylibsrtp's private cffi binding and `session` look as srtp_protector expects."""
+    try:
+        return (_ffi is not None and _lib is not None
+                and _ffi.typeof(_lib.srtp_protect) == _ffi.typeof(_SRTP_PROTECT_TYPE)
+                and _ffi.typeof(session._srtp) == _ffi.typeof("srtp_t *")
+                and isinstance(pylibsrtp.SRTP_MAX_TRAILER_LEN, int)
+                and isinstance(pylibsrtp.ERRORS, list) and _lib.srtp_err_status_ok == 0)
+    except Exception:  # a renamed attribute, an unknown C type name (ffi.error), ...
+        return False
+
+
+def srtp_protector(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
+    """`session.protect` without its per-packet allocations: the same libsrtp `srtp_protect`
+    on the same context, through pylibsrtp's cffi binding, with a buffer and length pointer
+    made once here. Same output, same exceptions (ValueError when too long, pylibsrtp.Error).
+    Falls back to `session.protect` (logged once) if the private binding differs."""
+    global _fallback_logged
+    if not _binding_fits(session):
+        if not _fallback_logged:
+            _fallback_logged = True
+            log.info("pylibsrtp %s: private binding not as pinned, SRTP uses Session.protect",
+                     getattr(pylibsrtp, "__version__", "?"))
+        return session.protect
+    assert _ffi is not None and _lib is not None
+    ctx = session._srtp[0]  # a borrowed srtp_t: `_session` below keeps its owner alive
+    buf = _ffi.new("char[]", SRTP_BUFFER)
+    view = _ffi.buffer(buf)
+    length = _ffi.new("int *")
+    srtp_protect = _lib.srtp_protect
+    limit = SRTP_BUFFER - pylibsrtp.SRTP_MAX_TRAILER_LEN
+    errors = pylibsrtp.ERRORS
+    error = pylibsrtp.Error
+
+    # locals only (closure cells): this runs once per packet and viewer
+    def protect(data: bytes, _session: pylibsrtp.Session = session) -> bytes:
+        n = len(data)
+        if n > limit:
+            raise ValueError("packet is too long")
+        view[0:n] = data
+        length[0] = n
+        rc = srtp_protect(ctx, buf, length)
+        if rc:
+            raise error(errors[rc])
+        return view[0:length[0]]  # a new bytes: the buffer is reused by the next packet
+
+    return protect
+
+
 def srtp_sender(dtls: RTCDtlsTransport) -> Callable[[bytes], bool]:
     """SRTP-protect with the viewer's context and sendto on its nominated pair, never
-    blocking: False (packet dropped for this viewer only) if not ready or backed up."""
+    blocking: False (packet dropped for this viewer only) if not ready or backed up.
+    The protector is made once DTLS has set up the context, and again if DTLS replaces it."""
     connection = dtls.transport._connection
+    session: pylibsrtp.Session | None = None
+    protect: Callable[[bytes], bytes] | None = None
 
     def send(data: bytes) -> bool:
+        nonlocal session, protect
         srtp = dtls._tx_srtp
         pair = connection._nominated.get(1)
         if srtp is None or pair is None:
@@ -550,7 +625,10 @@ def srtp_sender(dtls: RTCDtlsTransport) -> Callable[[bytes], bool]:
         transport: Any = pair.protocol.transport  # a _SelectorDatagramTransport
         if transport.is_closing() or transport.get_write_buffer_size() > MAX_SEND_BUFFER:
             return False
-        transport.sendto(srtp.protect(data), pair.remote_addr)
+        if srtp is not session or protect is None:
+            protect = srtp_protector(srtp)
+            session = srtp
+        transport.sendto(protect(data), pair.remote_addr)
         return True
 
     return send
