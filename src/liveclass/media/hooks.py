@@ -448,21 +448,9 @@ def tap_publisher(dtls: RTCDtlsTransport, on_rtp: Callable[[bytes, float], None]
     dtls._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]
 
 
-def srtcp_sender(dtls: RTCDtlsTransport) -> Callable[[bytes], None]:
+def srtcp_sender(dtls: RTCDtlsTransport) -> Callable[[bytes], bool]:
     """SRTCP-protect and send on the nominated pair, never blocking; dropped if not ready."""
-    connection = dtls.transport._connection
-
-    def send(data: bytes) -> None:
-        srtp = dtls._tx_srtp
-        pair = connection._nominated.get(1)
-        if srtp is None or pair is None:
-            return
-        transport: Any = pair.protocol.transport
-        if transport.is_closing() or transport.get_write_buffer_size() > MAX_SEND_BUFFER:
-            return
-        transport.sendto(srtp.protect_rtcp(data), pair.remote_addr)
-
-    return send
+    return _protected_sender(dtls, lambda session: session.protect_rtcp)
 
 
 def never_decode(receiver: RTCRtpReceiver, metrics: Metrics) -> None:
@@ -610,8 +598,15 @@ def srtp_protector(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
 
 def srtp_sender(dtls: RTCDtlsTransport) -> Callable[[bytes], bool]:
     """SRTP-protect with the viewer's context and sendto on its nominated pair, never
-    blocking: False (packet dropped for this viewer only) if not ready or backed up.
-    The protector is made once DTLS has set up the context, and again if DTLS replaces it."""
+    blocking: False (packet dropped for this viewer only) if not ready or backed up."""
+    return _protected_sender(dtls, srtp_protector)
+
+
+def _protected_sender(dtls: RTCDtlsTransport, protector: Callable[[pylibsrtp.Session], Callable[[bytes], bytes]]
+                      ) -> Callable[[bytes], bool]:
+    """The send path of RTP (to viewers) and RTCP (to publishers): protect with the
+    transport's SRTP context, sendto on its nominated pair. The protector is made once DTLS
+    has set up the context, and again if DTLS replaces it."""
     connection = dtls.transport._connection
     session: pylibsrtp.Session | None = None
     protect: Callable[[bytes], bytes] | None = None
@@ -626,7 +621,7 @@ def srtp_sender(dtls: RTCDtlsTransport) -> Callable[[bytes], bool]:
         if transport.is_closing() or transport.get_write_buffer_size() > MAX_SEND_BUFFER:
             return False
         if srtp is not session or protect is None:
-            protect = srtp_protector(srtp)
+            protect = protector(srtp)
             session = srtp
         transport.sendto(protect(data), pair.remote_addr)
         return True

@@ -376,7 +376,7 @@ def _next(due: float, interval: float, now: float) -> float:
 class PublisherReceiver:
     """RTCP for one publisher's RTP: statistics, NACK, PLI, transport feedback or REMB, RR."""
 
-    def __init__(self, *, send_rtcp: Callable[[bytes], None], kinds: dict[int, str], clock_rates: dict[int, int],
+    def __init__(self, *, send_rtcp: Callable[[bytes], object], kinds: dict[int, str], clock_rates: dict[int, int],
                  rtx: dict[int, int], extensions: dict[int, str], transport_cc: bool, remb: bool,
                  rtx_ssrcs: dict[int, int] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._send_rtcp = send_rtcp
@@ -550,13 +550,20 @@ class PublisherReceiver:
         self._send(rtcp.pli(self.ssrc, media_ssrc))
 
     def _want_keyframe(self, source: _Source, now: float) -> None:
+        if self._pli_due(source, now):
+            self._send(rtcp.pli(self.ssrc, source.ssrc))
+
+    @staticmethod
+    def _pli_due(source: _Source, now: float) -> bool:
+        """A PLI wanted for `source`: True (counted) if it may go now, else it stays pending
+        and poll() sends it once PLI_INTERVAL has passed."""
         if now + SLACK - source.pli_at >= PLI_INTERVAL:
             source.plis += 1
             source.pli_at = now
             source.pli_pending = False
-            self._send(rtcp.pli(self.ssrc, source.ssrc))
-        else:
-            source.pli_pending = True  # sent by poll() once the interval has passed
+            return True
+        source.pli_pending = True
+        return False
 
     def _send_nack(self, source: _Source, seqs: list[int]) -> None:
         for i in range(0, len(seqs), MAX_NACK_PER_PACKET):
@@ -597,14 +604,8 @@ class PublisherReceiver:
                 part = due[i : i + MAX_NACK_PER_PACKET]
                 source.nacked += len(part)
                 out.append(rtcp.nack(self.ssrc, source.ssrc, part))
-            if gave_up or (source.pli_pending and now + SLACK - source.pli_at >= PLI_INTERVAL):
-                if now + SLACK - source.pli_at >= PLI_INTERVAL:
-                    source.plis += 1
-                    source.pli_at = now
-                    source.pli_pending = False
-                    out.append(rtcp.pli(self.ssrc, source.ssrc))
-                else:
-                    source.pli_pending = True
+            if (gave_up or source.pli_pending) and self._pli_due(source, now):
+                out.append(rtcp.pli(self.ssrc, source.ssrc))
         compound = b""
         for packet in out:
             if compound and len(compound) + len(packet) > MAX_COMPOUND_BYTES:
