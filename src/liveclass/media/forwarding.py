@@ -542,9 +542,7 @@ class TrackFanout:
             # ones may have come before this publisher became the source
             layer.keyframes.request()
         else:
-            layer = self.layers[0]
-            if stream is not None and not stream.rtx:
-                layer.media_ssrc = ssrc
+            layer = self.layers[0]  # its media SSRC: noted by on_rtp from its first non-RTX packet
         if len(self._by_ssrc) < 4 * MAX_LAYERS:
             self._by_ssrc[ssrc] = layer
         return layer
@@ -871,10 +869,12 @@ class InputForwarder:
             if layer is not recorded:
                 if self._first_video is None:
                     self._first_video = now
-                if now - self._first_video < RECORD_PICK or layer is not fanout.top:
+                if now - self._first_video < RECORD_PICK:
                     return
                 if recorded is not None and recorded.active(now) and not layer.stable(now):
                     return  # the recorded layer still sends: move up only to a steady one
+                if layer is not fanout.top:  # last: it looks at every layer, per packet
+                    return
                 if not keyframe:
                     layer.keyframes.request()
                     return
