@@ -91,6 +91,18 @@ class Classroom:
         return self.sign_in(self.viewer, **options).new_page()
 
 
+def wait_for(page: Page, check: Callable[[], Any], timeout: float, what: str, step_ms: int = 250) -> Any:
+    """Poll a page-side condition through Playwright (page.wait_for_timeout keeps the page's
+    events flowing), bounded; fail naming `what` and its last value."""
+    deadline = time.monotonic() + timeout
+    value = check()
+    while not value and time.monotonic() < deadline:
+        page.wait_for_timeout(step_ms)
+        value = check()
+    assert value, f"{what}: not within {timeout:.0f} s (last: {value!r})"
+    return value
+
+
 def poll(predicate: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
     """Wait for a condition (e.g. a row the live server writes), bounded: its last value."""
     deadline = time.monotonic() + timeout

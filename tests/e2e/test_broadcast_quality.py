@@ -10,17 +10,15 @@ another refuses it (off), so the single-layer fallback is checked against a real
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from liveclass.mediabackends.base import MediaBackend
-from tests.e2e.browser import MEDIA_TIMEOUT_MS, Classroom, start_broadcast
+from tests.e2e.browser import MEDIA_TIMEOUT_MS, Classroom, start_broadcast, wait_for
 from tests.media.support import KEY, MediaServer, loopback_config, running_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,16 +52,6 @@ def layer_rows(page: Page) -> list[dict[str, str]]:
             fps: tr.dataset.fps, active: tr.dataset.active, text: tr.textContent}))"""
     )
 
-
-def wait_for(page: Page, check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll a page-side condition through Playwright (bounded); its last value on failure."""
-    deadline = time.monotonic() + timeout
-    value = check()
-    while not value and time.monotonic() < deadline:
-        page.wait_for_timeout(250)
-        value = check()
-    assert value, f"{what}: timed out"
-    return value
 
 
 def answer_sdp(page: Page) -> str:

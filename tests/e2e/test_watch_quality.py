@@ -23,7 +23,7 @@ from playwright.sync_api import Page, expect
 
 from liveclass.mediabackends.base import MediaBackend
 from liveclass.streams import services as streams
-from tests.e2e.browser import MEDIA_TIMEOUT_MS, Classroom, start_broadcast
+from tests.e2e.browser import MEDIA_TIMEOUT_MS, Classroom, start_broadcast, wait_for
 from tests.media.support import KEY, MediaServer, loopback_config, running_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -36,15 +36,6 @@ def single_layer_server() -> Iterator[MediaServer]:
     with running_server(loopback_config(MEDIA_SIMULCAST=False)) as server:
         yield server
 
-
-def wait_for(page: Page, check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    value = check()
-    while not value and time.monotonic() < deadline:
-        page.wait_for_timeout(250)
-        value = check()
-    assert value, f"{what}: timed out (last: {value!r})"
-    return value
 
 
 def go_live(room: Classroom, base: str) -> tuple[Page, str]:

@@ -361,6 +361,17 @@ class SimulcastPublisher:
             self.tl0[rid] = (self.tl0[rid] + 1) & 0xFF
 
 
+def watching_simulcast() -> tuple[InputForwarder, SimulcastPublisher, Capture, ViewerLeg]:
+    """A three-layer publisher and one viewer that joined after its first keyframes (fast start)."""
+    f, _requests = forwarder()
+    pub = SimulcastPublisher(f)
+    cap = Capture()
+    v = viewer(cap)
+    pub.frame(keyframe=True)
+    f.add_viewer("video", v)
+    return f, pub, cap, v
+
+
 def ids_of(cap: Capture) -> list[tuple[int, int, int, int]]:
     """(seq, timestamp, picture id, TL0PICIDX) of what a viewer got."""
     out = []
@@ -425,12 +436,7 @@ def test_a_layer_switch_waits_for_a_keyframe_and_keeps_every_id_continuous() -> 
 
 
 def test_nacks_after_a_switch_are_answered_from_the_new_layer() -> None:
-    f, _requests = forwarder()
-    pub = SimulcastPublisher(f)
-    cap = Capture()
-    v = viewer(cap)
-    pub.frame(keyframe=True)
-    f.add_viewer("video", v)
+    f, pub, cap, v = watching_simulcast()
     f.set_max_layer(v, 1)
     pub.frame(keyframe=True)
     pub.frame()
@@ -476,12 +482,7 @@ def test_the_recording_takes_the_top_layer_and_follows_its_pauses() -> None:
 
 
 def test_viewer_rtcp_loss_and_remb_move_it_down_at_once() -> None:
-    f, _requests = forwarder()
-    pub = SimulcastPublisher(f)
-    cap = Capture()
-    v = viewer(cap)
-    pub.frame(keyframe=True)
-    f.add_viewer("video", v)
+    f, _pub, _cap, v = watching_simulcast()
     layers = f.fanouts["video"].layers
     for layer, rate in zip(layers, (150_000.0, 500_000.0, 2_500_000.0), strict=True):
         layer.rate = rate
@@ -494,12 +495,7 @@ def test_viewer_rtcp_loss_and_remb_move_it_down_at_once() -> None:
 
 
 def test_a_nack_for_a_packet_from_before_a_switch_is_not_answered_from_the_new_layer() -> None:
-    f, _requests = forwarder()
-    pub = SimulcastPublisher(f)
-    cap = Capture()
-    v = viewer(cap)
-    pub.frame(keyframe=True)
-    f.add_viewer("video", v)
+    f, pub, cap, v = watching_simulcast()
     pub.frame()
     before = cap.parsed()[-1].sequence_number  # the top layer's, before the switch
     f.set_max_layer(v, 1)

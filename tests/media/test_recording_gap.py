@@ -13,6 +13,7 @@ import fractions
 import itertools
 import math
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,10 @@ class Source:
         self.kind, self.codec = kind, codec
 
 
-def record(tmp_path: Path, gap: float) -> tuple[Recorder, hls.Playlist]:
+def recorded(tmp_path: Path, name: str, feed: Callable[[Recorder, Clock, list[Any]], None]
+             ) -> tuple[Recorder, hls.Playlist]:
+    """A Recorder on a simulated clock, given H.264 + Opus sources and what `feed(recorder,
+    clock, tracks)` sends; finished, and its playlist read back."""
     clock = Clock()
     done = threading.Event()
     infos: list[hls.RecordingInfo | None] = []
@@ -132,17 +136,11 @@ def record(tmp_path: Path, gap: float) -> tuple[Recorder, hls.Playlist]:
         done.set()
 
     try:
-        recorder = Recorder(tmp_path, "input-gap", "rec-gap", segment_seconds=SEGMENT_SECONDS, max_queue=100_000,
-                            on_done=on_done, loop=loop, clock=clock)
+        recorder = Recorder(tmp_path, f"input-{name}", f"rec-{name}", segment_seconds=SEGMENT_SECONDS,
+                            max_queue=100_000, on_done=on_done, loop=loop, clock=clock)
         tracks: list[Any] = [Source("video", "h264"), Source("audio", "opus")]  # what on_source reads
         recorder.on_source(tracks)
-        publisher = FakeLivePublisher()
-        send(recorder, clock, publisher, 4.0, first_key=True)
-        publisher.skip(gap)
-        clock.now += gap
-        # After the cut the publisher's next frame is a delta frame: the recorder must wait for
-        # (and ask for) a keyframe; the publisher's GOP brings one within a second.
-        send(recorder, clock, publisher, 4.0, first_key=False)
+        feed(recorder, clock, tracks)
         recorder.finish()
         assert done.wait(60), "the recorder did not finish within 60 s"
     finally:
@@ -151,6 +149,19 @@ def record(tmp_path: Path, gap: float) -> tuple[Recorder, hls.Playlist]:
     playlist = hls.read_playlist(recorder.dir)
     assert playlist is not None and playlist.ended
     return recorder, playlist
+
+
+def record(tmp_path: Path, gap: float) -> tuple[Recorder, hls.Playlist]:
+    def feed(recorder: Recorder, clock: Clock, _tracks: list[Any]) -> None:
+        publisher = FakeLivePublisher()
+        send(recorder, clock, publisher, 4.0, first_key=True)
+        publisher.skip(gap)
+        clock.now += gap
+        # After the cut the publisher's next frame is a delta frame: the recorder must wait for
+        # (and ask for) a keyframe; the publisher's GOP brings one within a second.
+        send(recorder, clock, publisher, 4.0, first_key=False)
+
+    return recorded(tmp_path, "gap", feed)
 
 
 def decode(directory: Path, playlist: hls.Playlist) -> list[dict[str, float]]:

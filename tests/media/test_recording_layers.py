@@ -14,10 +14,8 @@ a simulated clock, as in test_recording_gap.py."""
 from __future__ import annotations
 
 import array
-import asyncio
 import fractions
 import itertools
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ from aiortc.codecs.h264 import H264Encoder
 
 from liveclass.media.recording import hls
 from liveclass.media.recording.recorder import Recorder
-from tests.media.test_recording_gap import FPS, Clock, FakeLivePublisher, Source
+from tests.media.test_recording_gap import FPS, Clock, FakeLivePublisher, recorded
 
 pytestmark = pytest.mark.timeout(120)
 SEGMENT_SECONDS = 2.0
@@ -100,30 +98,10 @@ def live(recorder: Recorder, clock: Clock, publisher: LayeredPublisher, rid: str
 
 
 def run(tmp_path: Path, script: Any) -> tuple[Recorder, hls.Playlist]:
-    """A recording of what `script(recorder, clock, publisher)` sends, finished and read back."""
-    clock = Clock()
-    done = threading.Event()
-    infos: list[hls.RecordingInfo | None] = []
-    loop = asyncio.new_event_loop()  # keyframe requests are queued to it; no forwarder here
-
-    def on_done(_recorder: Recorder, info: hls.RecordingInfo | None) -> None:
-        infos.append(info)
-        done.set()
-
-    try:
-        recorder = Recorder(tmp_path, "input-layers", "rec-layers", segment_seconds=SEGMENT_SECONDS,
-                            max_queue=100_000, on_done=on_done, loop=loop, clock=clock)
-        tracks: list[Any] = [Source("video", "h264"), Source("audio", "opus")]
-        recorder.on_source(tracks)
-        script(recorder, clock, LayeredPublisher(), tracks)
-        recorder.finish()
-        assert done.wait(60), "the recorder did not finish within 60 s"
-    finally:
-        loop.close()
-    assert infos and infos[0] is not None, "nothing recorded"
+    """A recording of what `script(recorder, clock, publisher, tracks)` sends, finished and read back."""
+    recorder, playlist = recorded(
+        tmp_path, "layers", lambda recorder, clock, tracks: script(recorder, clock, LayeredPublisher(), tracks))
     assert [p.name for p in tmp_path.iterdir()] == ["rec-layers"]  # one recording
-    playlist = hls.read_playlist(recorder.dir)
-    assert playlist is not None and playlist.ended
     return recorder, playlist
 
 

@@ -35,7 +35,7 @@ from liveclass.mediabackends.base import MediaBackend
 from liveclass.streams import services as streams
 from liveclass.streams.models import LiveStreamSession
 from tests import netns
-from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, MEDIA_TIMEOUT_MS, TIMEOUT_MS, start_broadcast
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, MEDIA_TIMEOUT_MS, TIMEOUT_MS, start_broadcast, wait_for
 from tests.media.support import KEY, token
 from tests.network.support import (
     camera_source,
@@ -103,16 +103,6 @@ def video_layers(studio: Page) -> list[dict[str, Any]]:
     return [s for s in outbound(studio)["streams"] if s["kind"] == "video"]
 
 
-def poll(page: Page, what: str, check: Callable[[], Any], timeout: float, step_ms: int = 500) -> Any:
-    """`check()` until it returns something true (bounded); fail naming `what` and its last value."""
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {value!r})")
-        page.wait_for_timeout(step_ms)
-    return value
-
-
 @pytest.mark.django_db(transaction=True)
 def test_each_viewer_gets_the_layer_its_link_carries(
     namespace: netns.Namespace,
@@ -151,8 +141,8 @@ def test_each_viewer_gets_the_layer_its_link_carries(
             return layers if len(sending) >= 3 and max(s["width"] for s in sending) >= 1280 else None
 
         try:
-            layers = poll(studio, "the publisher sending three layers, the top at 1280 wide", three_layers,
-                          LAYERS_WITHIN_S)
+            layers = wait_for(studio, three_layers, LAYERS_WITHIN_S,
+                              "the publisher sending three layers, the top at 1280 wide", step_ms=500)
         finally:
             report(record_property, "publisher_layers", [(s["rid"], f"{s['width']}x{s['height']}", s["reason"])
                                                          for s in video_layers(studio)])
@@ -185,8 +175,8 @@ def test_each_viewer_gets_the_layer_its_link_carries(
             if name != "low":
                 wait_player(page, f"the {name} viewer playing", lambda p: p["frames"] > 0, MEDIA_TIMEOUT_MS / 1000)
             else:
-                poll(page, "the low viewer decoding", lambda: inbound(low)["framesDecoded"] > 0,
-                     MEDIA_TIMEOUT_MS / 1000)
+                wait_for(page, lambda: inbound(low)["framesDecoded"] > 0, MEDIA_TIMEOUT_MS / 1000,
+                         "the low viewer decoding", step_ms=500)
             watch_frames(page)
         joined = time.monotonic()
         publisher0 = sum(s["pliCount"] for s in video_layers(studio))
