@@ -294,6 +294,7 @@ class Viewer:
         self.posted_at = 0.0
         self.connected_at: float | None = None
         self.frame_event = asyncio.Event()
+        self.audio_event = asyncio.Event()
         self.location: str | None = None
         self.response: httpx.Response | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -315,6 +316,7 @@ class Viewer:
                     self.frame_event.set()
                 else:
                     self.audio_frames += 1
+                    self.audio_event.set()
         except (MediaStreamError, asyncio.CancelledError):
             pass
 
@@ -333,10 +335,19 @@ class Viewer:
         return response
 
     async def wait_frames(self, count: int, timeout: float) -> None:
+        await self._wait(lambda: self.frames, self.frame_event, count, timeout)
+
+    async def wait_audio_frames(self, count: int, timeout: float) -> None:
+        """Decoded audio frames: they start after video's (a joining viewer's video comes at once
+        from the keyframe cache; audio waits for its jitter buffer)."""
+        await self._wait(lambda: self.audio_frames, self.audio_event, count, timeout)
+
+    @staticmethod
+    async def _wait(counter: Callable[[], int], event: asyncio.Event, count: int, timeout: float) -> None:
         async def enough() -> None:
-            while self.frames < count:
-                self.frame_event.clear()
-                await self.frame_event.wait()
+            while counter() < count:
+                event.clear()
+                await event.wait()
 
         await asyncio.wait_for(enough(), timeout)
 

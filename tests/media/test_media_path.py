@@ -71,6 +71,7 @@ def test_publisher_fans_out_to_decoding_viewers(media_server: MediaServer, codec
             for viewer in viewers:
                 assert (await viewer.start()).status_code == 201
             await asyncio.gather(*(v.wait_frames(45, 20) for v in viewers))
+            await asyncio.gather(*(v.wait_audio_frames(1, 5) for v in viewers))
             for viewer in viewers:
                 assert viewer.sizes == {(320, 240)}
                 assert viewer.audio_frames > 0  # Opus forwarded and decoded too
@@ -298,6 +299,7 @@ def test_ffmpeg_whip_publisher_h264_opus(media_server: MediaServer) -> None:
                     1000 * (viewer.first_frame_at - viewer.connected_at),
                     1000 * (viewer.first_frame_at - viewer.posted_at))
         assert viewer.sizes == {(640, 360)}
+        await viewer.wait_audio_frames(1, 5)
         assert viewer.audio_frames > 0
         description = media_server.registry.describe(input_id)
         assert description["publisher"]["codecs"] == {"video": "h264", "audio": "opus"}
